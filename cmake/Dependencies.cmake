@@ -1,0 +1,110 @@
+# Finds every dependency and prints one line per component: found/built or not, and why.
+include(FindPkgConfig)
+
+function(coatnet_report name state detail)
+  string(LENGTH "${name}" _len)
+  math(EXPR _pad "16 - ${_len}")
+  string(REPEAT " " ${_pad} _spaces)
+  message(STATUS "coatnet: ${name}${_spaces} ${state} ${detail}")
+endfunction()
+
+# --- LibTorch: Torch_DIR, CMAKE_PREFIX_PATH, or the wheel in .venv (launch/setup.sh) ---------
+if(NOT Torch_DIR AND EXISTS ${CMAKE_SOURCE_DIR}/.venv/bin/python)
+  execute_process(
+    COMMAND ${CMAKE_SOURCE_DIR}/.venv/bin/python -c
+            "import torch.utils; print(torch.utils.cmake_prefix_path)"
+    OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  if(_torch_prefix)
+    list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
+  endif()
+endif()
+# The CUDA build of LibTorch insists on a CUDA toolkit; a toolkit in the default place is used.
+if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+endif()
+find_package(Torch QUIET)
+if(NOT Torch_FOUND)
+  message(FATAL_ERROR
+    "coatnet: LibTorch not found. Run launch/setup.sh (installs the pinned torch wheel into .venv), "
+    "or point the build at an existing LibTorch 2.x: cmake -DTorch_DIR=/path/to/libtorch/share/cmake/Torch")
+endif()
+# The wheel's libtorch_cuda finds its CUDA libraries (NCCL, cuDNN, ...) in the wheel's nvidia/
+# folders through its RPATH at run time. The linker, though, searches -rpath folders first and
+# would check it against an older NCCL in the toolkit, so point it at the wheel's copies first.
+get_filename_component(_torch_root "${Torch_DIR}/../../.." ABSOLUTE)
+file(GLOB _wheel_cuda_libs "${_torch_root}/../nvidia/*/lib")
+foreach(_dir ${_wheel_cuda_libs})
+  add_link_options("LINKER:-rpath-link,${_dir}")
+endforeach()
+# TorchConfig adds its flags (ABI define, -D_GLIBCXX_USE_CXX11_ABI) through TORCH_CXX_FLAGS.
+set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
+set(COATNET_TORCH_CUDA OFF)
+if(TARGET torch_cuda OR CAFFE2_USE_CUDA OR TORCH_CUDA_LIBRARIES)
+  set(COATNET_TORCH_CUDA ON)
+endif()
+coatnet_report("LibTorch" "found" "${Torch_VERSION} (${Torch_DIR}), CUDA build: ${COATNET_TORCH_CUDA}")
+
+# --- CUDA parts: only when LibTorch has CUDA and nvcc is present ------------------------------
+include(CheckLanguage)
+check_language(CUDA)
+set(COATNET_WITH_CUDA OFF)
+if(COATNET_TORCH_CUDA AND CMAKE_CUDA_COMPILER)
+  enable_language(CUDA)
+  set(COATNET_WITH_CUDA ON)
+  coatnet_report("CUDA" "found" "nvcc ${CMAKE_CUDA_COMPILER_VERSION}: CUDA sources (src/cuda, comm-nccl) build with it")
+elseif(NOT COATNET_TORCH_CUDA)
+  coatnet_report("CUDA" "off" "(LibTorch is a CPU build)")
+else()
+  coatnet_report("CUDA" "off" "(no nvcc found; set CMAKE_CUDA_COMPILER)")
+endif()
+
+# --- MPI ---------------------------------------------------------------------------------------
+find_package(MPI COMPONENTS C)
+if(MPI_C_FOUND)
+  coatnet_report("MPI" "found" "MPI ${MPI_C_VERSION}, ${MPIEXEC_EXECUTABLE}")
+else()
+  message(FATAL_ERROR "coatnet: MPI not found: apt-get install libopenmpi-dev openmpi-bin, "
+                      "or set MPI_HOME to your MPI installation")
+endif()
+find_program(MPIEXEC_EXECUTABLE NAMES mpirun mpiexec)
+
+# --- HDF5 (C API, serial) ---------------------------------------------------------------------
+find_package(HDF5 COMPONENTS C)
+if(HDF5_FOUND)
+  coatnet_report("HDF5" "found" "${HDF5_VERSION}")
+else()
+  message(FATAL_ERROR "coatnet: HDF5 not found: apt-get install libhdf5-dev, or set HDF5_ROOT")
+endif()
+
+# --- yaml-cpp ---------------------------------------------------------------------------------
+find_package(yaml-cpp REQUIRED)
+coatnet_report("yaml-cpp" "found" "${yaml-cpp_VERSION}")
+
+# --- Boost (DLL for plugins, Stacktrace for fatal errors) -------------------------------------
+find_package(Boost 1.71 REQUIRED COMPONENTS filesystem)
+coatnet_report("Boost" "found" "${Boost_VERSION}")
+
+# --- TurboJPEG, xxHash (pkg-config) ----------------------------------------------------------
+pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
+coatnet_report("TurboJPEG" "found" "${TURBOJPEG_VERSION}")
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+coatnet_report("xxHash" "found" "${XXHASH_VERSION}")
+
+# --- GoogleTest -------------------------------------------------------------------------------
+find_package(GTest REQUIRED)
+coatnet_report("GTest" "found" "${GTest_VERSION}")
+
+# --- Python with torch + timm, for the parity tests against the reference implementation -----
+set(COATNET_PYTHON "${CMAKE_SOURCE_DIR}/.venv/bin/python" CACHE FILEPATH "python with torch+timm")
+if(EXISTS ${COATNET_PYTHON})
+  execute_process(COMMAND ${COATNET_PYTHON} -c "import timm, safetensors; print(timm.__version__)"
+                  OUTPUT_VARIABLE _timm_version OUTPUT_STRIP_TRAILING_WHITESPACE
+                  RESULT_VARIABLE _timm_rc ERROR_QUIET)
+endif()
+if(_timm_rc EQUAL 0)
+  set(COATNET_HAVE_TIMM ON)
+  coatnet_report("timm" "found" "${_timm_version}: parity tests enabled")
+else()
+  set(COATNET_HAVE_TIMM OFF)
+  coatnet_report("timm" "not found" "(parity tests will report a skip; launch/setup.sh installs it)")
+endif()

@@ -1,0 +1,57 @@
+// Command-line parsing for the `coatnet` subcommands: declared options, `--help`, and a
+// UsageError (exit 2, usage on stderr) for anything unknown or malformed.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace coatnet::cli {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Thrown by parse() when --help was given; the command prints usage() to stdout and exits 0.
+struct HelpRequested {};
+
+class ArgParser {
+ public:
+  ArgParser(std::string command, std::string summary);
+  ArgParser& option(const std::string& name, const std::string& metavar, const std::string& help,
+                    const std::string& default_value = "");
+  ArgParser& required(const std::string& name, const std::string& metavar, const std::string& help);
+  ArgParser& repeated(const std::string& name, const std::string& metavar, const std::string& help);
+  ArgParser& flag(const std::string& name, const std::string& help);
+  ArgParser& epilog(const std::string& text);
+
+  void parse(int argc, char** argv);  // argv[0] is the subcommand name
+
+  std::string usage() const;
+  bool has(const std::string& name) const;
+  const std::string& get(const std::string& name) const;
+  int get_int(const std::string& name) const;
+  const std::vector<std::string>& all(const std::string& name) const;
+
+ private:
+  struct Spec {
+    std::string name, metavar, help, default_value;
+    bool is_flag = false, is_required = false, is_repeated = false;
+  };
+  const Spec* find(const std::string& name) const;
+
+  std::string command_, summary_, epilog_;
+  std::vector<Spec> specs_;
+  std::map<std::string, std::vector<std::string>> values_;
+};
+
+// Runs a subcommand body: HelpRequested -> usage on stdout, exit 0; UsageError -> message and
+// usage on stderr, exit 2; any other exception -> "coatnet CMD: error: ..." on stderr, exit 1.
+template <typename Body>
+int run_command(ArgParser& parser, int argc, char** argv, Body body);
+
+}  // namespace coatnet::cli
+
+#include "cli/args_impl.h"

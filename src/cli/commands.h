@@ -1,0 +1,24 @@
+// The `coatnet` subcommands. Each takes (argc, argv) with argv[0] = the subcommand name and
+// returns the process exit code: 0 ok, 1 error, 2 usage error.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace coatnet::config {
+class Config;
+}
+
+namespace coatnet::cli {
+
+int cmd_info(int argc, char** argv);
+int cmd_forward(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+
+class ArgParser;
+// The options that select a model (--model, --image-size, --num-classes, --config, --set),
+// shared by info and forward, and the resolved config they describe.
+void add_model_options(ArgParser& parser);
+config::Config model_config_from(const ArgParser& parser);
+
+}  // namespace coatnet::cli

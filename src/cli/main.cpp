@@ -1,0 +1,65 @@
+// coatnet: one CLI, git-style subcommands.
+//   cli/cmd_info.cpp      info     parameters, MACs and stage shapes of a model
+//   cli/cmd_forward.cpp   forward  run a model on a safetensors input (weights and parity checks)
+//   cli/cmd_train.cpp     train    resolve and print the training config
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "util/text.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int, char**);
+};
+
+const Command kCommands[] = {
+    {"info", "parameters, GMACs and per-stage output shapes of a model", coatnet::cli::cmd_info},
+    {"forward", "run a model on a safetensors input and write the logits",
+     coatnet::cli::cmd_forward},
+    {"train", "train a model (resolve and print its config with --print-config)",
+     coatnet::cli::cmd_train},
+};
+
+std::string usage() {
+  std::string out =
+      "usage: coatnet <command> [options]   (coatnet <command> --help for its options)\n\n"
+      "CoAtNet training and tools, data-parallel under mpirun.\n\ncommands:\n";
+  for (const auto& c : kCommands) {
+    std::string line = std::string("  ") + c.name;
+    line.append(12 - line.size(), ' ');
+    out += line + c.summary + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(usage().c_str(), stderr);
+    return 2;
+  }
+  std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    std::fputs(usage().c_str(), stdout);
+    return 0;
+  }
+  if (name == "--version") {
+    std::puts("coatnet " COATNET_VERSION);
+    return 0;
+  }
+  std::vector<std::string> names;
+  for (const auto& c : kCommands) {
+    if (name == c.name) return c.run(argc - 1, argv + 1);
+    names.push_back(c.name);
+  }
+  std::fprintf(stderr, "coatnet: unknown command '%s'%s\n\n%s", name.c_str(),
+               coatnet::text::did_you_mean(name, names).c_str(), usage().c_str());
+  return 2;
+}

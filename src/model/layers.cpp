@@ -1,0 +1,116 @@
+#include "model/layers.h"
+
+#include <ATen/ATen.h>
+
+#include "model/macs.h"
+
+namespace coatnet::model {
+
+at::Tensor activate(const at::Tensor& x, Act act) {
+  switch (act) {
+    case Act::None:
+      return x;
+    case Act::GELU:
+      return at::gelu(x);
+    case Act::SiLU:
+      return at::silu(x);
+    case Act::ReLU:
+      return at::relu(x);
+    case Act::Tanh:
+      return at::tanh(x);
+  }
+  return x;
+}
+
+int make_divisible(double v, int divisor) {
+  int nv = std::max(divisor, static_cast<int>(v + divisor / 2.0) / divisor * divisor);
+  if (nv < 0.9 * v) nv += divisor;
+  return nv;
+}
+
+at::Tensor drop_path(const at::Tensor& x, double rate, bool training) {
+  if (!training || rate <= 0.0) return x;
+  double keep = 1.0 - rate;
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  at::Tensor mask = at::empty(shape, x.options()).bernoulli_(keep);
+  return x * mask.div_(keep);
+}
+
+torch::nn::Conv2d make_conv(int in, int out, int k, int stride, bool bias, int groups) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k)
+                               .stride(stride)
+                               .padding((k - 1) / 2)
+                               .groups(groups)
+                               .bias(bias));
+}
+
+at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x) {
+  at::Tensor y = c->forward(x);
+  count_conv(c->weight, y);
+  return y;
+}
+
+at::Tensor linear(torch::nn::Linear& l, const at::Tensor& x) {
+  at::Tensor y = l->forward(x);
+  count_dot(y.numel(), l->weight.size(1));
+  return y;
+}
+
+torch::nn::BatchNorm2d make_bn(int channels, double eps) {
+  return torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(channels).eps(eps).momentum(0.1));
+}
+
+LayerNorm2dImpl::LayerNorm2dImpl(const LayerNorm2dOptions& o) : options(o) {
+  weight = register_parameter("weight", at::ones({o.channels()}));
+  bias = register_parameter("bias", at::zeros({o.channels()}));
+}
+
+at::Tensor LayerNorm2dImpl::forward(const at::Tensor& x) {
+  // Normalise over C in NHWC view; the permutes are free views for channels-last inputs.
+  at::Tensor y =
+      at::layer_norm(x.permute({0, 2, 3, 1}), {options.channels()}, weight, bias, options.eps());
+  return y.permute({0, 3, 1, 2});
+}
+
+Downsample2dImpl::Downsample2dImpl(int in, int out, bool bias) {
+  if (in != out) expand = register_module("expand", make_conv(in, out, 1, 1, bias));
+}
+
+at::Tensor Downsample2dImpl::forward(const at::Tensor& x) {
+  at::Tensor y = at::avg_pool2d(x, {2, 2}, {2, 2});
+  return expand ? conv(expand, y) : y;
+}
+
+SqueezeExciteImpl::SqueezeExciteImpl(int channels, int reduced, Act a) : act(a) {
+  fc1 = register_module("fc1", make_conv(channels, reduced, 1, 1, true));
+  fc2 = register_module("fc2", make_conv(reduced, channels, 1, 1, true));
+}
+
+at::Tensor SqueezeExciteImpl::forward(const at::Tensor& x) {
+  at::Tensor s = x.mean({2, 3}, /*keepdim=*/true);
+  s = conv(fc2, activate(conv(fc1, s), act));
+  return x * s.sigmoid();
+}
+
+StemImpl::StemImpl(int in_chans, const std::vector<int>& w, const ConvBlockSpec& spec)
+    : act(spec.act) {
+  conv1 = register_module("conv1", make_conv(in_chans, w.front(), 3, 2));
+  norm1 = register_module("norm1", make_bn(w.front(), spec.bn_eps));
+  conv2 = register_module("conv2", make_conv(w.front(), w.back(), 3, 1));
+}
+
+at::Tensor StemImpl::forward(const at::Tensor& x) {
+  return conv(conv2, activate(norm1->forward(conv(conv1, x)), act));
+}
+
+ConvMlpImpl::ConvMlpImpl(int channels, int hidden, Act a) : act(a) {
+  fc1 = register_module("fc1", make_conv(channels, hidden, 1, 1, true));
+  fc2 = register_module("fc2", make_conv(hidden, channels, 1, 1, true));
+}
+
+at::Tensor ConvMlpImpl::forward(const at::Tensor& x) {
+  return conv(fc2, activate(conv(fc1, x), act));
+}
+
+}  // namespace coatnet::model

@@ -1,0 +1,87 @@
+// Small building blocks shared by the CoAtNet blocks. Module and parameter names follow timm's
+// state_dict keys (e.g. `se.fc1.weight`), so timm weights load by name.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+
+#include "model/variants.h"
+
+namespace coatnet::model {
+
+at::Tensor activate(const at::Tensor& x, Act act);
+
+// timm's make_divisible: round to a multiple of `divisor`, never more than 10% below v.
+int make_divisible(double v, int divisor = 8);
+
+// Per-sample stochastic depth: zero whole residual branches with probability `rate` in training
+// and rescale the survivors, identity in eval.
+at::Tensor drop_path(const at::Tensor& x, double rate, bool training);
+
+// Convolution with MAC counting; `padding` is symmetric ((k-1)/2 for the odd kernels used here).
+torch::nn::Conv2d make_conv(int in, int out, int k, int stride = 1, bool bias = false,
+                            int groups = 1);
+at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x);
+at::Tensor linear(torch::nn::Linear& l, const at::Tensor& x);
+torch::nn::BatchNorm2d make_bn(int channels, double eps);
+
+// LayerNorm over the channels of an NCHW tensor (timm's LayerNorm2d).
+//   LayerNorm2d norm(LayerNorm2dOptions(96)); y = norm(x);
+struct LayerNorm2dOptions {
+  explicit LayerNorm2dOptions(int64_t channels) : channels_(channels) {}
+  TORCH_ARG(int64_t, channels);
+  TORCH_ARG(double, eps) = 1e-6;
+};
+class LayerNorm2dImpl : public torch::nn::Module {
+ public:
+  explicit LayerNorm2dImpl(const LayerNorm2dOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+  LayerNorm2dOptions options;
+  at::Tensor weight, bias;
+};
+TORCH_MODULE(LayerNorm2d);
+
+// 2x2 average pooling, then a 1x1 conv when the width changes (timm's Downsample2d, avg2).
+class Downsample2dImpl : public torch::nn::Module {
+ public:
+  Downsample2dImpl(int in, int out, bool bias);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Conv2d expand{nullptr};
+};
+TORCH_MODULE(Downsample2d);
+
+// Squeeze-and-excitation: global mean -> 1x1 reduce -> act -> 1x1 expand -> sigmoid gate.
+class SqueezeExciteImpl : public torch::nn::Module {
+ public:
+  SqueezeExciteImpl(int channels, int reduced, Act act);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
+  Act act;
+};
+TORCH_MODULE(SqueezeExcite);
+
+// Stem: 3x3/2 conv -> BN + act -> 3x3 conv (the first block's pre-norm follows).
+class StemImpl : public torch::nn::Module {
+ public:
+  StemImpl(int in_chans, const std::vector<int>& widths, const ConvBlockSpec& spec);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::BatchNorm2d norm1{nullptr};
+  Act act;
+};
+TORCH_MODULE(Stem);
+
+// 1x1 conv MLP of the transformer blocks (timm's ConvMlp).
+class ConvMlpImpl : public torch::nn::Module {
+ public:
+  ConvMlpImpl(int channels, int hidden, Act act);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
+  Act act;
+};
+TORCH_MODULE(ConvMlp);
+
+}  // namespace coatnet::model

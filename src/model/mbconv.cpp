@@ -1,0 +1,43 @@
+#include "model/mbconv.h"
+
+#include <ATen/ATen.h>
+
+namespace coatnet::model {
+
+MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
+  const ConvBlockSpec& s = o.spec();
+  int mid = make_divisible((s.expand_output ? o.out() : o.in()) * s.expand_ratio);
+  if (o.stride() == 2)
+    shortcut = register_module("shortcut", Downsample2d(o.in(), o.out(), s.output_bias));
+  int stride_1x1 = s.stride_mode == StrideMode::Conv1x1 ? o.stride() : 1;
+  int stride_dw = s.stride_mode == StrideMode::Dw ? o.stride() : 1;
+  pre_norm = register_module("pre_norm", make_bn(o.in(), s.bn_eps));
+  conv1_1x1 = register_module("conv1_1x1", make_conv(o.in(), mid, 1, stride_1x1));
+  norm1 = register_module("norm1", make_bn(mid, s.bn_eps));
+  conv2_kxk = register_module("conv2_kxk", make_conv(mid, mid, 3, stride_dw, false, mid));
+  int reduced = static_cast<int>(s.se_ratio * (s.expand_output ? o.out() : mid));
+  se = SqueezeExcite(mid, reduced, s.se_act);
+  // timm registers se_early before norm2 and se after it; the order decides state_dict order.
+  if (s.se_early) register_module("se_early", se);
+  norm2 = register_module("norm2", make_bn(mid, s.bn_eps));
+  if (!s.se_early) register_module("se", se);
+  conv3_1x1 = register_module("conv3_1x1", make_conv(mid, o.out(), 1, 1, s.output_bias));
+}
+
+at::Tensor MbConvImpl::forward(const at::Tensor& x) {
+  const ConvBlockSpec& s = options.spec();
+  at::Tensor shortcut_x = shortcut ? shortcut->forward(x) : x;
+  at::Tensor y = pre_norm->forward(x);
+  if (s.pre_norm_act) y = activate(y, s.act);
+  if (s.stride_mode == StrideMode::Pool && options.stride() == 2)
+    y = at::avg_pool2d(y, {2, 2}, {2, 2});
+  y = activate(norm1->forward(conv(conv1_1x1, y)), s.act);
+  y = conv(conv2_kxk, y);
+  if (s.se_early) y = se->forward(y);
+  y = activate(norm2->forward(y), s.act);
+  if (!s.se_early) y = se->forward(y);
+  y = conv(conv3_1x1, y);
+  return drop_path(y, options.drop_path(), is_training()) + shortcut_x;
+}
+
+}  // namespace coatnet::model

@@ -1,0 +1,63 @@
+#include "model/transformer.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/pooling.h>
+
+#include "model/macs.h"
+
+namespace coatnet::model {
+
+Attention2dImpl::Attention2dImpl(int in, int out, int grid_h, int grid_w,
+                                 const TransformerBlockSpec& spec) {
+  int dim_attn = spec.expand_first ? out : in;
+  dim_head = spec.dim_head;
+  heads = dim_attn / dim_head;
+  qkv = register_module("qkv", make_conv(in, dim_attn * 3, 1, 1, true));
+  rel_pos = register_module("rel_pos", RelPosBias(grid_h, grid_w, heads));
+  proj = register_module("proj", make_conv(dim_attn, out, 1, 1, true));
+}
+
+at::Tensor Attention2dImpl::forward(const at::Tensor& x) {
+  const int64_t b = x.size(0), h = x.size(2), w = x.size(3), n = h * w;
+  TORCH_CHECK(h == rel_pos->h && w == rel_pos->w, "attention built for a ", rel_pos->h, "x",
+              rel_pos->w, " grid got a ", h, "x", w,
+              " feature map: build the model for this "
+              "image size (model.image_size) instead");
+  // Channels are laid out head-first: [q_h0 k_h0 v_h0 q_h1 ...], each dim_head wide (timm).
+  auto qkv_parts = conv(qkv, x).view({b, heads, 3 * dim_head, n}).chunk(3, 2);
+  auto tokens = [](const at::Tensor& t) { return t.transpose(-1, -2).contiguous(); };
+  at::Tensor out =
+      at::scaled_dot_product_attention(tokens(qkv_parts[0]), tokens(qkv_parts[1]),
+                                       tokens(qkv_parts[2]), rel_pos->bias().to(x.dtype()));
+  count_dot(2 * b * heads * n * n, dim_head);  // q·k and attn·v
+  return conv(proj, out.transpose(-1, -2).reshape({b, heads * dim_head, h, w}));
+}
+
+TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : options(o) {
+  const TransformerBlockSpec& s = o.spec();
+  auto norm = LayerNorm2d(LayerNorm2dOptions(o.in()).eps(s.ln_eps));
+  if (o.stride() == 2) {
+    shortcut = register_module("shortcut", Downsample2d(o.in(), o.out(), s.shortcut_bias));
+    norm1_down = register_module(
+        "norm1", torch::nn::Sequential(
+                     {{"norm", norm},
+                      {"down", torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2))}}));
+  } else {
+    TORCH_CHECK(o.in() == o.out(), "a stride-1 transformer block keeps its width, got ", o.in(),
+                " -> ", o.out());
+    norm1 = register_module("norm1", norm);
+  }
+  attn = register_module("attn", Attention2d(o.in(), o.out(), o.grid(), o.grid(), s));
+  norm2 = register_module("norm2", LayerNorm2d(LayerNorm2dOptions(o.out()).eps(s.ln_eps)));
+  mlp = register_module("mlp", ConvMlp(o.out(), static_cast<int>(o.out() * s.mlp_ratio), s.act));
+}
+
+at::Tensor TransformerBlockImpl::forward(const at::Tensor& x) {
+  bool train = is_training();
+  at::Tensor y = (shortcut ? shortcut->forward(x) : x) +
+                 drop_path(attn->forward(norm1 ? norm1->forward(x) : norm1_down->forward(x)),
+                           options.drop_path(), train);
+  return y + drop_path(mlp->forward(norm2->forward(y)), options.drop_path(), train);
+}
+
+}  // namespace coatnet::model

@@ -1,0 +1,52 @@
+// The paper's "T" block on NCHW feature maps: pre-norm relative attention and a 1x1-conv MLP.
+//   x = shortcut(x) + drop_path(attn(norm1(x)));  x = x + drop_path(mlp(norm2(x)))
+// The first block of a stage downsamples: norm1 pools after normalising and the shortcut is a
+// pooled projection.
+#pragma once
+
+#include "model/layers.h"
+#include "model/relpos.h"
+
+namespace coatnet::model {
+
+// Multi-head self-attention over all H×W positions with a relative position bias.
+class Attention2dImpl : public torch::nn::Module {
+ public:
+  Attention2dImpl(int in, int out, int grid_h, int grid_w, const TransformerBlockSpec& spec);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Conv2d qkv{nullptr}, proj{nullptr};
+  RelPosBias rel_pos{nullptr};
+  int heads, dim_head;
+};
+TORCH_MODULE(Attention2d);
+
+struct TransformerOptions {
+  TransformerOptions(int in, int out, int stride, int grid)
+      : in_(in), out_(out), stride_(stride), grid_(grid) {}
+  TORCH_ARG(int, in);
+  TORCH_ARG(int, out);
+  TORCH_ARG(int, stride);
+  TORCH_ARG(int, grid);  // output feature map side; the bias table covers it whole
+  TORCH_ARG(double, drop_path) = 0.0;
+  TORCH_ARG(TransformerBlockSpec, spec);
+};
+
+//   TransformerBlock t(TransformerOptions(384, 768, 2, 7)); y = t(x);  // (B,384,14,14) ->
+//   (B,768,7,7)
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  explicit TransformerBlockImpl(const TransformerOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+
+  TransformerOptions options;
+  Downsample2d shortcut{nullptr};
+  // "norm1" is a LayerNorm2d, or {norm, down} when downsampling (timm's names either way).
+  LayerNorm2d norm1{nullptr};
+  torch::nn::Sequential norm1_down{nullptr};
+  Attention2d attn{nullptr};
+  LayerNorm2d norm2{nullptr};
+  ConvMlp mlp{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+}  // namespace coatnet::model

@@ -1,0 +1,132 @@
+#include "model/variants.h"
+
+#include <stdexcept>
+
+#include "config/config.h"
+#include "util/text.h"
+
+namespace coatnet::model {
+
+namespace {
+
+ModelSpec paper(const std::string& name, std::vector<int> depths, std::vector<int> widths,
+                int stem) {
+  ModelSpec s;
+  s.name = name;
+  s.depths = std::move(depths);
+  s.widths = std::move(widths);
+  s.stem_widths = {stem, stem};
+  s.head_hidden = s.widths.back();
+  return s;
+}
+
+// timm's "rw" CoAtNets predate the paper's code: SiLU convs, expansion from input width,
+// qkv at the input width. Their differences are listed in timm's _rw_coat_cfg/_rw_max_cfg.
+ModelSpec rw_base(const std::string& name) {
+  ModelSpec s;
+  s.name = name;
+  s.head_hidden = 0;
+  s.conv.act = Act::SiLU;
+  s.conv.expand_output = false;
+  s.conv.stride_mode = StrideMode::Pool;
+  s.transformer.expand_first = false;
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> variant_names() {
+  return {"coatnet_0_224", "coatnet_1_224",    "coatnet_2_224",      "coatnet_3_224",
+          "coatnet_4_224", "coatnet_0_rw_224", "coatnet_nano_rw_224"};
+}
+
+ModelSpec variant(const std::string& name) {
+  const std::vector<int> w0{96, 192, 384, 768};
+  if (name == "coatnet_0_224") return paper(name, {2, 3, 5, 2}, w0, 64);
+  if (name == "coatnet_1_224") return paper(name, {2, 6, 14, 2}, w0, 64);
+  if (name == "coatnet_2_224") return paper(name, {2, 6, 14, 2}, {128, 256, 512, 1024}, 128);
+  if (name == "coatnet_3_224") return paper(name, {2, 6, 14, 2}, {192, 384, 768, 1536}, 192);
+  if (name == "coatnet_4_224") return paper(name, {2, 12, 28, 2}, {192, 384, 768, 1536}, 192);
+  if (name == "coatnet_0_rw_224") {
+    ModelSpec s = rw_base(name);
+    s.depths = {2, 3, 7, 2};
+    s.widths = w0;
+    s.stem_widths = {32, 64};
+    s.conv.pre_norm_act = true;
+    s.conv.output_bias = false;
+    s.conv.se_early = true;
+    s.conv.se_act = Act::ReLU;
+    s.transformer.shortcut_bias = false;
+    return s;
+  }
+  if (name == "coatnet_nano_rw_224") {
+    ModelSpec s = rw_base(name);
+    s.depths = {3, 4, 6, 3};
+    s.widths = {64, 128, 256, 512};
+    s.stem_widths = {32, 64};
+    return s;
+  }
+  throw std::invalid_argument("unknown model '" + name + "'" +
+                              text::did_you_mean(name, variant_names()) +
+                              "; known: " + text::join(variant_names(), ", ") + ", custom");
+}
+
+void ModelSpec::validate() const {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument("model " + name + ": " + what);
+  };
+  size_t n = layout.size();
+  if (n == 0) fail("layout is empty; expected one of C/T per stage, e.g. CCTT");
+  for (char c : layout)
+    if (c != 'C' && c != 'T')
+      fail("layout '" + layout + "' has '" + std::string(1, c) +
+           "'; expected C (MBConv) or T (transformer) per stage, e.g. CCTT");
+  if (depths.size() != n)
+    fail("depths has " + std::to_string(depths.size()) + " entries but layout '" + layout +
+         "' has " + std::to_string(n) + " stages");
+  if (widths.size() != n)
+    fail("widths has " + std::to_string(widths.size()) + " entries but layout '" + layout +
+         "' has " + std::to_string(n) + " stages");
+  for (size_t i = 0; i < n; ++i) {
+    if (depths[i] < 1) fail("depths[" + std::to_string(i) + "] = " + std::to_string(depths[i]));
+    if (layout[i] == 'T' && widths[i] % transformer.dim_head != 0)
+      fail("width " + std::to_string(widths[i]) + " of transformer stage S" +
+           std::to_string(i + 1) + " is not a multiple of dim_head " +
+           std::to_string(transformer.dim_head));
+  }
+  if (stem_widths.empty() || stem_widths.size() > 2) fail("stem_widths needs 1 or 2 entries");
+  int reduction = 2 << n;  // stem /2, then /2 per stage
+  if (image_size % reduction != 0)
+    fail("image_size " + std::to_string(image_size) + " must be a multiple of " +
+         std::to_string(reduction) + " (stem /2 and " + std::to_string(n) +
+         " stages /2 each); try " + std::to_string((image_size / reduction + 1) * reduction));
+  if (num_classes < 1) fail("num_classes = " + std::to_string(num_classes));
+  if (in_chans < 1) fail("in_chans = " + std::to_string(in_chans));
+  if (drop_path < 0 || drop_path >= 1) fail("drop_path = " + std::to_string(drop_path));
+}
+
+ModelSpec spec_from_config(const config::Config& cfg) {
+  std::string name = cfg.get_string("model.name");
+  ModelSpec s = variant(name == "custom" ? "coatnet_0_224" : name);
+  if (name == "custom") s.name = "custom";
+  if (!cfg.get_string("model.layout").empty()) s.layout = cfg.get_string("model.layout");
+  auto ints = [](const std::vector<int64_t>& v) { return std::vector<int>(v.begin(), v.end()); };
+  if (!cfg.get_ints("model.depths").empty()) s.depths = ints(cfg.get_ints("model.depths"));
+  if (!cfg.get_ints("model.widths").empty()) s.widths = ints(cfg.get_ints("model.widths"));
+  if (cfg.get_int("model.stem_width") > 0) {
+    int w = static_cast<int>(cfg.get_int("model.stem_width"));
+    s.stem_widths = {w, w};
+  }
+  if (cfg.get_int("model.head_hidden") >= 0)
+    s.head_hidden = static_cast<int>(cfg.get_int("model.head_hidden"));
+  s.transformer.dim_head = static_cast<int>(cfg.get_int("model.dim_head"));
+  s.image_size = static_cast<int>(cfg.get_int("model.image_size"));
+  s.in_chans = static_cast<int>(cfg.get_int("model.in_chans"));
+  s.num_classes = static_cast<int>(cfg.get_int("model.num_classes"));
+  s.drop_path = cfg.get_float("model.drop_path");
+  s.drop_rate = cfg.get_float("model.drop_rate");
+  s.validate();
+  return s;
+}
+
+}  // namespace coatnet::model

@@ -1,0 +1,168 @@
+// CoAtNet architecture: the paper's shapes and timm's parameter counts for every variant,
+// custom layouts, stochastic depth, determinism of eval mode.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "model/coatnet.h"
+
+using namespace coatnet::model;
+
+namespace {
+
+struct Expected {
+  const char* name;
+  int64_t params;             // timm's count for the same architecture
+  std::vector<int> channels;  // stem, S1..S4
+};
+
+const Expected kVariants[] = {
+    {"coatnet_0_224", 25036820, {64, 96, 192, 384, 768}},
+    {"coatnet_1_224", 42225776, {64, 96, 192, 384, 768}},
+    {"coatnet_2_224", 74684744, {128, 128, 256, 512, 1024}},
+    {"coatnet_3_224", 166966264, {192, 192, 384, 768, 1536}},
+    {"coatnet_4_224", 275425288, {192, 192, 384, 768, 1536}},
+    {"coatnet_0_rw_224", 27435562, {64, 96, 192, 384, 768}},
+    {"coatnet_nano_rw_224", 15141244, {64, 64, 128, 256, 512}},
+};
+
+// Runs stem and each stage, returning every output's shape.
+std::vector<std::vector<int64_t>> run_stages(CoAtNet& net, int image_size) {
+  at::NoGradGuard no_grad;
+  net->eval();
+  std::vector<std::vector<int64_t>> out;
+  at::Tensor x = net->stem->forward(at::randn({1, 3, image_size, image_size}));
+  out.push_back(x.sizes().vec());
+  for (auto& stage : *net->stages) {
+    x = stage->as<Stage>()->forward(x);
+    out.push_back(x.sizes().vec());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Model, ParameterCountsEqualTimm) {
+  for (const auto& v : kVariants) {
+    CoAtNet net(variant(v.name));
+    EXPECT_EQ(count_parameters(*net), v.params) << v.name;
+  }
+}
+
+TEST(Model, StageShapesAt224And384) {
+  for (const auto& v : kVariants) {
+    for (int size : {224, 384}) {
+      ModelSpec spec = variant(v.name);
+      spec.image_size = size;
+      CoAtNet net(spec);
+      auto shapes = run_stages(net, size);
+      auto predicted = stage_shapes(spec);
+      ASSERT_EQ(shapes.size(), 5u);
+      for (size_t i = 0; i < 5; ++i) {
+        int side = size >> (i + 1);  // stem /2, each stage /2 more
+        std::vector<int64_t> want{1, v.channels[i], side, side};
+        EXPECT_EQ(shapes[i], want) << v.name << " @" << size << " stage " << i;
+        EXPECT_EQ(predicted[i].channels, v.channels[i]);
+        EXPECT_EQ(predicted[i].height, side);
+      }
+    }
+  }
+}
+
+TEST(Model, LogitsShapeAndClasses) {
+  ModelSpec spec = variant("coatnet_nano_rw_224");
+  spec.num_classes = 10;
+  spec.image_size = 64;
+  CoAtNet net(spec);
+  net->eval();
+  at::NoGradGuard no_grad;
+  EXPECT_EQ(net->forward(at::randn({3, 3, 64, 64})).sizes(), (at::IntArrayRef{3, 10}));
+}
+
+TEST(Model, EvalModeIsDeterministic) {
+  ModelSpec spec = variant("coatnet_0_224");
+  spec.image_size = 64;
+  spec.drop_path = 0.3;
+  CoAtNet net(spec);
+  net->eval();
+  at::NoGradGuard no_grad;
+  at::Tensor x = at::randn({2, 3, 64, 64});
+  at::Tensor a = net->forward(x), b = net->forward(x);
+  EXPECT_TRUE(at::equal(a, b)) << "eval forward must be bit-identical run to run";
+}
+
+TEST(Model, StochasticDepthOnlyInTraining) {
+  ModelSpec spec = variant("coatnet_0_224");
+  spec.image_size = 64;
+  spec.drop_path = 0.5;
+  CoAtNet net(spec);
+  at::NoGradGuard no_grad;
+  at::Tensor x = at::randn({8, 3, 64, 64});
+  net->train();
+  // BatchNorm uses batch statistics in both calls; only the dropped branches differ.
+  at::Tensor a = net->forward(x), b = net->forward(x);
+  EXPECT_FALSE(at::allclose(a, b)) << "drop_path 0.5 should drop different branches each call";
+  spec.drop_path = 0.0;
+  CoAtNet plain(spec);
+  plain->train();
+  EXPECT_TRUE(at::equal(plain->forward(x), plain->forward(x)));
+}
+
+TEST(Model, CustomLayoutsBuildAndRun) {
+  int64_t previous = -1;
+  for (const char* layout : {"CCCC", "CCCT", "CCTT", "CTTT"}) {
+    ModelSpec spec = variant("coatnet_0_224");
+    spec.name = "custom";
+    spec.layout = layout;
+    spec.depths = {1, 1, 2, 1};
+    spec.widths = {32, 64, 96, 128};
+    spec.stem_widths = {16, 16};
+    spec.head_hidden = 0;
+    spec.image_size = 32;
+    spec.in_chans = 1;
+    spec.num_classes = 10;
+    CoAtNet net(spec);
+    net->eval();
+    at::NoGradGuard no_grad;
+    EXPECT_EQ(net->forward(at::randn({2, 1, 32, 32})).sizes(), (at::IntArrayRef{2, 10})) << layout;
+    int64_t params = count_parameters(*net);
+    EXPECT_NE(params, previous) << layout << " should differ from the previous layout";
+    previous = params;
+  }
+}
+
+TEST(Model, InvalidSpecsNameTheProblem) {
+  auto message = [](ModelSpec spec) {
+    try {
+      spec.validate();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  ModelSpec bad_layout = variant("coatnet_0_224");
+  bad_layout.layout = "CCXT";
+  EXPECT_NE(message(bad_layout).find("'X'"), std::string::npos) << message(bad_layout);
+  ModelSpec bad_size = variant("coatnet_0_224");
+  bad_size.image_size = 100;
+  EXPECT_NE(message(bad_size).find("image_size 100"), std::string::npos) << message(bad_size);
+  ModelSpec bad_depths = variant("coatnet_0_224");
+  bad_depths.depths = {2, 2};
+  EXPECT_NE(message(bad_depths).find("depths has 2 entries"), std::string::npos);
+  ModelSpec bad_width = variant("coatnet_0_224");
+  bad_width.widths = {96, 192, 380, 768};
+  EXPECT_NE(message(bad_width).find("width 380"), std::string::npos) << message(bad_width);
+  EXPECT_THROW(variant("coatnet_9_224"), std::invalid_argument);
+}
+
+TEST(Model, MacsGrowWithImageArea) {
+  ModelSpec spec = variant("coatnet_0_224");
+  CoAtNet net224(spec);
+  int64_t macs224 = count_macs(net224);
+  // The paper reports 4.2 GFLOPs (multiply-adds) for CoAtNet-0 at 224.
+  EXPECT_GT(macs224, 4.0e9);
+  EXPECT_LT(macs224, 4.8e9);
+  spec.image_size = 448;
+  CoAtNet net448(spec);
+  // Convolutions scale with area (x4), attention with area squared: more than x4 in total.
+  EXPECT_GT(count_macs(net448), 4 * macs224);
+}
