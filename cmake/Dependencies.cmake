@@ -90,6 +90,10 @@ coatnet_report("TurboJPEG" "found" "${TURBOJPEG_VERSION}")
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 coatnet_report("xxHash" "found" "${XXHASH_VERSION}")
 
+# --- zlib (gzipped IDX files) ------------------------------------------------------------------
+find_package(ZLIB REQUIRED)
+coatnet_report("zlib" "found" "${ZLIB_VERSION_STRING}")
+
 # --- GoogleTest -------------------------------------------------------------------------------
 find_package(GTest REQUIRED)
 coatnet_report("GTest" "found" "${GTest_VERSION}")

@@ -32,6 +32,11 @@ ArgParser& ArgParser::flag(const std::string& name, const std::string& help) {
   specs_.push_back({name, "", help, "", true});
   return *this;
 }
+ArgParser& ArgParser::positional(const std::string& name, const std::string& help, bool variadic) {
+  positionals_.push_back({name, help, variadic});
+  return *this;
+}
+
 ArgParser& ArgParser::epilog(const std::string& text) {
   epilog_ = text;
   return *this;
@@ -46,11 +51,18 @@ const ArgParser::Spec* ArgParser::find(const std::string& name) const {
 void ArgParser::parse(int argc, char** argv) {
   std::vector<std::string> names{"--help"};
   for (const auto& s : specs_) names.push_back("--" + s.name);
+  size_t next_positional = 0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") throw HelpRequested{};
-    if (arg.rfind("--", 0) != 0)
-      throw UsageError("coatnet " + command_ + ": unexpected argument '" + arg + "'");
+    if (arg.rfind("--", 0) != 0) {
+      if (next_positional >= positionals_.size())
+        throw UsageError("coatnet " + command_ + ": unexpected argument '" + arg + "'");
+      const Positional& p = positionals_[next_positional];
+      values_[p.name].push_back(arg);
+      if (!p.variadic) ++next_positional;
+      continue;
+    }
     std::string name = arg.substr(2), value;
     bool inline_value = false;
     if (auto eq = name.find('='); eq != std::string::npos) {
@@ -76,6 +88,8 @@ void ArgParser::parse(int argc, char** argv) {
       throw UsageError("coatnet " + command_ + ": --" + name + " given twice");
     values_[name].push_back(value);
   }
+  for (const auto& p : positionals_)
+    if (!values_.count(p.name)) throw UsageError("coatnet " + command_ + ": missing " + p.name);
   for (const auto& s : specs_)
     if (s.is_required && !values_.count(s.name))
       throw UsageError("coatnet " + command_ + ": --" + s.name + " " + s.metavar + " is required");
@@ -83,11 +97,19 @@ void ArgParser::parse(int argc, char** argv) {
 
 std::string ArgParser::usage() const {
   std::string out = "usage: coatnet " + command_;
+  for (const auto& p : positionals_) out += " " + p.name + (p.variadic ? "..." : "");
   for (const auto& s : specs_) {
     std::string o = "--" + s.name + (s.metavar.empty() ? "" : " " + s.metavar);
     out += s.is_required ? " " + o : " [" + o + (s.is_repeated ? " ..." : "") + "]";
   }
-  out += "\n\n" + summary_ + "\n\noptions:\n";
+  out += "\n\n" + summary_ + "\n\n";
+  if (!positionals_.empty()) out += "arguments:\n";
+  for (const auto& p : positionals_) {
+    std::string o = "  " + p.name;
+    o.append(o.size() < 28 ? 28 - o.size() : 1, ' ');
+    out += o + p.help + "\n";
+  }
+  out += "options:\n";
   for (const auto& s : specs_) {
     std::string o = "  --" + s.name + (s.metavar.empty() ? "" : " " + s.metavar);
     if (o.size() < 28)

@@ -26,6 +26,8 @@ class ArgParser {
   ArgParser& repeated(const std::string& name, const std::string& metavar, const std::string& help);
   ArgParser& flag(const std::string& name, const std::string& help);
   ArgParser& epilog(const std::string& text);
+  // Positional arguments, in order; a variadic one (one or more values) must come last.
+  ArgParser& positional(const std::string& name, const std::string& help, bool variadic = false);
 
   void parse(int argc, char** argv);  // argv[0] is the subcommand name
 
@@ -40,6 +42,11 @@ class ArgParser {
     std::string name, metavar, help, default_value;
     bool is_flag = false, is_required = false, is_repeated = false;
   };
+  struct Positional {
+    std::string name, help;
+    bool variadic;
+  };
+  std::vector<Positional> positionals_;
   const Spec* find(const std::string& name) const;
 
   std::string command_, summary_, epilog_;

@@ -14,6 +14,8 @@ namespace coatnet::cli {
 int cmd_info(int argc, char** argv);
 int cmd_forward(int argc, char** argv);
 int cmd_train(int argc, char** argv);
+int cmd_pack(int argc, char** argv);
+int cmd_data(int argc, char** argv);
 
 class ArgParser;
 // The options that select a model (--model, --image-size, --num-classes, --config, --set),

@@ -2,6 +2,8 @@
 //   cli/cmd_info.cpp      info     parameters, MACs and stage shapes of a model
 //   cli/cmd_forward.cpp   forward  run a model on a safetensors input (weights and parity checks)
 //   cli/cmd_train.cpp     train    resolve and print the training config
+//   cli/cmd_pack.cpp      pack     pack a dataset into HDF5 shards (parallel under mpirun)
+//   cli/cmd_data.cpp      data     inspect and verify packed shards
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -22,6 +24,8 @@ const Command kCommands[] = {
     {"info", "parameters, GMACs and per-stage output shapes of a model", coatnet::cli::cmd_info},
     {"forward", "run a model on a safetensors input and write the logits",
      coatnet::cli::cmd_forward},
+    {"pack", "pack a dataset into HDF5 shards, in parallel under mpirun", coatnet::cli::cmd_pack},
+    {"data", "inspect or verify packed shards", coatnet::cli::cmd_data},
     {"train", "train a model (resolve and print its config with --print-config)",
      coatnet::cli::cmd_train},
 };

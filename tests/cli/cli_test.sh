@@ -30,9 +30,12 @@ expect() {
 expect 2 "usage: coatnet <command>" -- "$coatnet"
 expect 0 "commands:" -- "$coatnet" --help
 expect 2 "unknown command 'infoo' \(did you mean 'info'\?\)" -- "$coatnet" infoo
-for cmd in info forward train; do
+for cmd in info forward train pack "pack idx" data "data inspect" "data verify"; do
   expect 0 "usage: coatnet $cmd" -- "$coatnet" $cmd --help
 done
+expect 2 "unknown command 'inspekt' \(did you mean 'inspect'\?\)" -- "$coatnet" data inspekt x
+expect 2 "missing LABELS" -- "$coatnet" pack idx images-only
+expect 1 "no files match '$tmp/none-\*.h5'" -- "$coatnet" data inspect "$tmp/none-*.h5"
 expect 2 "unknown option '--modle' \(did you mean '--model'\?\)" -- "$coatnet" info --modle x
 expect 1 "model.image_size = big .*expected an integer" -- "$coatnet" info --model coatnet_0_224 --image-size big
 expect 2 "--weights W.safetensors is required" -- "$coatnet" forward --model coatnet_0_224

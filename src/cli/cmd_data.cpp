@@ -1,0 +1,173 @@
+// coatnet data inspect|verify FILES...: what a packed dataset holds, and whether every record
+// of it is sound.
+#include <turbojpeg.h>
+
+#include <cstdio>
+#include <map>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "data/dataset.h"
+#include "util/json.h"
+#include "util/text.h"
+
+namespace coatnet::cli {
+
+namespace {
+
+const char* kDataUsage =
+    "usage: coatnet data <command> FILES...   (coatnet data <command> --help for options)\n\n"
+    "commands:\n"
+    "  inspect     records, classes, image sizes and encoding of shard files\n"
+    "  verify      decode every record, check offsets, labels and checksums\n";
+
+int inspect(int argc, char** argv) {
+  ArgParser p("data inspect",
+              "Show what shard files hold: records (key records), classes, "
+              "image sizes, encoding, bytes.");
+  p.positional("FILES", "shard files or globs", true)
+      .flag("json", "print one JSON object on stdout");
+  return run_command(p, argc, argv, [&] {
+    data::Dataset ds(data::expand_globs(p.all("FILES")));
+    const auto& m = ds.meta();
+    uint32_t min_h = UINT32_MAX, max_h = 0, min_w = UINT32_MAX, max_w = 0;
+    uint64_t bytes = 0;
+    std::map<int32_t, int64_t> per_class;
+    for (const auto& s : ds.shards()) {
+      bytes += s->bytes_size();
+      for (int64_t i = 0; i < s->size(); ++i) {
+        min_h = std::min(min_h, s->height(i));
+        max_h = std::max(max_h, s->height(i));
+        min_w = std::min(min_w, s->width(i));
+        max_w = std::max(max_w, s->width(i));
+        if (!m.multi_label) ++per_class[s->label(i)];
+      }
+    }
+    if (ds.size() == 0) min_h = min_w = 0;
+    if (p.has("json")) {
+      json::Value out = json::Value::object();
+      out["files"] = static_cast<int64_t>(ds.shards().size());
+      out["records"] = ds.size();
+      out["num_classes"] = m.num_classes;
+      json::Value names = json::Value::array();
+      for (const auto& n : m.class_names) names.push_back(n);
+      out["class_names"] = names;
+      out["multi_label"] = m.multi_label;
+      out["encoding"] = m.encoding;
+      out["bytes"] = bytes;
+      out["height"] = json::Value::array();
+      out["height"].push_back(static_cast<int64_t>(min_h));
+      out["height"].push_back(static_cast<int64_t>(max_h));
+      out["width"] = json::Value::array();
+      out["width"].push_back(static_cast<int64_t>(min_w));
+      out["width"].push_back(static_cast<int64_t>(max_w));
+      json::Value counts = json::Value::object();
+      for (auto [c, k] : per_class) counts[std::to_string(c)] = k;
+      out["per_class"] = counts;
+      out["source"] = m.source;
+      std::puts(out.dump().c_str());
+      return 0;
+    }
+    std::printf("%zu file(s), %s records, %lld classes%s, encoding %s, %.1f MB\n",
+                ds.shards().size(), text::thousands(ds.size()).c_str(),
+                static_cast<long long>(m.num_classes), m.multi_label ? " (multi-label)" : "",
+                m.encoding.c_str(), bytes / 1e6);
+    std::printf("image height %u-%u, width %u-%u; source %s\n", min_h, max_h, min_w, max_w,
+                m.source.c_str());
+    for (auto [c, k] : per_class)
+      std::printf("  class %d%s: %lld\n", c,
+                  c >= 0 && c < static_cast<int32_t>(m.class_names.size())
+                      ? (" (" + m.class_names[c] + ")").c_str()
+                      : "",
+                  static_cast<long long>(k));
+    return 0;
+  });
+}
+
+// Checks one record; returns "" when sound.
+std::string check_record(const data::Shard& s, int64_t i, tjhandle tj, std::vector<uint8_t>* buf,
+                         std::vector<uint8_t>* pixels) {
+  s.read_bytes(i, buf);
+  const auto& m = s.meta();
+  const uint64_t h = s.height(i), w = s.width(i), c = s.channels(i);
+  if (m.encoding == "raw") {
+    if (buf->size() != h * w * c)
+      return std::to_string(buf->size()) + " bytes for a raw " + std::to_string(h) + "x" +
+             std::to_string(w) + "x" + std::to_string(c) + " image";
+  } else {
+    int jw = 0, jh = 0, sub = 0, cs = 0;
+    if (tjDecompressHeader3(tj, buf->data(), buf->size(), &jw, &jh, &sub, &cs) != 0)
+      return std::string("not a readable JPEG: ") + tjGetErrorStr2(tj);
+    if (static_cast<uint64_t>(jw) != w || static_cast<uint64_t>(jh) != h)
+      return "JPEG is " + std::to_string(jw) + "x" + std::to_string(jh) + ", shape says " +
+             std::to_string(w) + "x" + std::to_string(h);
+    pixels->resize(static_cast<size_t>(jw) * jh * 3);
+    if (tjDecompress2(tj, buf->data(), buf->size(), pixels->data(), jw, 0, jh, TJPF_RGB, 0) != 0)
+      return std::string("JPEG does not decode: ") + tjGetErrorStr2(tj);
+  }
+  if (!m.multi_label && (s.label(i) < 0 || s.label(i) >= m.num_classes))
+    return "label " + std::to_string(s.label(i)) + " outside [0, " + std::to_string(m.num_classes) +
+           ")";
+  if (m.multi_label)
+    for (int32_t l : s.read(i).labels)
+      if (l < 0 || l >= m.num_classes)
+        return "label " + std::to_string(l) + " outside [0, " + std::to_string(m.num_classes) + ")";
+  return "";
+}
+
+int verify(int argc, char** argv) {
+  ArgParser p("data verify",
+              "Decode every record and check offsets, shapes, labels and the "
+              "per-shard XXH3 checksum. Exit 1 on any problem, naming the record.");
+  p.positional("FILES", "shard files or globs", true);
+  return run_command(p, argc, argv, [&] {
+    int problems = 0;
+    int64_t records = 0;
+    tjhandle tj = tjInitDecompress();
+    std::vector<uint8_t> buf, pixels;
+    for (const auto& f : data::expand_globs(p.all("FILES"))) {
+      std::unique_ptr<data::Shard> s;
+      try {
+        s = std::make_unique<data::Shard>(f);  // validates the structure
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "BAD %s\n", e.what());
+        ++problems;
+        continue;
+      }
+      if (data::checksum_bytes(*s) != s->bytes_xxh3()) {
+        std::fprintf(stderr, "BAD %s: /images/bytes checksum differs from bytes_xxh3 (corrupt)\n",
+                     f.c_str());
+        ++problems;
+      }
+      for (int64_t i = 0; i < s->size(); ++i, ++records) {
+        std::string why = check_record(*s, i, tj, &buf, &pixels);
+        if (!why.empty()) {
+          std::fprintf(stderr, "BAD %s: record %lld: %s\n", f.c_str(), static_cast<long long>(i),
+                       why.c_str());
+          ++problems;
+        }
+      }
+    }
+    tjDestroy(tj);
+    std::printf("verified %lld records: %d problem(s)\n", static_cast<long long>(records),
+                problems);
+    return problems ? 1 : 0;
+  });
+}
+
+}  // namespace
+
+int cmd_data(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(kDataUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string sub = argv[1];
+  if (sub == "inspect") return inspect(argc - 1, argv + 1);
+  if (sub == "verify") return verify(argc - 1, argv + 1);
+  std::fprintf(stderr, "coatnet data: unknown command '%s'%s\n\n%s", sub.c_str(),
+               text::did_you_mean(sub, {"inspect", "verify"}).c_str(), kDataUsage);
+  return 2;
+}
+
+}  // namespace coatnet::cli

@@ -1,0 +1,90 @@
+#include "dist/world.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+
+namespace coatnet::dist {
+
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw std::runtime_error(std::string(what) + " failed: " + std::string(msg, len));
+}
+
+std::unique_ptr<World>& instance() {
+  static std::unique_ptr<World> w;
+  return w;
+}
+
+}  // namespace
+
+World& World::init(int& argc, char**& argv) {
+  auto& w = instance();
+  if (w) return *w;
+  int provided = 0;
+  // Worker threads (decoders, the comm backend) never call MPI; the main thread does.
+  check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  w.reset(new World());
+  check(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_), "MPI_Comm_rank");
+  check(MPI_Comm_size(MPI_COMM_WORLD, &w->size_), "MPI_Comm_size");
+  // Destroy (and finalize) at exit, after every command has returned.
+  std::atexit([] { instance().reset(); });
+  return *w;
+}
+
+World::~World() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void World::barrier() const {
+  check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+
+int64_t World::sum(int64_t v) const {
+  int64_t out = 0;
+  check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce(sum)");
+  return out;
+}
+
+int64_t World::max(int64_t v) const {
+  int64_t out = 0;
+  check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce(max)");
+  return out;
+}
+
+std::vector<std::string> World::gather_strings(const std::string& s) const {
+  int len = static_cast<int>(s.size());
+  std::vector<int> lens(size_), displs(size_);
+  check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+  int total = 0;
+  for (int r = 0; r < size_; ++r) {
+    displs[r] = total;
+    total += lens[r];
+  }
+  std::string all(total, '\0');
+  check(MPI_Allgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR,
+                       MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+  std::vector<std::string> out;
+  for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
+  return out;
+}
+
+void World::abort(int code) const {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::exit(code);
+}
+
+}  // namespace coatnet::dist
