@@ -2,12 +2,16 @@
 // of it is sound.
 #include <turbojpeg.h>
 
+#include <ATen/Parallel.h>
+
+#include <chrono>
 #include <cstdio>
 #include <map>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "util/json.h"
 #include "util/text.h"
 
@@ -19,7 +23,8 @@ const char* kDataUsage =
     "usage: coatnet data <command> FILES...   (coatnet data <command> --help for options)\n\n"
     "commands:\n"
     "  inspect     records, classes, image sizes and encoding of shard files\n"
-    "  verify      decode every record, check offsets, labels and checksums\n";
+    "  verify      decode every record, check offsets, labels and checksums\n"
+    "  bench       training-transform throughput of the loader (images/s)\n";
 
 int inspect(int argc, char** argv) {
   ArgParser p("data inspect",
@@ -155,6 +160,73 @@ int verify(int argc, char** argv) {
   });
 }
 
+int bench(int argc, char** argv) {
+  ArgParser p("data bench",
+              "Training-transform throughput of the loader (decode, RandomResizedCrop, flip, "
+              "normalize) as key images_per_s, against the ceiling: full-size decode of the "
+              "same JPEG records on one core.");
+  p.positional("FILES", "shard files or globs", true)
+      .option("threads", "N", "decode threads", "1")
+      .option("batch", "B", "images per batch", "64")
+      .option("batches", "K", "timed batches", "20")
+      .option("size", "S", "output size", "224")
+      .flag("json", "print one JSON object on stdout");
+  return run_command(p, argc, argv, [&] {
+    at::set_num_threads(1);  // batch assembly stays on the worker that finishes it
+    data::LoaderOptions o;
+    o.files = data::expand_globs(p.all("FILES"));
+    o.threads = p.get_int("threads");
+    o.sampler.global_batch = p.get_int("batch");
+    o.transform.size = p.get_int("size");
+    const int batches = p.get_int("batches");
+    data::Loader loader(o);
+    const std::string encoding = loader.dataset().meta().encoding;
+    loader.next();  // warm-up: page cache, thread start
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < batches; ++i) loader.next();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double ips = static_cast<double>(batches) * o.sampler.global_batch / s;
+    // Ceiling: full-size decode on one core of the same number of records.
+    double ceiling = 0;
+    if (encoding == "jpeg") {
+      data::Decoder dec;
+      std::vector<uint8_t> buf;
+      int64_t n = std::min<int64_t>(loader.dataset().size(), 500);
+      auto c0 = std::chrono::steady_clock::now();
+      for (int64_t i = 0; i < n; ++i) {
+        auto [shard, j] = loader.dataset().locate(i);
+        shard->read_bytes(j, &buf);
+        dec.decode_full(buf);
+      }
+      ceiling = n / std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    }
+    double per_thread = ips / o.threads;
+    if (p.has("json")) {
+      json::Value out = json::Value::object();
+      out["records"] = loader.dataset().size();
+      out["encoding"] = encoding;
+      out["threads"] = o.threads;
+      out["batch"] = o.sampler.global_batch;
+      out["size"] = o.transform.size;
+      out["images_per_s"] = ips;
+      out["images_per_s_per_thread"] = per_thread;
+      if (ceiling > 0) {
+        out["ceiling_full_decode_images_per_s_one_core"] = ceiling;
+        out["per_core_vs_ceiling"] = per_thread / ceiling;
+      }
+      out["loader_wait_s"] = loader.total_wait_seconds();
+      std::puts(out.dump().c_str());
+    } else {
+      std::printf("%.1f images/s with %d thread(s) (%.1f per thread)", ips, o.threads, per_thread);
+      if (ceiling > 0)
+        std::printf("; full-size decode ceiling %.1f images/s on one core (ratio %.2f)", ceiling,
+                    per_thread / ceiling);
+      std::printf("\n");
+    }
+    return 0;
+  });
+}
+
 }  // namespace
 
 int cmd_data(int argc, char** argv) {
@@ -165,8 +237,9 @@ int cmd_data(int argc, char** argv) {
   std::string sub = argv[1];
   if (sub == "inspect") return inspect(argc - 1, argv + 1);
   if (sub == "verify") return verify(argc - 1, argv + 1);
+  if (sub == "bench") return bench(argc - 1, argv + 1);
   std::fprintf(stderr, "coatnet data: unknown command '%s'%s\n\n%s", sub.c_str(),
-               text::did_you_mean(sub, {"inspect", "verify"}).c_str(), kDataUsage);
+               text::did_you_mean(sub, {"inspect", "verify", "bench"}).c_str(), kDataUsage);
   return 2;
 }
 

@@ -30,7 +30,7 @@ expect() {
 expect 2 "usage: coatnet <command>" -- "$coatnet"
 expect 0 "commands:" -- "$coatnet" --help
 expect 2 "unknown command 'infoo' \(did you mean 'info'\?\)" -- "$coatnet" infoo
-for cmd in info forward train pack "pack idx" data "data inspect" "data verify"; do
+for cmd in info forward train pack "pack idx" data "data inspect" "data verify" "data bench"; do
   expect 0 "usage: coatnet $cmd" -- "$coatnet" $cmd --help
 done
 expect 2 "unknown command 'inspekt' \(did you mean 'inspect'\?\)" -- "$coatnet" data inspekt x

@@ -1,0 +1,149 @@
+#include "data/loader.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+
+namespace coatnet::data {
+
+struct Loader::Pending {
+  Batch batch;
+  SamplerState after;  // sampler state once this batch is consumed
+  at::Tensor pixels;   // (B, S, S, C) uint8, filled by the workers
+  std::atomic<int> remaining{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  std::string error;
+};
+
+Loader::Loader(LoaderOptions o)
+    : opt_(std::move(o)), corrupt_(std::make_shared<std::atomic<int64_t>>(0)) {
+  dataset_ = std::make_unique<Dataset>(opt_.files);
+  opt_.sampler.num_samples = dataset_->size();
+  sampler_ = std::make_unique<DistributedSampler>(opt_.sampler);
+  if (opt_.normalize && (static_cast<int>(opt_.mean.size()) != opt_.transform.channels ||
+                         static_cast<int>(opt_.std.size()) != opt_.transform.channels))
+    throw std::invalid_argument(
+        "data.mean and data.std need " + std::to_string(opt_.transform.channels) +
+        " values (one per channel), got " + std::to_string(opt_.mean.size()) + " and " +
+        std::to_string(opt_.std.size()));
+  pool_ = std::make_unique<ThreadPool<Decoder>>(opt_.threads);
+  for (int i = 0; i < std::max(1, opt_.prefetch); ++i) submit_one();
+}
+
+Loader::~Loader() {
+  drain();
+}
+
+void Loader::drain() {
+  for (auto& p : pending_) {
+    std::unique_lock<std::mutex> lock(p->mu);
+    p->cv.wait(lock, [&] { return p->ready; });
+  }
+  pending_.clear();
+}
+
+void Loader::restore(SamplerState s) {
+  drain();
+  sampler_->restore(s);
+  delivered_ = s;
+  for (int i = 0; i < std::max(1, opt_.prefetch); ++i) submit_one();
+}
+
+void Loader::submit_one() {
+  auto p = std::make_shared<Pending>();
+  p->batch.indices = sampler_->next();
+  p->after = sampler_->state();
+  p->batch.epoch = p->after.epoch;
+  const int64_t b = static_cast<int64_t>(p->batch.indices.size());
+  const TransformOptions& t = opt_.transform;
+  p->pixels = at::zeros({b, t.size, t.size, t.channels}, at::kByte);
+  const ShardMeta& meta = dataset_->meta();
+  p->batch.valid = at::zeros({b}, at::kBool);
+  p->batch.targets = meta.multi_label ? at::zeros({b, meta.num_classes}, at::kFloat)
+                                      : at::full({b}, -1, at::kLong);
+  p->remaining = static_cast<int>(b);
+
+  auto finish = [this, p] {
+    // The worker completing the last sample assembles the batch, off the trainer's thread.
+    if (opt_.normalize) {
+      at::Tensor x = p->pixels.permute({0, 3, 1, 2}).to(at::kFloat).div_(255.0);
+      at::Tensor mean =
+          at::tensor(std::vector<float>(opt_.mean.begin(), opt_.mean.end())).view({1, -1, 1, 1});
+      at::Tensor std =
+          at::tensor(std::vector<float>(opt_.std.begin(), opt_.std.end())).view({1, -1, 1, 1});
+      x = x.sub_(mean).div_(std);
+      p->batch.images =
+          opt_.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
+    } else {
+      at::Tensor x = p->pixels.permute({0, 3, 1, 2});
+      p->batch.images =
+          opt_.channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
+    }
+    p->pixels = at::Tensor();
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->ready = true;
+    p->cv.notify_all();
+  };
+
+  for (int64_t k = 0; k < b; ++k) {
+    pool_->submit([this, p, k, finish](Decoder& dec) {
+      const int64_t index = p->batch.indices[k];
+      if (index >= 0) {
+        try {
+          auto [shard, j] = dataset_->locate(index);
+          thread_local std::vector<uint8_t> buf;
+          shard->read_bytes(j, &buf);
+          uint8_t* out = p->pixels.data_ptr<uint8_t>() +
+                         k * opt_.transform.size * opt_.transform.size * opt_.transform.channels;
+          dec.transform(buf, shard->meta().encoding, shard->height(j), shard->width(j),
+                        shard->channels(j), opt_.transform, p->batch.epoch, index, out);
+          if (shard->meta().multi_label) {
+            Record r = shard->read(j);  // labels only; the bytes were read above
+            float* row = p->batch.targets.data_ptr<float>() + k * shard->meta().num_classes;
+            for (size_t l = 0; l < r.labels.size(); ++l)
+              row[r.labels[l]] = r.label_weights.empty() ? 1.0f : r.label_weights[l];
+          } else {
+            p->batch.targets.data_ptr<int64_t>()[k] = shard->label(j);
+          }
+          p->batch.valid.data_ptr<bool>()[k] = true;
+        } catch (const std::exception& e) {
+          corrupt_->fetch_add(1);
+          if (!opt_.skip_corrupt) {
+            std::lock_guard<std::mutex> lock(p->mu);
+            p->error = "record " + std::to_string(index) + ": " + e.what();
+          } else {
+            std::fprintf(stderr, "[data] skipped record %lld: %s\n", static_cast<long long>(index),
+                         e.what());
+          }
+        }
+      }
+      if (p->remaining.fetch_sub(1) == 1) finish();
+    });
+  }
+  pending_.push_back(std::move(p));
+}
+
+Batch Loader::next() {
+  auto p = pending_.front();
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    std::unique_lock<std::mutex> lock(p->mu);
+    p->cv.wait(lock, [&] { return p->ready; });
+  }
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  pending_.pop_front();
+  if (!p->error.empty())
+    throw DecodeError(p->error + " (data.on_corrupt: error; set it to skip to count and skip)");
+  delivered_ = p->after;
+  submit_one();
+  p->batch.wait_seconds = waited;
+  total_wait_ += waited;
+  return std::move(p->batch);
+}
+
+}  // namespace coatnet::data

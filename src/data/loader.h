@@ -1,0 +1,71 @@
+// The prefetching loader: the sampler's batches decoded and augmented on a thread pool (one
+// TurboJPEG handle per thread), `prefetch` batches ahead, so the trainer only waits when the
+// pipeline cannot keep up — and the loader reports how long it waited.
+//
+//   Loader loader(options);
+//   Batch b = loader.next();   // b.images: (B, C, S, S) float, normalized
+//   SamplerState s = loader.state();  // after the batches handed out: resume from here
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+
+#include "data/dataset.h"
+#include "data/sampler.h"
+#include "data/transform.h"
+#include "util/thread_pool.h"
+
+namespace coatnet::data {
+
+struct LoaderOptions {
+  std::vector<std::string> files;  // shard files (globs already expanded)
+  SamplerOptions sampler;          // num_samples is filled in from the dataset
+  TransformOptions transform;
+  int threads = 2;
+  int prefetch = 4;
+  bool normalize = true;       // float, (x/255 - mean)/std; else uint8 0..255
+  bool channels_last = false;  // NHWC memory (logical shape stays NCHW)
+  std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
+  bool skip_corrupt = true;  // a record that fails to decode: count it and mask it out, or throw
+};
+
+struct Batch {
+  at::Tensor images;   // (B, C, S, S)
+  at::Tensor targets;  // int64 (B) class, -1 where invalid; multi-label: float (B, classes)
+  at::Tensor valid;    // bool (B): false for padding and skipped corrupt records
+  std::vector<int64_t> indices;  // dataset index of each row, -1 for padding
+  int64_t epoch = 0;
+  double wait_seconds = 0;  // how long next() blocked for this batch
+};
+
+class Loader {
+ public:
+  explicit Loader(LoaderOptions options);
+  ~Loader();
+  Batch next();
+  SamplerState state() const { return delivered_; }
+  void restore(SamplerState s);  // drops prefetched batches and continues from s
+  const Dataset& dataset() const { return *dataset_; }
+  int64_t batches_per_epoch() const { return sampler_->batches_per_epoch(); }
+  double total_wait_seconds() const { return total_wait_; }
+  int64_t corrupt_records() const { return corrupt_->load(); }
+
+ private:
+  struct Pending;
+  void submit_one();
+  void drain();
+
+  LoaderOptions opt_;
+  std::unique_ptr<Dataset> dataset_;
+  std::unique_ptr<DistributedSampler> sampler_;
+  std::unique_ptr<ThreadPool<Decoder>> pool_;
+  std::deque<std::shared_ptr<Pending>> pending_;
+  SamplerState delivered_;
+  double total_wait_ = 0;
+  std::shared_ptr<std::atomic<int64_t>> corrupt_;
+};
+
+}  // namespace coatnet::data

@@ -1,0 +1,158 @@
+#include "data/transform.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "data/sampler.h"
+
+namespace coatnet::data {
+
+namespace {
+
+// Uniform doubles in [0, 1) from a keyed counter stream.
+class KeyedRandom {
+ public:
+  explicit KeyedRandom(uint64_t key) : key_(key) {}
+  double uniform() { return (mix64(key_ + counter_++) >> 11) * (1.0 / 9007199254740992.0); }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+
+ private:
+  uint64_t key_, counter_ = 0;
+};
+
+}  // namespace
+
+CropBox choose_crop(const TransformOptions& o, int64_t epoch, int64_t index, int h, int w) {
+  if (!o.train) {
+    double side = o.crop_pct * std::min(h, w);
+    return {(w - side) / 2.0, (h - side) / 2.0, side, side, false};
+  }
+  KeyedRandom rng(key_of(o.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)));
+  CropBox box{0, 0, static_cast<double>(w), static_cast<double>(h), false};
+  const double area = static_cast<double>(h) * w;
+  const double log_lo = std::log(o.ratio_min), log_hi = std::log(o.ratio_max);
+  bool found = false;
+  for (int attempt = 0; attempt < 10 && !found; ++attempt) {  // torchvision's sampling
+    double target = area * rng.uniform(o.scale_min, o.scale_max);
+    double ratio = std::exp(rng.uniform(log_lo, log_hi));
+    double cw = std::round(std::sqrt(target * ratio)), ch = std::round(std::sqrt(target / ratio));
+    if (cw > 0 && ch > 0 && cw <= w && ch <= h) {
+      box = {std::floor(rng.uniform() * (w - cw + 1)), std::floor(rng.uniform() * (h - ch + 1)), cw,
+             ch, false};
+      found = true;
+    }
+  }
+  if (!found) {  // fall back to a center crop with the ratio clamped into range
+    double in_ratio = static_cast<double>(w) / h;
+    double cw = w, ch = h;
+    if (in_ratio < o.ratio_min)
+      ch = std::round(w / o.ratio_min);
+    else if (in_ratio > o.ratio_max)
+      cw = std::round(h * o.ratio_max);
+    box = {(w - cw) / 2.0, (h - ch) / 2.0, cw, ch, false};
+  }
+  box.flip = rng.uniform() < o.hflip;
+  return box;
+}
+
+void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, int size, int out_c,
+                 uint8_t* out) {
+  // Sample positions follow align_corners=False: output pixel i maps to box.x + (i+0.5)*sx - 0.5.
+  const double sx = box.w / size, sy = box.h / size;
+  std::vector<int> x0(size), x1(size);
+  std::vector<float> fx(size);
+  for (int i = 0; i < size; ++i) {
+    int oi = box.flip ? size - 1 - i : i;
+    double x = std::clamp(box.x + (oi + 0.5) * sx - 0.5, 0.0, w - 1.0);
+    x0[i] = static_cast<int>(x);
+    x1[i] = std::min(x0[i] + 1, w - 1);
+    fx[i] = static_cast<float>(x - x0[i]);
+  }
+  for (int j = 0; j < size; ++j) {
+    double y = std::clamp(box.y + (j + 0.5) * sy - 0.5, 0.0, h - 1.0);
+    int y0 = static_cast<int>(y), y1 = std::min(y0 + 1, h - 1);
+    float fy = static_cast<float>(y - y0);
+    const uint8_t* r0 = src + static_cast<size_t>(y0) * w * c;
+    const uint8_t* r1 = src + static_cast<size_t>(y1) * w * c;
+    uint8_t* o = out + static_cast<size_t>(j) * size * out_c;
+    for (int i = 0; i < size; ++i) {
+      for (int k = 0; k < out_c; ++k) {
+        int ck = c == 1 ? 0 : k;
+        float top = r0[x0[i] * c + ck] + fx[i] * (r0[x1[i] * c + ck] - r0[x0[i] * c + ck]);
+        float bot = r1[x0[i] * c + ck] + fx[i] * (r1[x1[i] * c + ck] - r1[x0[i] * c + ck]);
+        o[i * out_c + k] = static_cast<uint8_t>(std::lround(top + fy * (bot - top)));
+      }
+    }
+  }
+}
+
+Decoder::Decoder() : tj_(tjInitDecompress()) {
+  if (!tj_) throw std::runtime_error("TurboJPEG: cannot create a decompressor");
+}
+
+Decoder::~Decoder() {
+  tjDestroy(tj_);
+}
+
+int64_t Decoder::decode_full(const std::vector<uint8_t>& encoded) {
+  int w = 0, h = 0, sub = 0, cs = 0;
+  if (tjDecompressHeader3(tj_, encoded.data(), encoded.size(), &w, &h, &sub, &cs) != 0)
+    throw DecodeError(std::string("not a readable JPEG: ") + tjGetErrorStr2(tj_));
+  pixels_.resize(static_cast<size_t>(w) * h * 3);
+  if (tjDecompress2(tj_, encoded.data(), encoded.size(), pixels_.data(), w, 0, h, TJPF_RGB,
+                    TJFLAG_FASTDCT) != 0)
+    throw DecodeError(std::string("JPEG does not decode: ") + tjGetErrorStr2(tj_));
+  return static_cast<int64_t>(w) * h;
+}
+
+void Decoder::transform(const std::vector<uint8_t>& encoded, const std::string& encoding, int h,
+                        int w, int c, const TransformOptions& o, int64_t epoch, int64_t index,
+                        uint8_t* out) {
+  CropBox box = choose_crop(o, epoch, index, h, w);
+  if (encoding == "raw") {
+    if (encoded.size() != static_cast<size_t>(h) * w * c)
+      throw DecodeError("raw record of " + std::to_string(encoded.size()) + " bytes for " +
+                        std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c));
+    resize_crop(encoded.data(), h, w, c, box, o.size, o.channels, out);
+    return;
+  }
+  int jw = 0, jh = 0, sub = 0, cs = 0;
+  if (tjDecompressHeader3(tj_, encoded.data(), encoded.size(), &jw, &jh, &sub, &cs) != 0 ||
+      jw <= 0 || jh <= 0)
+    throw DecodeError(std::string("not a readable JPEG: ") + tjGetErrorStr2(tj_));
+  if (jw != w || jh != h)
+    throw DecodeError("JPEG is " + std::to_string(jw) + "x" + std::to_string(jh) +
+                      " but the shard says " + std::to_string(w) + "x" + std::to_string(h));
+  // The smallest DCT scale at which the crop still has at least `size` pixels each way: the
+  // decoder then does most of the downscaling for free.
+  int n = 0;
+  tjscalingfactor* factors = tjGetScalingFactors(&n);
+  tjscalingfactor best{1, 1};
+  for (int i = 0; i < n; ++i) {
+    const tjscalingfactor f = factors[i];
+    if (f.num > f.denom) continue;  // no upscaling in the decoder
+    double s = static_cast<double>(f.num) / f.denom;
+    if (box.w * s >= o.size && box.h * s >= o.size &&
+        s < static_cast<double>(best.num) / best.denom)
+      best = f;
+  }
+  const int sw = TJSCALED(w, best), sh = TJSCALED(h, best);
+  pixels_.resize(static_cast<size_t>(sw) * sh * 3);
+  if (tjDecompress2(tj_, encoded.data(), encoded.size(), pixels_.data(), sw, 0, sh, TJPF_RGB,
+                    TJFLAG_FASTDCT) != 0)
+    throw DecodeError(std::string("JPEG does not decode: ") + tjGetErrorStr2(tj_));
+  const double fx = static_cast<double>(sw) / w, fy = static_cast<double>(sh) / h;
+  CropBox scaled{box.x * fx, box.y * fy, box.w * fx, box.h * fy, box.flip};
+  if (o.channels == 1) {
+    // Luma-only output from an RGB decode: resize the RGB crop, then keep one channel.
+    std::vector<uint8_t> rgb(static_cast<size_t>(o.size) * o.size * 3);
+    resize_crop(pixels_.data(), sh, sw, 3, scaled, o.size, 3, rgb.data());
+    for (size_t p = 0; p < static_cast<size_t>(o.size) * o.size; ++p)
+      out[p] = static_cast<uint8_t>(
+          (299 * rgb[3 * p] + 587 * rgb[3 * p + 1] + 114 * rgb[3 * p + 2] + 500) / 1000);
+    return;
+  }
+  resize_crop(pixels_.data(), sh, sw, 3, scaled, o.size, o.channels, out);
+}
+
+}  // namespace coatnet::data
