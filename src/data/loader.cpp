@@ -14,14 +14,14 @@ struct Loader::Pending {
   SamplerState after;  // sampler state once this batch is consumed
   at::Tensor pixels;   // (B, S, S, C) uint8, filled by the workers
   std::atomic<int> remaining{0};
+  std::atomic<int> corrupt{0};
   std::mutex mu;
   std::condition_variable cv;
   bool ready = false;
   std::string error;
 };
 
-Loader::Loader(LoaderOptions o)
-    : opt_(std::move(o)), corrupt_(std::make_shared<std::atomic<int64_t>>(0)) {
+Loader::Loader(LoaderOptions o) : opt_(std::move(o)) {
   dataset_ = std::make_unique<Dataset>(opt_.files);
   opt_.sampler.num_samples = dataset_->size();
   sampler_ = std::make_unique<DistributedSampler>(opt_.sampler);
@@ -112,7 +112,7 @@ void Loader::submit_one() {
           }
           p->batch.valid.data_ptr<bool>()[k] = true;
         } catch (const std::exception& e) {
-          corrupt_->fetch_add(1);
+          p->corrupt.fetch_add(1);
           if (!opt_.skip_corrupt) {
             std::lock_guard<std::mutex> lock(p->mu);
             p->error = "record " + std::to_string(index) + ": " + e.what();
@@ -142,6 +142,8 @@ Batch Loader::next() {
   delivered_ = p->after;
   submit_one();
   p->batch.wait_seconds = waited;
+  p->batch.corrupt = p->corrupt.load();
+  corrupt_ += p->batch.corrupt;
   total_wait_ += waited;
   return std::move(p->batch);
 }

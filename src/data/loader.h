@@ -39,6 +39,7 @@ struct Batch {
   std::vector<int64_t> indices;  // dataset index of each row, -1 for padding
   int64_t epoch = 0;
   double wait_seconds = 0;  // how long next() blocked for this batch
+  int64_t corrupt = 0;      // records of this batch that failed to decode (masked out)
 };
 
 class Loader {
@@ -51,7 +52,8 @@ class Loader {
   const Dataset& dataset() const { return *dataset_; }
   int64_t batches_per_epoch() const { return sampler_->batches_per_epoch(); }
   double total_wait_seconds() const { return total_wait_; }
-  int64_t corrupt_records() const { return corrupt_->load(); }
+  // Corrupt records in the batches handed out so far (not counting prefetched ones).
+  int64_t corrupt_records() const { return corrupt_; }
 
  private:
   struct Pending;
@@ -65,7 +67,7 @@ class Loader {
   std::deque<std::shared_ptr<Pending>> pending_;
   SamplerState delivered_;
   double total_wait_ = 0;
-  std::shared_ptr<std::atomic<int64_t>> corrupt_;
+  int64_t corrupt_ = 0;
 };
 
 }  // namespace coatnet::data

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `coatnet pack` under real mpirun: 1 and 3 ranks give byte-identical shards; `coatnet data
 # verify` passes them and names a flipped byte and a truncated shard.
-# usage: pack_mpi.sh BUILD/bin/coatnet
+# With a Python that has PIL (the .venv's), also `pack imagefolder` under 2 ranks and its report.
+# usage: pack_mpi.sh BUILD/bin/coatnet [PYTHON]
 set -u
 coatnet=$1
+py=${2:-python3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -76,6 +78,33 @@ check "pack names a label file given as images" $?
 out=$("$coatnet" pack imagefolderr a b 2>&1)
 [[ $? -eq 2 ]] && grep -q "unknown source 'imagefolderr'" <<<"$out"
 check "unknown pack source is a usage error" $?
+
+if "$py" -c "import PIL" 2>/dev/null; then
+  "$py" - "$tmp/folder" <<'PY'
+import os, sys
+from PIL import Image
+root = sys.argv[1]
+for c, cls in enumerate(["n01", "n02", "n03"]):
+    os.makedirs(f"{root}/{cls}", exist_ok=True)
+    for i in range(7):
+        Image.new("RGB", (50 + i, 40 + c), (i * 30, c * 80, 100)).save(f"{root}/{cls}/{i}.JPEG", quality=90)
+Image.new("L", (30, 30), 128).save(f"{root}/n02/gray.JPEG")
+Image.new("RGB", (30, 30)).save(f"{root}/n03/png.JPEG", format="PNG")
+open(f"{root}/n03/broken.JPEG", "wb").write(b"\xff\xd8\xff\xe0 truncated")
+PY
+  out=$(mpirun -np 2 "$coatnet" pack imagefolder "$tmp/folder" "$tmp/in/train" --records-per-shard 5 2>&1)
+  rc=$?
+  [[ $rc -eq 0 ]] && grep -q "packed 23 records into 5 shards .* 1 skipped, 2 converted" <<<"$out"
+  check "pack imagefolder with 2 ranks: counts in the summary" $?
+  grep -q "broken.JPEG: corrupt JPEG header" "$tmp/in/train-report.txt" &&
+    grep -q "gray.JPEG: grayscale -> RGB JPEG" "$tmp/in/train-report.txt" &&
+    grep -q "png.JPEG: PNG -> RGB JPEG" "$tmp/in/train-report.txt"
+  check "the report names the skipped and converted files" $?
+  "$coatnet" data verify "$tmp/in/train-*.h5" >/dev/null 2>&1
+  check "verify decodes every packed JPEG" $?
+else
+  echo "SKIP: pack imagefolder part needs PIL in $py (launch/setup.sh installs it in .venv)"
+fi
 
 echo "pack_mpi: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]
