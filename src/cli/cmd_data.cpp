@@ -172,34 +172,40 @@ int bench(int argc, char** argv) {
       .option("size", "S", "output size", "224")
       .flag("json", "print one JSON object on stdout");
   return run_command(p, argc, argv, [&] {
-    at::set_num_threads(1);  // batch assembly stays on the worker that finishes it
+    at::set_num_threads(1);  // the loader has its own threads; keep ATen from adding more
     data::LoaderOptions o;
     o.files = data::expand_globs(p.all("FILES"));
     o.threads = p.get_int("threads");
     o.sampler.global_batch = p.get_int("batch");
     o.transform.size = p.get_int("size");
     const int batches = p.get_int("batches");
-    data::Loader loader(o);
-    const std::string encoding = loader.dataset().meta().encoding;
-    loader.next();  // warm-up: page cache, thread start
-    auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < batches; ++i) loader.next();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double ips = static_cast<double>(batches) * o.sampler.global_batch / s;
-    // Ceiling: full-size decode on one core of the same number of records.
+    // Ceiling first, while no loader thread competes: full-size decode of up to 500 records
+    // on this one core.
+    data::Dataset probe(o.files);
+    const std::string encoding = probe.meta().encoding;
     double ceiling = 0;
     if (encoding == "jpeg") {
       data::Decoder dec;
       std::vector<uint8_t> buf;
-      int64_t n = std::min<int64_t>(loader.dataset().size(), 500);
+      int64_t n = std::min<int64_t>(probe.size(), 500);
+      for (int64_t i = 0; i < n; ++i) {  // warm the page cache
+        auto [shard, j] = probe.locate(i);
+        shard->read_bytes(j, &buf);
+      }
       auto c0 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < n; ++i) {
-        auto [shard, j] = loader.dataset().locate(i);
+        auto [shard, j] = probe.locate(i);
         shard->read_bytes(j, &buf);
         dec.decode_full(buf);
       }
       ceiling = n / std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
     }
+    data::Loader loader(o);
+    loader.next();  // warm-up: page cache, thread start
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < batches; ++i) loader.next();
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double ips = static_cast<double>(batches) * o.sampler.global_batch / s;
     double per_thread = ips / o.threads;
     if (p.has("json")) {
       json::Value out = json::Value::object();

@@ -58,29 +58,33 @@ CropBox choose_crop(const TransformOptions& o, int64_t epoch, int64_t index, int
 void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, int size, int out_c,
                  uint8_t* out) {
   // Sample positions follow align_corners=False: output pixel i maps to box.x + (i+0.5)*sx - 0.5.
+  // Weights are 11-bit fixed point: integer math, exact rounding, no float per pixel.
+  constexpr int kBits = 11, kOne = 1 << kBits;
   const double sx = box.w / size, sy = box.h / size;
-  std::vector<int> x0(size), x1(size);
-  std::vector<float> fx(size);
+  std::vector<int> x0(size), x1(size), wx(size);
   for (int i = 0; i < size; ++i) {
     int oi = box.flip ? size - 1 - i : i;
     double x = std::clamp(box.x + (oi + 0.5) * sx - 0.5, 0.0, w - 1.0);
-    x0[i] = static_cast<int>(x);
-    x1[i] = std::min(x0[i] + 1, w - 1);
-    fx[i] = static_cast<float>(x - x0[i]);
+    int xi = static_cast<int>(x);
+    x0[i] = xi * c;
+    x1[i] = std::min(xi + 1, w - 1) * c;
+    wx[i] = static_cast<int>((x - xi) * kOne + 0.5);
   }
   for (int j = 0; j < size; ++j) {
     double y = std::clamp(box.y + (j + 0.5) * sy - 0.5, 0.0, h - 1.0);
     int y0 = static_cast<int>(y), y1 = std::min(y0 + 1, h - 1);
-    float fy = static_cast<float>(y - y0);
+    const int wy = static_cast<int>((y - y0) * kOne + 0.5);
     const uint8_t* r0 = src + static_cast<size_t>(y0) * w * c;
     const uint8_t* r1 = src + static_cast<size_t>(y1) * w * c;
     uint8_t* o = out + static_cast<size_t>(j) * size * out_c;
     for (int i = 0; i < size; ++i) {
+      const int a = x0[i], b = x1[i], fx = wx[i], gx = kOne - fx;
       for (int k = 0; k < out_c; ++k) {
-        int ck = c == 1 ? 0 : k;
-        float top = r0[x0[i] * c + ck] + fx[i] * (r0[x1[i] * c + ck] - r0[x0[i] * c + ck]);
-        float bot = r1[x0[i] * c + ck] + fx[i] * (r1[x1[i] * c + ck] - r1[x0[i] * c + ck]);
-        o[i * out_c + k] = static_cast<uint8_t>(std::lround(top + fy * (bot - top)));
+        const int ck = c == 1 ? 0 : k;
+        const int top = r0[a + ck] * gx + r0[b + ck] * fx;
+        const int bot = r1[a + ck] * gx + r1[b + ck] * fx;
+        o[i * out_c + k] = static_cast<uint8_t>(
+            (top * (kOne - wy) + bot * wy + (1 << (2 * kBits - 1))) >> (2 * kBits));
       }
     }
   }
