@@ -1,0 +1,94 @@
+#include "data/mixup.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "data/sampler.h"
+
+namespace coatnet::data {
+
+namespace {
+
+class Stream {
+ public:
+  explicit Stream(uint64_t key) : key_(key) {}
+  double uniform() { return ((mix64(key_ + n_++) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+  double normal() {  // Box–Muller
+    double u = uniform(), v = uniform();
+    return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
+  }
+  double gamma(double a) {  // Marsaglia–Tsang; a < 1 via the boost a+1, u^(1/a)
+    if (a < 1.0) return gamma(a + 1.0) * std::pow(uniform(), 1.0 / a);
+    const double d = a - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+    while (true) {
+      double x = normal(), v = 1.0 + c * x;
+      if (v <= 0) continue;
+      v = v * v * v;
+      double u = uniform();
+      if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
+    }
+  }
+
+ private:
+  uint64_t key_, n_ = 0;
+};
+
+}  // namespace
+
+double keyed_beta(double a, uint64_t key) {
+  Stream s(key);
+  double x = s.gamma(a), y = s.gamma(a);
+  return x / (x + y);
+}
+
+at::Tensor soft_targets(const at::Tensor& targets, int64_t k, double eps) {
+  at::Tensor y;
+  if (targets.dim() == 1) {
+    y = at::zeros({targets.size(0), k}, at::kFloat);
+    at::Tensor idx = targets.clamp_min(0).unsqueeze(1);
+    y.scatter_(1, idx, 1.0);
+    y.masked_fill_((targets < 0).unsqueeze(1), 0.0);  // invalid rows carry no target
+  } else {
+    y = targets.to(at::kFloat);
+  }
+  return eps > 0 ? y.mul(1.0 - eps).add_(eps / k) : y;
+}
+
+at::Tensor mix_batch(at::Tensor& images, const at::Tensor& targets, const MixOptions& o,
+                     int64_t epoch, int64_t step, int rank, MixInfo* info) {
+  at::Tensor y = soft_targets(targets, o.num_classes, o.label_smoothing);
+  MixInfo m;
+  const bool mixup = o.mixup_alpha > 0, cutmix = o.cutmix_alpha > 0;
+  if (mixup || cutmix) {
+    const uint64_t key = key_of(o.seed ^ 0x6d6978, static_cast<uint64_t>(epoch),
+                                (static_cast<uint64_t>(step) << 16) ^ static_cast<uint64_t>(rank));
+    Stream s(key);
+    m.cutmix = cutmix && (!mixup || s.uniform() < o.switch_prob);
+    m.lam = keyed_beta(m.cutmix ? o.cutmix_alpha : o.mixup_alpha, key_of(key, 1));
+    at::NoGradGuard no_grad;
+    at::Tensor mirror = images.flip(0);
+    if (m.cutmix) {
+      const int64_t h = images.size(2), w = images.size(3);
+      const double cut = std::sqrt(1.0 - m.lam);
+      const auto ch = static_cast<int64_t>(h * cut), cw = static_cast<int64_t>(w * cut);
+      const auto cy = static_cast<int64_t>(s.uniform() * h),
+                 cx = static_cast<int64_t>(s.uniform() * w);
+      m.y0 = std::clamp<int64_t>(cy - ch / 2, 0, h);
+      m.y1 = std::clamp<int64_t>(cy + ch / 2, 0, h);
+      m.x0 = std::clamp<int64_t>(cx - cw / 2, 0, w);
+      m.x1 = std::clamp<int64_t>(cx + cw / 2, 0, w);
+      images.slice(2, m.y0, m.y1)
+          .slice(3, m.x0, m.x1)
+          .copy_(mirror.slice(2, m.y0, m.y1).slice(3, m.x0, m.x1));
+      m.lam = 1.0 - static_cast<double>((m.y1 - m.y0) * (m.x1 - m.x0)) / (h * w);
+    } else {
+      images.mul_(m.lam).add_(mirror, 1.0 - m.lam);
+    }
+    y = y.mul(m.lam).add_(y.flip(0), 1.0 - m.lam);
+  }
+  if (info) *info = m;
+  return y;
+}
+
+}  // namespace coatnet::data

@@ -1,0 +1,80 @@
+// Mixup/CutMix: the mixing formula, label mixing, CutMix's area-corrected λ, determinism.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "data/mixup.h"
+
+using namespace coatnet::data;
+
+TEST(Mixup, OffLeavesImagesAndGivesSmoothedOneHot) {
+  at::Tensor x = at::randn({4, 3, 8, 8}), orig = x.clone();
+  MixOptions o;
+  o.num_classes = 5;
+  o.label_smoothing = 0.1;
+  at::Tensor y = mix_batch(x, at::tensor({0, 4, 2, -1}, at::kLong), o, 0, 0, 0);
+  EXPECT_TRUE(at::equal(x, orig));
+  EXPECT_NEAR(y[0][0].item<float>(), 0.9 + 0.02, 1e-6);
+  EXPECT_NEAR(y[0][1].item<float>(), 0.02, 1e-6);
+  EXPECT_NEAR(y[3].sum().item<float>(), 0.1, 1e-6)
+      << "an invalid row keeps only the smoothing mass";
+}
+
+TEST(Mixup, MixupMixesImagesAndLabelsWithTheSameLambda) {
+  at::Tensor x = at::randn({6, 3, 8, 8}), orig = x.clone();
+  MixOptions o;
+  o.mixup_alpha = 0.8;
+  o.num_classes = 10;
+  MixInfo m;
+  at::Tensor t = at::tensor({1, 2, 3, 4, 5, 6}, at::kLong);
+  at::Tensor y = mix_batch(x, t, o, 3, 7, 0, &m);
+  EXPECT_FALSE(m.cutmix);
+  EXPECT_GT(m.lam, 0.0);
+  EXPECT_LT(m.lam, 1.0);
+  EXPECT_TRUE(at::allclose(x, orig * m.lam + orig.flip(0) * (1 - m.lam), 1e-5, 1e-6));
+  EXPECT_NEAR(y[0][1].item<float>(), m.lam, 1e-6);
+  EXPECT_NEAR(y[0][6].item<float>(), 1 - m.lam, 1e-6);
+  EXPECT_TRUE(at::allclose(y.sum(1), at::ones({6})));
+  // The same key gives the same mix; another step a different one.
+  at::Tensor x2 = orig.clone();
+  MixInfo m2, m3;
+  mix_batch(x2, t, o, 3, 7, 0, &m2);
+  EXPECT_EQ(m.lam, m2.lam);
+  at::Tensor x3 = orig.clone();
+  mix_batch(x3, t, o, 3, 8, 0, &m3);
+  EXPECT_NE(m.lam, m3.lam);
+}
+
+TEST(Mixup, CutMixPastesABoxAndUsesItsArea) {
+  at::Tensor x = at::zeros({2, 1, 32, 32});
+  x[1].fill_(1.0);
+  MixOptions o;
+  o.cutmix_alpha = 1.0;
+  o.num_classes = 2;
+  for (int step = 0; step < 20; ++step) {
+    at::Tensor img = x.clone();
+    MixInfo m;
+    at::Tensor y = mix_batch(img, at::tensor({0, 1}, at::kLong), o, 0, step, 0, &m);
+    ASSERT_TRUE(m.cutmix);
+    double pasted = img[0].sum().item<double>() / (32.0 * 32.0);  // ones pasted into image 0
+    EXPECT_NEAR(1.0 - pasted, m.lam, 1e-9) << step;
+    EXPECT_NEAR(y[0][0].item<float>(), m.lam, 1e-6);
+  }
+}
+
+TEST(Mixup, MultiLabelTargetsMixToo) {
+  at::Tensor x = at::randn({2, 3, 4, 4});
+  MixOptions o;
+  o.mixup_alpha = 1.0;
+  o.num_classes = 4;
+  at::Tensor t = at::tensor({1.f, 0.f, 1.f, 0.f, 0.f, 1.f, 0.f, 0.f}).view({2, 4});
+  MixInfo m;
+  at::Tensor y = mix_batch(x, t, o, 0, 1, 0, &m);
+  EXPECT_NEAR(y[0][0].item<float>(), m.lam, 1e-6);
+  EXPECT_NEAR(y[0][1].item<float>(), 1 - m.lam, 1e-6);
+}
+
+TEST(Mixup, BetaSamplesHaveTheRightMean) {
+  double sum = 0;
+  for (uint64_t k = 0; k < 4000; ++k) sum += keyed_beta(0.8, k * 7919);
+  EXPECT_NEAR(sum / 4000, 0.5, 0.03);
+}
