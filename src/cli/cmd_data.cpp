@@ -170,6 +170,7 @@ int bench(int argc, char** argv) {
       .option("batch", "B", "images per batch", "64")
       .option("batches", "K", "timed batches", "20")
       .option("size", "S", "output size", "224")
+      .option("randaugment", "N,M", "also RandAugment with N ops at magnitude M, e.g. 2,15", "0,0")
       .flag("json", "print one JSON object on stdout");
   return run_command(p, argc, argv, [&] {
     at::set_num_threads(1);  // the loader has its own threads; keep ATen from adding more
@@ -178,6 +179,10 @@ int bench(int argc, char** argv) {
     o.threads = p.get_int("threads");
     o.sampler.global_batch = p.get_int("batch");
     o.transform.size = p.get_int("size");
+    auto ra = text::split(p.get("randaugment"), ',');
+    if (ra.size() != 2) throw UsageError("--randaugment expects N,M, e.g. 2,15");
+    o.transform.randaugment_n = std::stoi(ra[0]);
+    o.transform.randaugment_m = std::stoi(ra[1]);
     const int batches = p.get_int("batches");
     // Ceiling first, while no loader thread competes: full-size decode of up to 500 records
     // on this one core.
@@ -214,6 +219,7 @@ int bench(int argc, char** argv) {
       out["threads"] = o.threads;
       out["batch"] = o.sampler.global_batch;
       out["size"] = o.transform.size;
+      out["randaugment"] = p.get("randaugment");
       out["images_per_s"] = ips;
       out["images_per_s_per_thread"] = per_thread;
       if (ceiling > 0) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data/randaugment.h"
 #include "data/sampler.h"
 
 namespace coatnet::data {
@@ -118,6 +119,7 @@ void Decoder::transform(const std::vector<uint8_t>& encoded, const std::string& 
       throw DecodeError("raw record of " + std::to_string(encoded.size()) + " bytes for " +
                         std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c));
     resize_crop(encoded.data(), h, w, c, box, o.size, o.channels, out);
+    augment(o, epoch, index, out);
     return;
   }
   int jw = 0, jh = 0, sub = 0, cs = 0;
@@ -154,9 +156,17 @@ void Decoder::transform(const std::vector<uint8_t>& encoded, const std::string& 
     for (size_t p = 0; p < static_cast<size_t>(o.size) * o.size; ++p)
       out[p] = static_cast<uint8_t>(
           (299 * rgb[3 * p] + 587 * rgb[3 * p + 1] + 114 * rgb[3 * p + 2] + 500) / 1000);
-    return;
+  } else {
+    resize_crop(pixels_.data(), sh, sw, 3, scaled, o.size, o.channels, out);
   }
-  resize_crop(pixels_.data(), sh, sw, 3, scaled, o.size, o.channels, out);
+  augment(o, epoch, index, out);
+}
+
+void Decoder::augment(const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out) {
+  if (!o.train || o.randaugment_n <= 0) return;
+  uint64_t key =
+      key_of(o.seed ^ 0x7261, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index));
+  rand_augment(o.randaugment_n, o.randaugment_m, key, out, o.size, o.size, o.channels);
 }
 
 }  // namespace coatnet::data

@@ -31,6 +31,8 @@ struct TransformOptions {
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
   double hflip = 0.5;
   double crop_pct = 0.875;
+  int randaugment_n = 0;   // ops per image (training only); 0 = off
+  int randaugment_m = 10;  // magnitude 0..30 (torchvision's bins)
   uint64_t seed = 0;
 };
 
@@ -59,6 +61,7 @@ class Decoder {
   int64_t decode_full(const std::vector<uint8_t>& encoded);
 
  private:
+  void augment(const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out);
   tjhandle tj_;
   std::vector<uint8_t> pixels_;
 };
