@@ -87,6 +87,9 @@ coatnet_report("Boost" "found" "${Boost_VERSION}")
 # --- TurboJPEG, xxHash (pkg-config) ----------------------------------------------------------
 pkg_check_modules(TURBOJPEG REQUIRED IMPORTED_TARGET libturbojpeg)
 coatnet_report("TurboJPEG" "found" "${TURBOJPEG_VERSION}")
+# libjpeg(-turbo)'s own API: crop-region decoding (jpeg_crop_scanline, jpeg_skip_scanlines).
+pkg_check_modules(JPEG REQUIRED IMPORTED_TARGET libjpeg)
+coatnet_report("libjpeg" "found" "${JPEG_VERSION}")
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 coatnet_report("libpng" "found" "${PNG_VERSION}: PNG sources are converted when packing")
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data/crop_decode.h"
 #include "data/randaugment.h"
 #include "data/sampler.h"
 
@@ -56,11 +57,33 @@ CropBox choose_crop(const TransformOptions& o, int64_t epoch, int64_t index, int
   return box;
 }
 
+namespace {
+
+constexpr int kBits = 11, kOne = 1 << kBits;  // 11-bit fixed-point bilinear weights
+
+// One output row; channel counts are template parameters so the inner loop unrolls.
+template <int C, int OC>
+void resize_row(const uint8_t* r0, const uint8_t* r1, int wy, const int* x0, const int* x1,
+                const int* wx, int size, uint8_t* o) {
+  const int gy = kOne - wy;
+  for (int i = 0; i < size; ++i) {
+    const int a = x0[i], b = x1[i], fx = wx[i], gx = kOne - fx;
+    for (int k = 0; k < OC; ++k) {
+      const int ck = C == 1 ? 0 : k;
+      const int top = r0[a + ck] * gx + r0[b + ck] * fx;
+      const int bot = r1[a + ck] * gx + r1[b + ck] * fx;
+      o[i * OC + k] =
+          static_cast<uint8_t>((top * gy + bot * wy + (1 << (2 * kBits - 1))) >> (2 * kBits));
+    }
+  }
+}
+
+}  // namespace
+
 void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, int size, int out_c,
                  uint8_t* out) {
   // Sample positions follow align_corners=False: output pixel i maps to box.x + (i+0.5)*sx - 0.5.
-  // Weights are 11-bit fixed point: integer math, exact rounding, no float per pixel.
-  constexpr int kBits = 11, kOne = 1 << kBits;
+  // Integer math with exact rounding; no float per pixel.
   const double sx = box.w / size, sy = box.h / size;
   std::vector<int> x0(size), x1(size), wx(size);
   for (int i = 0; i < size; ++i) {
@@ -71,23 +94,19 @@ void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, in
     x1[i] = std::min(xi + 1, w - 1) * c;
     wx[i] = static_cast<int>((x - xi) * kOne + 0.5);
   }
+  auto row = c == 3 && out_c == 3   ? resize_row<3, 3>
+             : c == 1 && out_c == 1 ? resize_row<1, 1>
+             : c == 1 && out_c == 3 ? resize_row<1, 3>
+                                    : nullptr;
+  if (!row)
+    throw std::invalid_argument("resize_crop: " + std::to_string(c) + " -> " +
+                                std::to_string(out_c) + " channels is not supported");
   for (int j = 0; j < size; ++j) {
     double y = std::clamp(box.y + (j + 0.5) * sy - 0.5, 0.0, h - 1.0);
     int y0 = static_cast<int>(y), y1 = std::min(y0 + 1, h - 1);
     const int wy = static_cast<int>((y - y0) * kOne + 0.5);
-    const uint8_t* r0 = src + static_cast<size_t>(y0) * w * c;
-    const uint8_t* r1 = src + static_cast<size_t>(y1) * w * c;
-    uint8_t* o = out + static_cast<size_t>(j) * size * out_c;
-    for (int i = 0; i < size; ++i) {
-      const int a = x0[i], b = x1[i], fx = wx[i], gx = kOne - fx;
-      for (int k = 0; k < out_c; ++k) {
-        const int ck = c == 1 ? 0 : k;
-        const int top = r0[a + ck] * gx + r0[b + ck] * fx;
-        const int bot = r1[a + ck] * gx + r1[b + ck] * fx;
-        o[i * out_c + k] = static_cast<uint8_t>(
-            (top * (kOne - wy) + bot * wy + (1 << (2 * kBits - 1))) >> (2 * kBits));
-      }
-    }
+    row(src + static_cast<size_t>(y0) * w * c, src + static_cast<size_t>(y1) * w * c, wy, x0.data(),
+        x1.data(), wx.data(), size, out + static_cast<size_t>(j) * size * out_c);
   }
 }
 
@@ -136,28 +155,38 @@ void Decoder::transform(const std::vector<uint8_t>& encoded, const std::string& 
   tjscalingfactor best{1, 1};
   for (int i = 0; i < n; ++i) {
     const tjscalingfactor f = factors[i];
-    if (f.num > f.denom) continue;  // no upscaling in the decoder
+    // Only 1, 1/2, 1/4, 1/8: libjpeg-turbo has SIMD IDCTs for these; the others (3/4, 5/8, ...)
+    // run plain C IDCTs and measured slower than decoding at the next larger SIMD scale.
+    if (f.num != 1 || (f.denom != 1 && f.denom != 2 && f.denom != 4 && f.denom != 8)) continue;
     double s = static_cast<double>(f.num) / f.denom;
     if (box.w * s >= o.size && box.h * s >= o.size &&
         s < static_cast<double>(best.num) / best.denom)
       best = f;
   }
   const int sw = TJSCALED(w, best), sh = TJSCALED(h, best);
-  pixels_.resize(static_cast<size_t>(sw) * sh * 3);
-  if (tjDecompress2(tj_, encoded.data(), encoded.size(), pixels_.data(), sw, 0, sh, TJPF_RGB,
-                    TJFLAG_FASTDCT) != 0)
-    throw DecodeError(std::string("JPEG does not decode: ") + tjGetErrorStr2(tj_));
   const double fx = static_cast<double>(sw) / w, fy = static_cast<double>(sh) / h;
-  CropBox scaled{box.x * fx, box.y * fy, box.w * fx, box.h * fy, box.flip};
+  // Decode only the crop's rows and (iMCU-aligned) columns, with a pixel of margin for the
+  // bilinear neighbours; sample positions are then relative to the decoded region.
+  const int rx = static_cast<int>(std::floor(box.x * fx)) - 1;
+  const int ry = static_cast<int>(std::floor(box.y * fy)) - 1;
+  const int rw = static_cast<int>(std::ceil((box.x + box.w) * fx)) + 1 - rx;
+  const int rh = static_cast<int>(std::ceil((box.y + box.h) * fy)) + 1 - ry;
+  std::string why;
+  if (!decode_region(encoded, best.num * 8 / best.denom, rx, ry, rw, rh, &region_, &why))
+    throw DecodeError("JPEG does not decode: " + why);
+  CropBox scaled{box.x * fx - region_.x0, box.y * fy - region_.y0, box.w * fx, box.h * fy,
+                 box.flip};
+  const uint8_t* pixels = region_.rgb.data();
+  const int sh_r = region_.height, sw_r = region_.width;
   if (o.channels == 1) {
     // Luma-only output from an RGB decode: resize the RGB crop, then keep one channel.
     std::vector<uint8_t> rgb(static_cast<size_t>(o.size) * o.size * 3);
-    resize_crop(pixels_.data(), sh, sw, 3, scaled, o.size, 3, rgb.data());
+    resize_crop(pixels, sh_r, sw_r, 3, scaled, o.size, 3, rgb.data());
     for (size_t p = 0; p < static_cast<size_t>(o.size) * o.size; ++p)
       out[p] = static_cast<uint8_t>(
           (299 * rgb[3 * p] + 587 * rgb[3 * p + 1] + 114 * rgb[3 * p + 2] + 500) / 1000);
   } else {
-    resize_crop(pixels_.data(), sh, sw, 3, scaled, o.size, o.channels, out);
+    resize_crop(pixels, sh_r, sw_r, 3, scaled, o.size, o.channels, out);
   }
   augment(o, epoch, index, out);
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "data/crop_decode.h"
 #include "data/shard.h"
 
 namespace coatnet::data {
@@ -63,7 +64,8 @@ class Decoder {
  private:
   void augment(const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out);
   tjhandle tj_;
-  std::vector<uint8_t> pixels_;
+  std::vector<uint8_t> pixels_;  // full-size decode (decode_full)
+  DecodedRegion region_;         // the crop's region (transform)
 };
 
 // Crops `box` out of an h×w×c uint8 image and resizes it bilinearly to size×size×out_c
