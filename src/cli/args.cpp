@@ -10,6 +10,23 @@ void print_error(const std::string& command, const std::string& message) {
   std::fprintf(stderr, "coatnet %s: error: %s\n", command.c_str(), message.c_str());
 }
 
+int dispatch(const std::string& group, const char* what, const char* usage, int argc, char** argv,
+             const std::vector<Subcommand>& subcommands) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  std::vector<std::string> names;
+  for (const auto& s : subcommands) {
+    if (name == s.name) return s.run(argc - 1, argv + 1);
+    names.push_back(s.name);
+  }
+  std::fprintf(stderr, "coatnet %s: unknown %s '%s'%s\n\n%s", group.c_str(), what, name.c_str(),
+               text::did_you_mean(name, names).c_str(), usage);
+  return 2;
+}
+
 ArgParser::ArgParser(std::string command, std::string summary)
     : command_(std::move(command)), summary_(std::move(summary)) {}
 

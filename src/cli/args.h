@@ -2,6 +2,7 @@
 // UsageError (exit 2, usage on stderr) for anything unknown or malformed.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -53,6 +54,15 @@ class ArgParser {
   std::vector<Spec> specs_;
   std::map<std::string, std::vector<std::string>> values_;
 };
+
+// Two-level commands (`coatnet pack idx ...`, `coatnet data verify ...`): argv[1] names the
+// subcommand; none or --help prints `usage` (exit 2 or 0), an unknown one suggests the closest.
+struct Subcommand {
+  const char* name;
+  std::function<int(int, char**)> run;
+};
+int dispatch(const std::string& group, const char* what, const char* usage, int argc, char** argv,
+             const std::vector<Subcommand>& subcommands);
 
 // Runs a subcommand body: HelpRequested -> usage on stdout, exit 0; UsageError -> message and
 // usage on stderr, exit 2; any other exception -> "coatnet CMD: error: ..." on stderr, exit 1.

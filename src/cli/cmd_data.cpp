@@ -242,17 +242,8 @@ int bench(int argc, char** argv) {
 }  // namespace
 
 int cmd_data(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::fputs(kDataUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  std::string sub = argv[1];
-  if (sub == "inspect") return inspect(argc - 1, argv + 1);
-  if (sub == "verify") return verify(argc - 1, argv + 1);
-  if (sub == "bench") return bench(argc - 1, argv + 1);
-  std::fprintf(stderr, "coatnet data: unknown command '%s'%s\n\n%s", sub.c_str(),
-               text::did_you_mean(sub, {"inspect", "verify", "bench"}).c_str(), kDataUsage);
-  return 2;
+  return dispatch("data", "command", kDataUsage, argc, argv,
+                  {{"inspect", inspect}, {"verify", verify}, {"bench", bench}});
 }
 
 }  // namespace coatnet::cli

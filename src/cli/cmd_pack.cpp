@@ -159,17 +159,11 @@ int pack_idx_command(int argc, char** argv) {
 }  // namespace
 
 int cmd_pack(int argc, char** argv) {
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
-    std::fputs(kPackUsage, argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
-  }
-  std::string source = argv[1];
-  if (source == "idx") return pack_idx_command(argc - 1, argv + 1);
-  if (source == "imagefolder") return pack_listing_command(argc - 1, argv + 1, false);
-  if (source == "jft") return pack_listing_command(argc - 1, argv + 1, true);
-  std::fprintf(stderr, "coatnet pack: unknown source '%s'%s\n\n%s", source.c_str(),
-               text::did_you_mean(source, {"idx", "imagefolder", "jft"}).c_str(), kPackUsage);
-  return 2;
+  return dispatch(
+      "pack", "source", kPackUsage, argc, argv,
+      {{"idx", pack_idx_command},
+       {"imagefolder", [](int c, char** v) { return pack_listing_command(c, v, false); }},
+       {"jft", [](int c, char** v) { return pack_listing_command(c, v, true); }}});
 }
 
 }  // namespace coatnet::cli
