@@ -8,36 +8,8 @@
 
 namespace coatnet::data {
 
-namespace {
-
-class Stream {
- public:
-  explicit Stream(uint64_t key) : key_(key) {}
-  double uniform() { return ((mix64(key_ + n_++) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-  double normal() {  // Box–Muller
-    double u = uniform(), v = uniform();
-    return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
-  }
-  double gamma(double a) {  // Marsaglia–Tsang; a < 1 via the boost a+1, u^(1/a)
-    if (a < 1.0) return gamma(a + 1.0) * std::pow(uniform(), 1.0 / a);
-    const double d = a - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
-    while (true) {
-      double x = normal(), v = 1.0 + c * x;
-      if (v <= 0) continue;
-      v = v * v * v;
-      double u = uniform();
-      if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
-    }
-  }
-
- private:
-  uint64_t key_, n_ = 0;
-};
-
-}  // namespace
-
 double keyed_beta(double a, uint64_t key) {
-  Stream s(key);
+  KeyedRandom s(key);
   double x = s.gamma(a), y = s.gamma(a);
   return x / (x + y);
 }
@@ -63,7 +35,7 @@ at::Tensor mix_batch(at::Tensor& images, const at::Tensor& targets, const MixOpt
   if (mixup || cutmix) {
     const uint64_t key = key_of(o.seed ^ 0x6d6978, static_cast<uint64_t>(epoch),
                                 (static_cast<uint64_t>(step) << 16) ^ static_cast<uint64_t>(rank));
-    Stream s(key);
+    KeyedRandom s(key);
     m.cutmix = cutmix && (!mixup || s.uniform() < o.switch_prob);
     m.lam = keyed_beta(m.cutmix ? o.cutmix_alpha : o.mixup_alpha, key_of(key, 1));
     at::NoGradGuard no_grad;

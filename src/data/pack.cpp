@@ -1,34 +1,15 @@
 #include "data/pack.h"
 
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 
 #include "data/idx.h"
+#include "data/progress.h"
 
 namespace coatnet::data {
 
 namespace {
-
-class Progress {
- public:
-  Progress(bool on, int64_t total) : on_(on), total_(total), t0_(clock::now()) {}
-  void update(int64_t done) {
-    if (!on_) return;
-    double s = std::chrono::duration<double>(clock::now() - t0_).count();
-    double rate = done / std::max(s, 1e-9);
-    std::fprintf(stderr, "[pack] %lld/%lld records (%.0f/s, ETA %.0f s)\n",
-                 static_cast<long long>(done), static_cast<long long>(total_), rate,
-                 (total_ - done) / std::max(rate, 1e-9));
-  }
-
- private:
-  using clock = std::chrono::steady_clock;
-  bool on_;
-  int64_t total_;
-  clock::time_point t0_;
-};
 
 void make_parent_dir(const std::string& prefix) {
   auto parent = std::filesystem::path(prefix).parent_path();
@@ -74,7 +55,7 @@ PackResult pack_idx(const std::string& images_path, const std::string& labels_pa
   PackResult result;
   result.records = n;
   result.shards = (n + o.records_per_shard - 1) / o.records_per_shard;
-  Progress progress(o.progress && o.rank == 0, n);
+  Progress progress(o.progress && o.rank == 0, n, "records");
   const int64_t pixels = h * w;
   for (int64_t k = o.rank; k < result.shards; k += o.world) {
     ShardWriter writer(shard_path(out_prefix, k, result.shards), meta);

@@ -1,7 +1,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +9,7 @@
 #include <stdexcept>
 
 #include "data/pack.h"
+#include "data/progress.h"
 #include "util/text.h"
 
 namespace coatnet::data {
@@ -143,7 +143,7 @@ PackResult pack_images(const SourceListing& listing, const std::string& out_pref
   result.shards = (n + o.records_per_shard - 1) / o.records_per_shard;
   ImageChecker checker(check);
   std::vector<uint8_t> bytes;
-  const auto t0 = std::chrono::steady_clock::now();
+  Progress progress(o.progress && o.rank == 0, n, "images");
   for (int64_t k = o.rank; k < result.shards; k += o.world) {
     ShardWriter writer(shard_path(out_prefix, k, result.shards), meta);
     const int64_t end = std::min(n, (k + 1) * o.records_per_shard);
@@ -173,14 +173,8 @@ PackResult pack_images(const SourceListing& listing, const std::string& out_pref
     result.records += static_cast<int64_t>(writer.size());
     writer.commit();
     result.written.push_back(shard_path(out_prefix, k, result.shards));
-    if (o.progress && o.rank == 0) {
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      int64_t done = std::min(n, (k + o.world) * o.records_per_shard);
-      double rate = done / std::max(s, 1e-9);
-      std::fprintf(stderr, "[pack] %lld/%lld images (%.0f/s, ETA %.0f s)\n",
-                   static_cast<long long>(done), static_cast<long long>(n), rate,
-                   (n - done) / std::max(rate, 1e-9));
-    }
+    // Rank 0 sees its own shards only; ranks advance in step, so this estimates the whole.
+    progress.update(std::min(n, (k + o.world) * o.records_per_shard));
   }
   return result;
 }

@@ -5,44 +5,12 @@
 
 namespace coatnet::data {
 
-uint64_t mix64(uint64_t x) {  // SplitMix64's finalizer
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t key_of(uint64_t a, uint64_t b, uint64_t c) {
-  return mix64(mix64(mix64(a) ^ b) ^ c);
-}
-
 namespace {
-
-class Rng {  // SplitMix64 stream; uniform below a bound without modulo bias (Lemire)
- public:
-  explicit Rng(uint64_t seed) : s_(seed) {}
-  uint64_t next() { return mix64(s_++); }
-  uint64_t below(uint64_t bound) {
-    unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
-    auto low = static_cast<uint64_t>(m);
-    if (low < bound) {
-      uint64_t threshold = -bound % bound;
-      while (low < threshold) {
-        m = static_cast<unsigned __int128>(next()) * bound;
-        low = static_cast<uint64_t>(m);
-      }
-    }
-    return static_cast<uint64_t>(m >> 64);
-  }
-
- private:
-  uint64_t s_;
-};
 
 std::vector<int64_t> shuffled(int64_t n, uint64_t key) {
   std::vector<int64_t> v(n);
   for (int64_t i = 0; i < n; ++i) v[i] = i;
-  Rng rng(key);
+  KeyedRandom rng(key);
   for (int64_t i = n - 1; i > 0; --i) std::swap(v[i], v[rng.below(i + 1)]);
   return v;
 }

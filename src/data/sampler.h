@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "util/keyed_random.h"
+
 namespace coatnet::data {
 
 // Full: a uniform random permutation held in memory (8 bytes a sample; 10 MB for ImageNet).
@@ -70,9 +72,5 @@ class DistributedSampler {
   std::unique_ptr<SampleOrder> order_;
   int64_t order_epoch_ = -1;
 };
-
-// Splittable counter-based hash: the same inputs give the same bits on every machine.
-uint64_t mix64(uint64_t x);
-uint64_t key_of(uint64_t a, uint64_t b, uint64_t c = 0);
 
 }  // namespace coatnet::data

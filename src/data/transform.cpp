@@ -9,21 +9,6 @@
 
 namespace coatnet::data {
 
-namespace {
-
-// Uniform doubles in [0, 1) from a keyed counter stream.
-class KeyedRandom {
- public:
-  explicit KeyedRandom(uint64_t key) : key_(key) {}
-  double uniform() { return (mix64(key_ + counter_++) >> 11) * (1.0 / 9007199254740992.0); }
-  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-
- private:
-  uint64_t key_, counter_ = 0;
-};
-
-}  // namespace
-
 CropBox choose_crop(const TransformOptions& o, int64_t epoch, int64_t index, int h, int w) {
   if (!o.train) {
     double side = o.crop_pct * std::min(h, w);
