@@ -1,7 +1,9 @@
 // coatnet: one CLI, git-style subcommands.
 //   cli/cmd_info.cpp      info     parameters, MACs and stage shapes of a model
 //   cli/cmd_forward.cpp   forward  run a model on a safetensors input (weights and parity checks)
-//   cli/cmd_train.cpp     train    resolve and print the training config
+//   cli/cmd_train.cpp     train    data-parallel training (src/train)
+//   cli/cmd_eval.cpp      eval     top-1/top-5 on the validation shards
+//   cli/cmd_plot.cpp      plot     PNG curves of a run
 //   cli/cmd_pack.cpp      pack     pack a dataset into HDF5 shards (parallel under mpirun)
 //   cli/cmd_data.cpp      data     inspect and verify packed shards
 #include <cstdio>
@@ -26,8 +28,11 @@ const Command kCommands[] = {
      coatnet::cli::cmd_forward},
     {"pack", "pack a dataset into HDF5 shards, in parallel under mpirun", coatnet::cli::cmd_pack},
     {"data", "inspect or verify packed shards", coatnet::cli::cmd_data},
-    {"train", "train a model (resolve and print its config with --print-config)",
+    {"train", "train a model data-parallel (mpirun -np N coatnet train --config FILE)",
      coatnet::cli::cmd_train},
+    {"eval", "top-1/top-5 of weights on the validation shards", coatnet::cli::cmd_eval},
+    {"plot", "PNG curves (loss, lr, accuracy, throughput) of a run directory",
+     coatnet::cli::cmd_plot},
 };
 
 std::string usage() {

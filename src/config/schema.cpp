@@ -94,6 +94,11 @@ std::vector<KeySpec> build() {
       key("train.log_every_steps", K::Int, "50", "steps between progress lines", 1, 1e9),
       key("train.run_dir", K::String, "runs", "parent directory of run directories"),
       key("train.name", K::String, "", "run directory name; empty = model name + time"),
+      choice("train.device", "auto", {"auto", "cpu", "cuda"},
+             "auto: the GPU of this rank's local rank when CUDA is available, else the CPU"),
+      choice("train.progress", "auto", {"auto", "bar", "lines"},
+             "rank 0's progress: a live bar, plain lines every log step, or auto (bar on a "
+             "terminal; under mpirun set it, as mpirun gives ranks a terminal)"),
       key("train.threads", K::Int, "0", "CPU intra-op threads; 0 = cores per node / local ranks", 0,
           4096),
       // distributed -----------------------------------------------------------------------

@@ -2,10 +2,15 @@
 
 #include <mpi.h>
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 
 namespace coatnet::dist {
 
@@ -35,9 +40,50 @@ World& World::init(int& argc, char**& argv) {
   w.reset(new World());
   check(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(MPI_COMM_WORLD, &w->size_), "MPI_Comm_size");
+  w->find_local_rank();
   // Destroy (and finalize) at exit, after every command has returned.
   std::atexit([] { instance().reset(); });
   return *w;
+}
+
+void World::find_local_rank() {
+  MPI_Comm node;
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+        "MPI_Comm_split_type");
+  check(MPI_Comm_rank(node, &local_rank_), "MPI_Comm_rank(node)");
+  check(MPI_Comm_size(node, &local_size_), "MPI_Comm_size(node)");
+  MPI_Comm_free(&node);
+  char name[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  check(MPI_Get_processor_name(name, &len), "MPI_Get_processor_name");
+  host_.assign(name, len);
+  // The launcher's own idea of the local rank must agree, or GPUs would be shared by accident
+  // (e.g. a hostfile listing one node twice under two names).
+  // Under mpirun inside a Slurm allocation SLURM_LOCALID describes the batch step, not this
+  // rank, so Open MPI's variable is checked first and Slurm's only for srun launches.
+  const char* var =
+      std::getenv("OMPI_COMM_WORLD_LOCAL_RANK") ? "OMPI_COMM_WORLD_LOCAL_RANK" : "SLURM_LOCALID";
+  const char* v = std::getenv(var);
+  if (v && *v && size_ > 1 && std::atoi(v) != local_rank_)
+    std::fprintf(stderr,
+                 "[rank %d] coatnet: warning: %s=%s but the shared-memory split of host %s gives "
+                 "local rank %d; using %d\n",
+                 rank_, var, v, host_.c_str(), local_rank_, local_rank_);
+}
+
+int World::cores_available() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int World::threads_per_rank() const {
+  // mpirun may bind each rank to one core; then the mask is already this rank's share.
+  const int cores = cores_available();
+  const int node_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (cores < node_cores) return cores;
+  return std::max(1, node_cores / local_size_);
 }
 
 World::~World() {

@@ -19,6 +19,15 @@ class World {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool is_root() const { return rank_ == 0; }
+  // Place on this node, from a shared-memory split of the world (MPI_COMM_TYPE_SHARED): the
+  // GPU index of this rank, and how many ranks share the node's cores.
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  const std::string& host() const { return host_; }
+  // CPU cores this process may run on (its affinity mask), and a fair share of the node's
+  // cores for one rank: intra-op threads when the config says 0.
+  static int cores_available();
+  int threads_per_rank() const;
 
   void barrier() const;
   int64_t sum(int64_t v) const;  // all-reduce of one integer
@@ -29,7 +38,9 @@ class World {
 
  private:
   World() = default;
-  int rank_ = 0, size_ = 1;
+  void find_local_rank();
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  std::string host_;
 };
 
 }  // namespace coatnet::dist

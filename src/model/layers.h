@@ -8,6 +8,8 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 
+#include <functional>
+
 #include "model/variants.h"
 
 namespace coatnet::model {
@@ -27,6 +29,14 @@ torch::nn::Conv2d make_conv(int in, int out, int k, int stride = 1, bool bias = 
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x);
 at::Tensor linear(torch::nn::Linear& l, const at::Tensor& x);
 torch::nn::BatchNorm2d make_bn(int channels, double eps);
+
+// BatchNorm forward. In training, a registered override replaces it: SyncBatchNorm
+// (dist/sync_bn.h) computes the statistics over every rank's batch. Process-wide, because
+// one process trains one model.
+using BatchNormOverride =
+    std::function<at::Tensor(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x)>;
+void set_batch_norm_override(BatchNormOverride f);  // empty f: back to local statistics
+at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x);
 
 // LayerNorm over the channels of an NCHW tensor (timm's LayerNorm2d).
 //   LayerNorm2d norm(LayerNorm2dOptions(96)); y = norm(x);

@@ -1,0 +1,166 @@
+// MPI backend of dist::Comm, for CPU tensors. Every collective is non-blocking (MPI_I*) so the
+// gradient buckets' all-reduces overlap backward; waits poll with MPI_Test, which both drives
+// MPI's progress (Open MPI has no progress thread) and lets the wait give up after the timeout.
+#include <mpi.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+
+#include "dist/comm.h"
+#include "dist/world.h"
+
+namespace coatnet::dist {
+
+namespace {
+
+MPI_Datatype mpi_type(const at::Tensor& t, const std::string& what) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return MPI_FLOAT;
+    case at::kDouble:
+      return MPI_DOUBLE;
+    case at::kLong:
+      return MPI_INT64_T;
+    case at::kInt:
+      return MPI_INT32_T;
+    default:
+      throw std::invalid_argument("comm-mpi: " + what + ": dtype " +
+                                  std::string(c10::toString(t.scalar_type())) +
+                                  " is not supported (float32, float64, int64, int32 are)");
+  }
+}
+
+void check_tensor(const at::Tensor& t, const std::string& what) {
+  if (!t.device().is_cpu())
+    throw std::invalid_argument("comm-mpi: " + what + ": tensor is on " + t.device().str() +
+                                "; the mpi backend takes CPU tensors (use dist.backend=nccl)");
+  if (!t.is_contiguous())
+    throw std::invalid_argument("comm-mpi: " + what + ": tensor is not contiguous");
+}
+
+void check(int rc, const std::string& what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw std::runtime_error("comm-mpi: " + what + " failed: " + std::string(msg, len));
+}
+
+class MpiComm;
+
+class MpiWork : public Work {
+ public:
+  MpiWork(const MpiComm& comm, std::string what, at::Tensor keep)
+      : comm_(comm), what_(std::move(what)), keep_(std::move(keep)) {}
+  ~MpiWork() override {
+    if (!finished_) wait();  // the buffer must outlive the operation
+  }
+  bool done() override;
+  void wait() override;
+  MPI_Request request = MPI_REQUEST_NULL;
+
+ private:
+  const MpiComm& comm_;
+  std::string what_;
+  at::Tensor keep_;  // holds the buffer alive while MPI uses it
+  bool finished_ = false;
+};
+
+class MpiComm : public Comm {
+ public:
+  explicit MpiComm(const CommOptions& o) : opt_(o) {
+    // A communicator of its own: the trainer's collectives never interleave with World's.
+    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+  }
+  ~MpiComm() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+  std::string name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  double timeout_s() const { return opt_.timeout_s; }
+
+  std::unique_ptr<Work> allreduce_async(at::Tensor t, const std::string& what) override {
+    check_tensor(t, what);
+    auto w = std::make_unique<MpiWork>(*this, what, t);
+    check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what),
+                         MPI_SUM, comm_, &w->request),
+          "MPI_Iallreduce (" + what + ")");
+    return w;
+  }
+
+  void broadcast(at::Tensor t, int root, const std::string& what) override {
+    check_tensor(t, what);
+    MpiWork w(*this, what, t);
+    check(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what), root, comm_,
+                     &w.request),
+          "MPI_Ibcast (" + what + ")");
+    w.wait();
+  }
+
+  at::Tensor allgather(const at::Tensor& t, const std::string& what) override {
+    at::Tensor in = t.contiguous();
+    check_tensor(in, what);
+    std::vector<int64_t> shape{size_};
+    for (int64_t s : in.sizes()) shape.push_back(s);
+    at::Tensor out = at::empty(shape, in.options());
+    MpiWork w(*this, what, out);
+    const int n = static_cast<int>(in.numel());
+    check(MPI_Iallgather(in.data_ptr(), n, mpi_type(in, what), out.data_ptr(), n,
+                         mpi_type(in, what), comm_, &w.request),
+          "MPI_Iallgather (" + what + ")");
+    w.wait();
+    return out;
+  }
+
+  void barrier(const std::string& what) override {
+    MpiWork w(*this, what, at::Tensor());
+    check(MPI_Ibarrier(comm_, &w.request), "MPI_Ibarrier (" + what + ")");
+    w.wait();
+  }
+
+  void progress() override {
+    int flag = 0;
+    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE);
+  }
+
+ private:
+  CommOptions opt_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+};
+
+bool MpiWork::done() {
+  if (finished_) return true;
+  int flag = 0;
+  check(MPI_Test(&request, &flag, MPI_STATUS_IGNORE), "MPI_Test (" + what_ + ")");
+  finished_ = flag != 0;
+  return finished_;
+}
+
+void MpiWork::wait() {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (int polls = 0; !done(); ++polls) {
+    // Spin briefly (the usual case: the peer is just behind), then yield the core to the
+    // decode threads and compute of other ranks on an oversubscribed node.
+    if (polls < 2000) continue;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if ((polls & 255) == 0 &&
+        std::chrono::duration<double>(clock::now() - start).count() > comm_.timeout_s())
+      abort_on_timeout(comm_.rank(), what_, comm_.step(), comm_.timeout_s());
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Comm> make_mpi_comm(const CommOptions& options) {
+  return std::make_unique<MpiComm>(options);
+}
+
+}  // namespace coatnet::dist

@@ -1,0 +1,72 @@
+// The collectives the trainer needs, behind one interface with one backend per file
+// (backends/comm-mpi for CPU tensors, backends/comm-nccl for CUDA tensors).
+//
+//   auto comm = make_comm("auto", world, {.timeout_s = 600}, device);
+//   auto work = comm->allreduce_async(bucket);   // starts now, overlaps what follows
+//   ...
+//   work->wait();                                // bucket now holds the sum over ranks
+//
+// Every wait is bounded by `timeout_s`: a collective that does not complete in time (a rank
+// crashed, hung or stopped taking part) aborts the whole job with a message naming this rank,
+// the operation and the training step, instead of hanging forever.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace coatnet::dist {
+
+class World;
+
+struct CommOptions {
+  double timeout_s = 600;
+};
+
+// A started collective.
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual bool done() = 0;  // non-blocking test (also drives MPI's progress)
+  virtual void wait() = 0;  // blocks until done, or aborts the job after the timeout
+};
+
+class Comm {
+ public:
+  virtual ~Comm() = default;
+  virtual std::string name() const = 0;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // Sum over ranks, in place. `what` names the operation in timeout messages.
+  virtual std::unique_ptr<Work> allreduce_async(at::Tensor t, const std::string& what) = 0;
+  virtual void broadcast(at::Tensor t, int root, const std::string& what) = 0;
+  // Every rank's tensor (same shape everywhere), stacked: (world, *t.shape).
+  virtual at::Tensor allgather(const at::Tensor& t, const std::string& what) = 0;
+  virtual void barrier(const std::string& what) = 0;
+  // Lets outstanding non-blocking collectives advance (MPI progresses only inside MPI calls).
+  virtual void progress() {}
+
+  void allreduce(at::Tensor t, const std::string& what) { allreduce_async(t, what)->wait(); }
+  // The training step shown in timeout messages.
+  void set_step(int64_t step) { step_ = step; }
+  int64_t step() const { return step_; }
+
+ protected:
+  int64_t step_ = -1;
+};
+
+// "mpi", "nccl", or "auto" (nccl for a CUDA device, mpi otherwise). An unknown name or NCCL
+// without a GPU or without NCCL compiled in is an error that lists what is available.
+std::unique_ptr<Comm> make_comm(const std::string& backend, const World& world,
+                                const CommOptions& options, bool cuda_device);
+std::vector<std::string> comm_backends();  // compiled in
+
+// Prints "[rank R] coatnet: <what> (step S) did not complete within T s …" and aborts the job.
+[[noreturn]] void abort_on_timeout(int rank, const std::string& what, int64_t step,
+                                   double timeout_s);
+
+}  // namespace coatnet::dist

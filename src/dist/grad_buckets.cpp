@@ -1,0 +1,133 @@
+#include "dist/grad_buckets.h"
+
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace coatnet::dist {
+
+namespace {
+
+// Runs after AccumulateGrad has added this step's gradient into the parameter's .grad view.
+class ReadyHook : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(GradBuckets* owner, size_t index) : owner_(owner), index_(index) {}
+  torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                            const torch::autograd::variable_list&) override {
+    owner_->mark_ready(index_);
+    return outputs;
+  }
+
+ private:
+  GradBuckets* owner_;
+  size_t index_;
+};
+
+}  // namespace
+
+GradBuckets::GradBuckets(std::vector<at::Tensor> params, at::Tensor flat_grads,
+                         std::vector<int64_t> offsets, Comm& comm, int64_t first_bucket_bytes,
+                         int64_t bucket_bytes)
+    : params_(std::move(params)), flat_(std::move(flat_grads)), comm_(comm) {
+  if (offsets.size() != params_.size())
+    throw std::invalid_argument("GradBuckets: " + std::to_string(params_.size()) +
+                                " parameters but " + std::to_string(offsets.size()) + " offsets");
+  const int64_t elem = static_cast<int64_t>(flat_.element_size());
+  bucket_of_.resize(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor& p = params_[i];
+    const int64_t n = p.numel();
+    if (offsets[i] < 0 || offsets[i] + n > flat_.numel())
+      throw std::invalid_argument("GradBuckets: parameter " + std::to_string(i) +
+                                  " does not fit in the flat gradient buffer");
+    p.mutable_grad() = flat_.narrow(0, offsets[i], n).view(p.sizes());
+    const int64_t limit = buckets_.size() <= 1 ? first_bucket_bytes : bucket_bytes;
+    if (buckets_.empty() || (buckets_.back().end - buckets_.back().begin) * elem >= limit ||
+        buckets_.back().end != offsets[i]) {
+      Bucket b;
+      b.begin = b.end = offsets[i];
+      buckets_.push_back(std::move(b));
+    }
+    Bucket& b = buckets_.back();
+    b.end = offsets[i] + n;
+    b.params.push_back(i);
+    bucket_of_[i] = buckets_.size() - 1;
+    // The accumulator must be held: the parameter keeps only a weak reference to it, and a new
+    // one (without our hook) would be made after each backward frees the graph.
+    auto acc = torch::autograd::impl::grad_accumulator(p);
+    if (!acc)
+      throw std::invalid_argument("GradBuckets: parameter " + std::to_string(i) +
+                                  " does not require grad");
+    acc->add_post_hook(std::make_unique<ReadyHook>(this, i));
+    accumulators_.push_back(std::move(acc));
+  }
+}
+
+GradBuckets::~GradBuckets() {
+  for (Bucket& b : buckets_)
+    if (b.work) b.work->wait();
+}
+
+double GradBuckets::since_begin() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+}
+
+void GradBuckets::zero() {
+  flat_.zero_();
+}
+
+void GradBuckets::begin_backward(bool sync) {
+  sync_ = sync;
+  next_launch_ = 0;
+  t0_ = std::chrono::steady_clock::now();
+  for (Bucket& b : buckets_) {
+    b.pending = b.params.size();
+    b.ready_s = b.launched_s = b.done_s = -1;
+    b.work.reset();
+  }
+}
+
+void GradBuckets::mark_ready(size_t param_index) {
+  if (!sync_) return;
+  Bucket& b = buckets_[bucket_of_[param_index]];
+  if (b.pending == 0) return;  // a parameter used twice in the graph is counted once
+  if (--b.pending == 0) {
+    b.ready_s = since_begin();
+    launch_ready();
+  } else {
+    comm_.progress();
+  }
+}
+
+void GradBuckets::launch_ready() {
+  // In bucket order only: collectives must be issued in the same order on every rank.
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+    Bucket& b = buckets_[next_launch_];
+    b.launched_s = since_begin();
+    ++next_launch_;
+    if (comm_.size() == 1) continue;  // nothing to exchange
+    b.work =
+        comm_.allreduce_async(flat_.narrow(0, b.begin, b.end - b.begin),
+                              "gradient all-reduce, bucket " + std::to_string(next_launch_ - 1));
+  }
+}
+
+void GradBuckets::finish() {
+  backward_end_s_ = since_begin();
+  last_wait_s_ = 0;
+  if (!sync_) return;
+  // Parameters that took no part in this graph leave their bucket pending: start it anyway.
+  for (Bucket& b : buckets_) b.pending = 0;
+  launch_ready();
+  const auto w0 = std::chrono::steady_clock::now();
+  for (Bucket& b : buckets_) {
+    if (b.work) b.work->wait();
+    b.done_s = since_begin();
+  }
+  last_wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+  if (comm_.size() > 1) flat_.div_(static_cast<double>(comm_.size()));
+}
+
+}  // namespace coatnet::dist

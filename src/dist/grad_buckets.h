@@ -1,0 +1,75 @@
+// Gradient buckets (DESIGN.md "Distributed"): every parameter's .grad is a view into one flat
+// gradient buffer (no copies), cut into buckets of contiguous ranges — the first small (~1 MiB)
+// so communication starts early, the rest ~25 MiB. The buffer is laid out in the order backward
+// produces gradients (the reverse of registration order), and a hook on each parameter's
+// gradient accumulator counts it ready; a bucket's all-reduce starts as soon as all of its
+// gradients are ready and the buckets before it have started (the same order on every rank),
+// so it overlaps the rest of backward.
+//
+//   GradBuckets buckets(params, flat_grads, offsets, comm, 1 << 20, 25 << 20);
+//   buckets.zero();
+//   buckets.begin_backward(/*sync=*/true);  // false on non-final accumulation micro-steps
+//   loss.backward();
+//   buckets.finish();                       // grads now hold the mean over ranks
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dist/comm.h"
+
+namespace torch::autograd {
+struct Node;
+}
+
+namespace coatnet::dist {
+
+struct Bucket {
+  int64_t begin = 0, end = 0;            // element range of the flat gradient buffer
+  std::vector<size_t> params;            // indices into the parameter list
+  size_t pending = 0;                    // gradients not yet ready in this backward
+  double ready_s = -1, launched_s = -1;  // seconds since begin_backward()
+  double done_s = -1;                    // when finish() saw it complete
+  std::unique_ptr<Work> work;
+};
+
+class GradBuckets {
+ public:
+  // params[i].grad becomes flat_grads[offsets[i], offsets[i] + numel). Buckets follow the
+  // order of `params`, which should be the order backward produces their gradients.
+  GradBuckets(std::vector<at::Tensor> params, at::Tensor flat_grads, std::vector<int64_t> offsets,
+              Comm& comm, int64_t first_bucket_bytes, int64_t bucket_bytes);
+  ~GradBuckets();
+
+  void zero();  // zero every gradient (one memset of the flat buffer)
+  void begin_backward(bool sync);
+  void finish();  // launches what is left, waits, divides by the world size
+
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  double backward_end_s() const { return backward_end_s_; }  // when finish() was entered
+  double last_wait_s() const { return last_wait_s_; }        // time blocked in the last finish()
+
+  // Called by the gradient-accumulator hooks.
+  void mark_ready(size_t param_index);
+
+ private:
+  double since_begin() const;
+  void launch_ready();
+
+  std::vector<at::Tensor> params_;
+  at::Tensor flat_;
+  std::vector<size_t> bucket_of_;  // param index -> bucket index
+  std::vector<Bucket> buckets_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooks alive
+  Comm& comm_;
+  bool sync_ = true;
+  size_t next_launch_ = 0;
+  std::chrono::steady_clock::time_point t0_;
+  double backward_end_s_ = 0, last_wait_s_ = 0;
+};
+
+}  // namespace coatnet::dist

@@ -1,0 +1,36 @@
+#include "train/ema.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+namespace coatnet::train {
+
+ModelEma::ModelEma(FlatParams& flat, torch::nn::Module& model, double decay)
+    : flat_(flat), decay_(decay) {
+  values = flat.values.detach().clone();
+  for (const at::Tensor& b : model.buffers(/*recurse=*/true)) {
+    if (!b.is_floating_point()) continue;  // e.g. BatchNorm's num_batches_tracked
+    live_buffers.push_back(b);
+    buffers.push_back(b.detach().clone());
+  }
+}
+
+void ModelEma::update() {
+  at::NoGradGuard no_grad;
+  values.lerp_(flat_.values, 1 - decay_);
+  for (size_t i = 0; i < buffers.size(); ++i) buffers[i].lerp_(live_buffers[i], 1 - decay_);
+}
+
+void ModelEma::swap() {
+  at::NoGradGuard no_grad;
+  at::Tensor tmp = flat_.values.clone();
+  flat_.values.copy_(values);
+  values.copy_(tmp);
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    tmp = live_buffers[i].clone();
+    live_buffers[i].copy_(buffers[i]);
+    buffers[i].copy_(tmp);
+  }
+}
+
+}  // namespace coatnet::train

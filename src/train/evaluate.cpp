@@ -1,0 +1,62 @@
+#include "train/evaluate.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "data/loader.h"
+#include "dist/comm.h"
+#include "model/coatnet.h"
+
+namespace coatnet::train {
+
+EvalResult evaluate(model::CoAtNetImpl& net, data::Loader& loader, dist::Comm& comm,
+                    const at::Device& device) {
+  const auto t0 = std::chrono::steady_clock::now();
+  at::NoGradGuard no_grad;
+  const bool was_training = net.is_training();
+  net.eval();
+  loader.restore(data::SamplerState{0, 0});
+  // Sums over this rank's valid rows: correct@1, correct@5, loss, rows, corrupt records.
+  double sums[5] = {0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
+    data::Batch batch = loader.next();
+    at::Tensor valid = batch.valid.to(device);
+    at::Tensor logits = net.forward(batch.images.to(device)).to(at::kFloat);
+    const int64_t k = std::min<int64_t>(5, logits.size(1));
+    at::Tensor top = std::get<1>(logits.topk(k, 1));  // (B, k)
+    at::Tensor targets = batch.targets.to(device);
+    at::Tensor hit;  // (B, k): is the j-th best class a true label?
+    at::Tensor per_row;
+    if (targets.dim() == 1) {
+      hit = top.eq(targets.clamp_min(0).unsqueeze(1));
+      per_row = at::cross_entropy_loss(logits, targets.clamp_min(0), {}, at::Reduction::None);
+    } else {
+      hit = targets.gather(1, top).gt(0);
+      per_row = at::binary_cross_entropy_with_logits(logits, targets, {}, {}, at::Reduction::None)
+                    .mean(1);
+    }
+    at::Tensor v = valid.to(at::kDouble);
+    sums[0] += (hit.narrow(1, 0, 1).any(1).to(at::kDouble) * v).sum().item<double>();
+    sums[1] += (hit.any(1).to(at::kDouble) * v).sum().item<double>();
+    sums[2] += (per_row.to(at::kDouble) * v).sum().item<double>();
+    sums[3] += v.sum().item<double>();
+    sums[4] += static_cast<double>(batch.corrupt);
+  }
+  at::Tensor total = at::tensor(std::vector<double>(sums, sums + 5), at::kDouble);
+  comm.allreduce(total, "evaluation counts");
+  auto t = total.accessor<double, 1>();
+  EvalResult r;
+  r.samples = static_cast<int64_t>(t[3]);
+  r.corrupt = static_cast<int64_t>(t[4]);
+  const double n = std::max(1.0, t[3]);
+  r.top1 = t[0] / n;
+  r.top5 = t[1] / n;
+  r.loss = t[2] / n;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (was_training) net.train();
+  return r;
+}
+
+}  // namespace coatnet::train

@@ -1,0 +1,58 @@
+#include "train/flat_params.h"
+
+#include <torch/nn/module.h>
+
+#include <stdexcept>
+
+namespace coatnet::train {
+
+namespace {
+bool decays(const std::string& name, const at::Tensor& p) {
+  if (p.dim() < 2) return false;
+  return name.find("relative_position_bias_table") == std::string::npos;
+}
+}  // namespace
+
+FlatParams::FlatParams(torch::nn::Module& model) {
+  auto named = model.named_parameters(/*recurse=*/true);
+  std::vector<std::pair<std::string, at::Tensor>> list;
+  for (const auto& item : named)
+    if (item.value().requires_grad()) list.emplace_back(item.key(), item.value());
+  if (list.empty())
+    throw std::invalid_argument("FlatParams: the model has no trainable parameters");
+  const at::TensorOptions opts = list.front().second.options().dtype(at::kFloat);
+  int64_t total = 0;
+  for (auto it = list.rbegin(); it != list.rend(); ++it) {
+    if (it->second.scalar_type() != at::kFloat)
+      throw std::invalid_argument("FlatParams: parameter " + it->first +
+                                  " is not float32 (master weights are fp32)");
+    entries.push_back(
+        {it->first, it->second, total, it->second.numel(), decays(it->first, it->second)});
+    total += it->second.numel();
+  }
+  values = at::empty({total}, opts);
+  grads = at::zeros({total}, opts);
+  decay_mask = at::zeros({total}, opts);
+  at::NoGradGuard no_grad;
+  for (FlatEntry& e : entries) {
+    at::Tensor view = values.narrow(0, e.offset, e.numel).view(e.param.sizes());
+    view.copy_(e.param);
+    // The module keeps the same Variable; only its storage moves into the flat buffer.
+    e.param.set_data(view);
+    if (e.decay) decay_mask.narrow(0, e.offset, e.numel).fill_(1);
+  }
+}
+
+std::vector<at::Tensor> FlatParams::params() const {
+  std::vector<at::Tensor> out;
+  for (const FlatEntry& e : entries) out.push_back(e.param);
+  return out;
+}
+
+std::vector<int64_t> FlatParams::offsets() const {
+  std::vector<int64_t> out;
+  for (const FlatEntry& e : entries) out.push_back(e.offset);
+  return out;
+}
+
+}  // namespace coatnet::train

@@ -1,0 +1,43 @@
+// The model's trainable parameters as views into one contiguous fp32 buffer, and their
+// gradients as views into another, in the order backward produces gradients (the reverse of
+// registration order). So gradient buckets are contiguous ranges, and the optimizer, the EMA
+// and the gradient norm each work on a few large tensors instead of hundreds of small ones.
+// The same layout is what a ZeRO-1 checkpoint splits evenly across ranks.
+//
+//   FlatParams flat(*net);         // net's parameters now live in flat.values
+//   flat.grads.zero_();            // every p.grad() at once (after GradBuckets set the views)
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace coatnet::train {
+
+struct FlatEntry {
+  std::string name;  // the timm state_dict name
+  at::Tensor param;
+  int64_t offset = 0, numel = 0;
+  // AdamW decays weights only: norms, biases and relative-position bias tables are exempt
+  // (timm's rule: parameters with fewer than 2 dimensions, plus bias tables by name).
+  bool decay = true;
+};
+
+class FlatParams {
+ public:
+  explicit FlatParams(torch::nn::Module& model);
+  std::vector<FlatEntry> entries;  // in flat (backward) order
+  at::Tensor values;               // fp32, every parameter
+  at::Tensor grads;                // fp32, same layout (views are set up by GradBuckets)
+  at::Tensor decay_mask;           // 1 where weight decay applies, else 0
+  int64_t numel() const { return values.numel(); }
+  std::vector<at::Tensor> params() const;
+  std::vector<int64_t> offsets() const;
+};
+
+}  // namespace coatnet::train

@@ -1,0 +1,87 @@
+#include "train/setup.h"
+
+#include <torch/cuda.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "config/config.h"
+#include "data/dataset.h"
+#include "dist/world.h"
+#include "model/variants.h"
+
+namespace coatnet::train {
+
+data::LoaderOptions loader_options(const config::Config& cfg, const dist::World& world,
+                                   bool train_split, int threads, const model::ModelSpec& spec) {
+  data::LoaderOptions o;
+  const char* key = train_split ? "data.train" : "data.val";
+  o.files = data::expand_globs(cfg.get_strings(key));
+  int64_t global = cfg.get_int("data.batch_size");
+  const int w = world.size();
+  if (train_split && global % w != 0)
+    throw std::invalid_argument("data.batch_size = " + std::to_string(global) +
+                                " is not divisible by the world size " + std::to_string(w) +
+                                ": each rank takes an equal slice; choose a multiple of " +
+                                std::to_string(w));
+  if (!train_split) global = (global + w - 1) / w * w;  // evaluation pads, so any size works
+  o.sampler.global_batch = global;
+  o.sampler.rank = world.rank();
+  o.sampler.world = w;
+  o.sampler.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
+  o.sampler.shuffle = train_split;
+  o.sampler.drop_last = train_split;
+  o.transform.size = spec.image_size;
+  o.transform.channels = spec.in_chans;
+  o.transform.train = train_split;
+  o.transform.scale_min = cfg.get_float("aug.scale_min");
+  o.transform.hflip = cfg.get_float("aug.hflip");
+  o.transform.crop_pct = cfg.get_float("data.crop_pct");
+  o.transform.randaugment_n = static_cast<int>(cfg.get_int("aug.randaugment_n"));
+  o.transform.randaugment_m = static_cast<int>(cfg.get_int("aug.randaugment_m"));
+  o.transform.seed = o.sampler.seed;
+  o.threads = threads;
+  o.prefetch = static_cast<int>(cfg.get_int("data.prefetch"));
+  o.mean = cfg.get_floats("data.mean");
+  o.std = cfg.get_floats("data.std");
+  o.channels_last = cfg.get_bool("data.channels_last");
+  o.skip_corrupt = cfg.get_string("data.on_corrupt") == "skip";
+  return o;
+}
+
+void check_dataset(const data::Loader& loader, const model::ModelSpec& spec,
+                   const config::Config& cfg, const char* key) {
+  const data::ShardMeta& m = loader.dataset().meta();
+  if (m.num_classes > spec.num_classes)
+    throw std::invalid_argument(
+        std::string(key) + " has " + std::to_string(m.num_classes) +
+        " classes but model.num_classes = " + std::to_string(spec.num_classes) +
+        "; set model.num_classes=" + std::to_string(m.num_classes));
+  if (m.multi_label != cfg.get_bool("data.multi_label"))
+    throw std::invalid_argument(
+        std::string(key) + " is " + (m.multi_label ? "multi-label" : "single-label") +
+        " data but data.multi_label = " + (cfg.get_bool("data.multi_label") ? "true" : "false"));
+}
+
+at::Device choose_device(const config::Config& cfg, const dist::World& world) {
+  const std::string want = cfg.get_string("train.device");
+  const bool have = torch::cuda::is_available();
+  if (want == "cuda" && !have)
+    throw std::invalid_argument("train.device = cuda, but no CUDA device is visible to rank " +
+                                std::to_string(world.rank()) + " on " + world.host());
+  if (want == "cpu" || !have) return at::Device(at::kCPU);
+  const int count = static_cast<int>(torch::cuda::device_count());
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank() % count));
+}
+
+int compute_threads(const config::Config& cfg, const dist::World& world) {
+  const int64_t t = cfg.get_int("train.threads");
+  return t > 0 ? static_cast<int>(t) : world.threads_per_rank();
+}
+
+int decode_threads(const config::Config& cfg, int compute_threads) {
+  const int64_t w = cfg.get_int("data.workers");
+  return w > 0 ? static_cast<int>(w) : compute_threads;
+}
+
+}  // namespace coatnet::train

@@ -1,0 +1,36 @@
+// Turning a resolved config into the parts a run is made of, shared by `coatnet train` and
+// `coatnet eval`: the device of this rank, its thread counts, and the loaders.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include "data/loader.h"
+
+namespace coatnet::config {
+class Config;
+}
+namespace coatnet::dist {
+class World;
+}
+namespace coatnet::model {
+struct ModelSpec;
+}
+
+namespace coatnet::train {
+
+// train.device: this local rank's GPU when CUDA is available (auto/cuda), else the CPU.
+at::Device choose_device(const config::Config& cfg, const dist::World& world);
+// Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.
+int compute_threads(const config::Config& cfg, const dist::World& world);
+int decode_threads(const config::Config& cfg, int compute_threads);
+
+// The training loader (shuffled, drop_last, augmented) or the evaluation loader (dataset
+// order, padded and masked so each sample counts once; the batch is rounded up to a multiple
+// of the world size).
+data::LoaderOptions loader_options(const config::Config& cfg, const dist::World& world,
+                                   bool train_split, int threads, const model::ModelSpec& spec);
+// The shards must fit the model: classes within model.num_classes, the same label kind.
+void check_dataset(const data::Loader& loader, const model::ModelSpec& spec,
+                   const config::Config& cfg, const char* key);
+
+}  // namespace coatnet::train

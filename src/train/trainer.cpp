@@ -1,0 +1,382 @@
+#include "train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "config/config.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/mixup.h"
+#include "dist/comm.h"
+#include "dist/grad_buckets.h"
+#include "dist/sync_bn.h"
+#include "dist/world.h"
+#include "model/coatnet.h"
+#include "model/weights.h"
+#include "train/ema.h"
+#include "train/evaluate.h"
+#include "train/flat_params.h"
+#include "train/loss.h"
+#include "train/optim.h"
+#include "train/report.h"
+#include "train/setup.h"
+#include "util/keyed_random.h"
+
+namespace coatnet::train {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+std::string run_directory(const config::Config& cfg, const dist::World& world) {
+  std::string name = cfg.get_string("train.name");
+  if (name.empty()) {
+    // Rank 0's clock names the run for everyone.
+    char stamp[32];
+    std::time_t now = std::time(nullptr);
+    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+    std::string mine = cfg.get_string("model.name") + "-" + stamp;
+    name = world.gather_strings(mine).front();
+  }
+  return (fs::path(cfg.get_string("train.run_dir")) / name).string();
+}
+
+// All ranks start from rank 0's weights and buffers (the seed is shared too; this makes it
+// true whatever a custom init or --init-from did).
+void broadcast_model(torch::nn::Module& net, FlatParams& flat, dist::Comm& comm) {
+  at::NoGradGuard no_grad;
+  comm.broadcast(flat.values, 0, "initial parameters");
+  for (at::Tensor b : net.buffers(true)) {
+    at::Tensor c = b.contiguous();
+    comm.broadcast(c, 0, "initial buffers");
+    if (!c.is_same(b)) b.copy_(c);
+  }
+}
+
+json::Value eval_record(const EvalResult& r, int64_t step, int64_t epoch, bool ema) {
+  json::Value rec = json::Value::object();
+  rec["type"] = "eval";
+  rec["step"] = step;
+  rec["epoch"] = epoch;
+  rec["ema"] = ema;
+  rec["val_top1"] = r.top1;
+  rec["val_top5"] = r.top5;
+  rec["val_loss"] = r.loss;
+  rec["samples"] = r.samples;
+  rec["corrupt"] = r.corrupt;
+  rec["seconds"] = r.seconds;
+  return rec;
+}
+
+}  // namespace
+
+void maybe_stall(int rank, int64_t step) {
+  const char* r = std::getenv("COATNET_FAULT_STALL_RANK");
+  const char* s = std::getenv("COATNET_FAULT_STALL_STEP");
+  if (!r || !s || std::atoi(r) != rank || std::atoll(s) != step) return;
+  std::fprintf(stderr, "[rank %d] fault injection: stalling at step %lld\n", rank,
+               static_cast<long long>(step));
+  for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+}
+
+TrainSummary train(const config::Config& cfg, dist::World& world) {
+  const auto t_start = clock_type::now();
+  const bool root = world.is_root();
+  Progress progress(root, cfg.get_string("train.progress"));
+
+  // --- processes and devices ---
+  const int threads = compute_threads(cfg, world);
+  at::set_num_threads(threads);
+  const int workers = decode_threads(cfg, threads);
+  const at::Device device = choose_device(cfg, world);
+  dist::CommOptions comm_opts;
+  comm_opts.timeout_s = cfg.get_float("dist.timeout_s");
+  auto comm = dist::make_comm(cfg.get_string("dist.backend"), world, comm_opts, device.is_cuda());
+
+  // --- model ---
+  const uint64_t seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
+  at::manual_seed(seed);
+  model::ModelSpec spec = model::spec_from_config(cfg);
+  model::CoAtNet net(spec);
+  if (!cfg.get_string("model.init_from").empty()) {
+    model::LoadReport rep = model::load_weights(*net, cfg.get_string("model.init_from"));
+    if (root && !rep.resized.empty())
+      progress.message("[init] resized " + std::to_string(rep.resized.size()) +
+                       " relative-position bias tables to " + std::to_string(spec.image_size) +
+                       " px");
+  }
+  net->to(device);
+  FlatParams flat(*net);
+  broadcast_model(*net, flat, *comm);
+  if (cfg.get_bool("dist.sync_bn")) dist::enable_sync_batch_norm(*comm);
+  dist::GradBuckets buckets(flat.params(), flat.grads, flat.offsets(), *comm,
+                            static_cast<int64_t>(cfg.get_float("dist.first_bucket_mb") * (1 << 20)),
+                            static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * (1 << 20)));
+  // Each rank draws its own stochastic-depth and dropout masks, reproducibly.
+  at::manual_seed(key_of(seed, 0x5eed, static_cast<uint64_t>(world.rank()) + 1));
+
+  // --- optimizer, schedule, EMA ---
+  AdamWOptions aw;
+  aw.beta1 = cfg.get_floats("optim.betas").at(0);
+  aw.beta2 = cfg.get_floats("optim.betas").at(1);
+  aw.eps = cfg.get_float("optim.eps");
+  aw.weight_decay = cfg.get_float("optim.weight_decay");
+  AdamW optimizer(flat, aw);
+  std::unique_ptr<ModelEma> ema;
+  if (cfg.get_float("train.ema_decay") > 0)
+    ema = std::make_unique<ModelEma>(flat, *net, cfg.get_float("train.ema_decay"));
+
+  // --- data ---
+  if (cfg.get_strings("data.train").empty())
+    throw std::invalid_argument("data.train is empty: list the training shards (coatnet pack)");
+  data::Loader train_loader(loader_options(cfg, world, true, workers, spec));
+  check_dataset(train_loader, spec, cfg, "data.train");
+  std::unique_ptr<data::Loader> val_loader;
+  if (!cfg.get_strings("data.val").empty()) {
+    val_loader = std::make_unique<data::Loader>(loader_options(cfg, world, false, workers, spec));
+    check_dataset(*val_loader, spec, cfg, "data.val");
+  }
+  const int64_t accum = cfg.get_int("optim.accum_steps");
+  const int64_t global_batch = cfg.get_int("data.batch_size");
+  const int64_t steps_per_epoch = train_loader.batches_per_epoch() / accum;
+  if (steps_per_epoch == 0)
+    throw std::invalid_argument(
+        "data.train has " + std::to_string(train_loader.dataset().size()) +
+        " samples: fewer than one optimizer step of data.batch_size × optim.accum_steps = " +
+        std::to_string(global_batch * accum));
+  const int64_t epochs = cfg.get_int("schedule.epochs");
+  int64_t total_steps = epochs * steps_per_epoch;
+  if (cfg.get_int("train.max_steps") > 0)
+    total_steps = std::min(total_steps, cfg.get_int("train.max_steps"));
+  ScheduleOptions sched;
+  sched.type = cfg.get_string("schedule.type");
+  sched.lr = cfg.get_float("optim.lr");
+  sched.min_lr = cfg.get_float("schedule.min_lr");
+  sched.warmup_steps = cfg.get_int("schedule.warmup_steps");
+  sched.total_steps = epochs * steps_per_epoch;
+
+  const LossType loss_type =
+      cfg.get_string("loss.type") == "sigmoid_bce" ? LossType::SigmoidBCE : LossType::SoftmaxCE;
+  data::MixOptions mix;
+  mix.mixup_alpha = cfg.get_float("aug.mixup");
+  mix.cutmix_alpha = cfg.get_float("aug.cutmix");
+  mix.label_smoothing = cfg.get_float("loss.label_smoothing");
+  mix.num_classes = spec.num_classes;
+  mix.seed = seed;
+  const bool mixing = mix.mixup_alpha > 0 || mix.cutmix_alpha > 0;
+
+  // --- run directory and the environment record ---
+  TrainSummary summary;
+  summary.run_dir = run_directory(cfg, world);
+  std::unique_ptr<MetricsLog> metrics_file;  // rank 0 only
+  if (root) {
+    fs::create_directories(summary.run_dir);
+    std::ofstream(fs::path(summary.run_dir) / "config.yaml") << cfg.dump();
+    metrics_file = std::make_unique<MetricsLog>(
+        (fs::path(summary.run_dir) / "metrics.jsonl").string(), /*append=*/false);
+  }
+  auto record = [&](const json::Value& v) {
+    if (metrics_file) metrics_file->write(v);
+  };
+  std::vector<std::string> hosts = world.gather_strings(world.host() + " " + device.str());
+  {
+    json::Value env = json::Value::object();
+    env["type"] = "env";
+    env["torch"] = TORCH_VERSION;
+    env["world_size"] = world.size();
+    env["ranks_per_node"] = world.local_size();
+    json::Value ranks = json::Value::array();
+    for (const auto& h : hosts) ranks.push_back(h);
+    env["ranks"] = ranks;
+    env["comm"] = comm->name();
+    env["threads_per_rank"] = threads;
+    env["decode_threads_per_rank"] = workers;
+    env["model"] = spec.name;
+    env["parameters"] = flat.numel();
+    env["train_samples"] = train_loader.dataset().size();
+    env["val_samples"] = val_loader ? val_loader->dataset().size() : 0;
+    env["global_batch"] = global_batch;
+    env["accum_steps"] = accum;
+    env["steps_per_epoch"] = steps_per_epoch;
+    env["total_steps"] = total_steps;
+    record(env);
+  }
+  progress.message(
+      "[train] " + spec.name + ", " + std::to_string(flat.numel()) + " parameters, " +
+      std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
+      device.str() + ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
+      " gradient bucket(s); " + std::to_string(total_steps) + " steps of " +
+      std::to_string(global_batch * accum) + " images; run directory " + summary.run_dir);
+
+  // --- the loop ---
+  net->train();
+  double window_data = 0, window_comm = 0, window_time = 0;
+  double total_data = 0, total_comm = 0, total_time = 0;
+  int64_t window_steps = 0;
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+  int64_t bad_steps = 0, epoch = 0;
+  auto run_eval = [&](int64_t step) {
+    if (!val_loader) return;
+    EvalResult r = evaluate(*net, *val_loader, *comm, device);
+    record(eval_record(r, step, epoch, false));
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "[eval] step %lld: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld samples, %.1f s)",
+                  static_cast<long long>(step), 100 * r.top1, 100 * r.top5, r.loss,
+                  static_cast<long long>(r.samples), r.seconds);
+    progress.message(line);
+    summary.final_top1 = r.top1;
+    if (r.top1 > summary.best_top1) {
+      summary.best_top1 = r.top1;
+      summary.best_step = step;
+    }
+    if (ema) {
+      ema->swap();
+      EvalResult e = evaluate(*net, *val_loader, *comm, device);
+      ema->swap();
+      record(eval_record(e, step, epoch, true));
+      std::snprintf(line, sizeof line, "[eval] step %lld (EMA): top-1 %.2f%%  top-5 %.2f%%",
+                    static_cast<long long>(step), 100 * e.top1, 100 * e.top5);
+      progress.message(line);
+      summary.final_top1_ema = e.top1;
+    }
+  };
+
+  const int64_t log_every = cfg.get_int("train.log_every_steps");
+  const int64_t eval_every = cfg.get_int("train.eval_every_steps");
+  const double max_bad = static_cast<double>(cfg.get_int("precision.max_bad_steps"));
+  int64_t micro_index = 0;
+  ProgressLine shown{0, total_steps, 0, epochs, 0, 0, 0, 0};
+  for (int64_t step = 0; step < total_steps; ++step) {
+    const auto t_step = clock_type::now();
+    comm->set_step(step);
+    maybe_stall(world.rank(), step);
+    const double lr = lr_at(sched, step);
+    buckets.zero();
+    double data_wait = 0, comm_wait = 0;
+    for (int64_t micro = 0; micro < accum; ++micro, ++micro_index) {
+      data::Batch batch = train_loader.next();
+      epoch = batch.epoch;
+      data_wait += batch.wait_seconds;
+      at::Tensor images = batch.images.to(device, /*non_blocking=*/true);
+      at::Tensor targets = batch.targets.to(device);
+      at::Tensor soft =
+          mixing ? data::mix_batch(images, targets, mix, batch.epoch, micro_index, world.rank())
+                 : data::soft_targets(targets, spec.num_classes, mix.label_smoothing);
+      at::Tensor loss =
+          classification_loss(net->forward(images), soft, batch.valid.to(device), loss_type);
+      buckets.begin_backward(/*sync=*/micro == accum - 1);
+      (loss / static_cast<double>(accum)).backward();
+      buckets.finish();
+      comm_wait += buckets.last_wait_s();
+      loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(accum);
+    }
+    // Gradients are identical on every rank now, so every rank takes the same decision.
+    const double norm = clip_grad_norm(flat.grads, cfg.get_float("optim.clip_grad"));
+    if (!std::isfinite(norm)) {
+      if (++bad_steps >= max_bad)
+        throw std::runtime_error("the gradient norm was not finite for " +
+                                 std::to_string(bad_steps) +
+                                 " steps in a row (precision.max_bad_steps); the run diverged — "
+                                 "lower optim.lr or raise schedule.warmup_steps");
+      progress.message("[train] step " + std::to_string(step) +
+                       ": non-finite gradient norm, step skipped");
+    } else {
+      bad_steps = 0;
+      optimizer.step(lr);
+      if (ema) ema->update();
+    }
+    const double dt = seconds_since(t_step);
+    window_time += dt;
+    window_data += data_wait;
+    window_comm += comm_wait;
+    ++window_steps;
+
+    const int64_t done = step + 1;
+    const bool log_step = done % log_every == 0 || done == total_steps;
+    if (log_step) {
+      at::Tensor l = loss_sum.cpu().reshape({1});
+      comm->allreduce(l, "loss for logging");
+      const double mean_loss = l.item<double>() / world.size() / window_steps;
+      loss_sum.zero_();
+      const double ips = window_steps * global_batch * accum / std::max(window_time, 1e-9);
+      json::Value rec = json::Value::object();
+      rec["type"] = "train";
+      rec["step"] = done;
+      rec["epoch"] = epoch;
+      rec["loss"] = mean_loss;
+      rec["lr"] = lr;
+      rec["grad_norm"] = norm;
+      rec["images_per_s"] = ips;
+      rec["step_s"] = window_time / window_steps;
+      rec["data_wait_s"] = window_data / window_steps;
+      rec["comm_wait_s"] = window_comm / window_steps;
+      rec["elapsed_s"] = seconds_since(t_start);
+      record(rec);
+      shown = ProgressLine{
+          done,      total_steps, epoch, epochs,
+          mean_loss, lr,          ips,   (total_steps - done) * window_time / window_steps};
+      progress.update(shown, true);
+      total_time += window_time;
+      total_data += window_data;
+      total_comm += window_comm;
+      window_time = window_data = window_comm = 0;
+      window_steps = 0;
+    } else {
+      shown.step = done;  // the live bar moves every step; figures change at log steps
+      shown.epoch = epoch;
+      shown.lr = lr;
+      progress.update(shown, false);
+    }
+    if (done % steps_per_epoch == 0 || (eval_every > 0 && done % eval_every == 0) ||
+        done == total_steps)
+      run_eval(done);
+    summary.steps = done;
+  }
+
+  // --- the end ---
+  if (root) {
+    model::save_weights(*net, (fs::path(summary.run_dir) / "final.safetensors").string());
+    if (ema) {
+      ema->swap();
+      model::save_weights(*net, (fs::path(summary.run_dir) / "final_ema.safetensors").string());
+      ema->swap();
+    }
+  }
+  comm->barrier("end of training");
+  dist::disable_sync_batch_norm();
+  summary.wall_s = seconds_since(t_start);
+  summary.images_per_s = summary.steps * global_batch * accum / std::max(total_time, 1e-9);
+  summary.data_wait_share = total_data / std::max(total_time, 1e-9);
+  summary.comm_wait_share = total_comm / std::max(total_time, 1e-9);
+  json::Value s = json::Value::object();
+  s["type"] = "summary";
+  s["steps"] = summary.steps;
+  s["best_top1"] = summary.best_top1;
+  s["best_step"] = summary.best_step;
+  s["final_top1"] = summary.final_top1;
+  if (ema) s["final_top1_ema"] = summary.final_top1_ema;
+  s["wall_s"] = summary.wall_s;
+  s["images_per_s"] = summary.images_per_s;
+  s["data_wait_share"] = summary.data_wait_share;
+  s["comm_wait_share"] = summary.comm_wait_share;
+  record(s);
+  if (root) std::ofstream(fs::path(summary.run_dir) / "summary.json") << s.dump(2) << "\n";
+  return summary;
+}
+
+}  // namespace coatnet::train

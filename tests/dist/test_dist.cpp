@@ -1,0 +1,212 @@
+// Collectives, gradient buckets and SyncBatchNorm under real MPI. The same binary runs alone
+// and under `mpirun -np N` (nccl-tests style: inputs whose reduction is known in closed form,
+// checked on every rank; failures are summed across ranks into the exit code).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/linear.h>
+
+#include "dist/comm.h"
+#include "dist/grad_buckets.h"
+#include "dist/sync_bn.h"
+#include "dist/world.h"
+
+using namespace coatnet;
+
+namespace {
+
+dist::World* g_world = nullptr;
+
+std::unique_ptr<dist::Comm> make() {
+  dist::CommOptions o;
+  o.timeout_s = 60;
+  return dist::make_comm("mpi", *g_world, o, false);
+}
+
+// A stack of linear layers: deep enough that backward keeps running after the first
+// (last-layer) bucket is complete.
+struct Mlp {
+  std::vector<torch::nn::Linear> layers;
+  explicit Mlp(int depth, int width) {
+    at::manual_seed(7);  // the same weights on every rank
+    for (int i = 0; i < depth; ++i) layers.emplace_back(torch::nn::LinearOptions(width, width));
+  }
+  at::Tensor forward(at::Tensor x) {
+    for (auto& l : layers) x = at::tanh(l->forward(x));
+    return x;
+  }
+  std::vector<at::Tensor> params_backward_order() {
+    std::vector<at::Tensor> p;
+    for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+      p.push_back((*it)->bias);
+      p.push_back((*it)->weight);
+    }
+    return p;
+  }
+};
+
+struct Flat {
+  at::Tensor grads;
+  std::vector<int64_t> offsets;
+  explicit Flat(const std::vector<at::Tensor>& params) {
+    int64_t n = 0;
+    for (const auto& p : params) {
+      offsets.push_back(n);
+      n += p.numel();
+    }
+    grads = at::zeros({n});
+  }
+};
+
+// The rows of a global batch that belong to `rank` (the global batch is the same everywhere).
+at::Tensor slice(const at::Tensor& global, int rank, int world) {
+  const int64_t b = global.size(0) / world;
+  return global.narrow(0, rank * b, b);
+}
+
+at::Tensor loss_of(Mlp& m, const at::Tensor& x) {
+  return m.forward(x).pow(2).mean();
+}
+
+}  // namespace
+
+TEST(Comm, AllreduceBroadcastAllgatherClosedForm) {
+  auto comm = make();
+  const int r = comm->rank(), w = comm->size();
+  at::Tensor t = at::full({1000}, static_cast<float>(r + 1));
+  comm->allreduce(t, "test allreduce");
+  EXPECT_TRUE(t.eq(w * (w + 1) / 2.0f).all().item<bool>());
+  at::Tensor i = at::full({3}, static_cast<int64_t>(r + 1), at::kLong);
+  comm->allreduce(i, "test allreduce int64");
+  EXPECT_EQ(i[2].item<int64_t>(), static_cast<int64_t>(w) * (w + 1) / 2);
+  at::Tensor b = at::full({5}, r == 0 ? 42.0 : -1.0, at::kDouble);
+  comm->broadcast(b, 0, "test broadcast");
+  EXPECT_EQ(b.sum().item<double>(), 210.0);
+  at::Tensor g = comm->allgather(at::full({2}, static_cast<float>(r)), "test allgather");
+  ASSERT_EQ(g.size(0), w);
+  for (int k = 0; k < w; ++k) EXPECT_EQ(g[k][1].item<float>(), static_cast<float>(k));
+  comm->barrier("test barrier");
+}
+
+TEST(Comm, RejectsWhatItCannotDo) {
+  auto comm = make();
+  EXPECT_THROW(comm->allreduce(at::ones({4}, at::kHalf), "half"), std::invalid_argument);
+  dist::CommOptions o;
+  EXPECT_THROW(dist::make_comm("nccl", *g_world, o, false), std::invalid_argument);
+  EXPECT_THROW(dist::make_comm("gloo", *g_world, o, false), std::invalid_argument);
+}
+
+TEST(GradBuckets, AveragesLikeOneBigBatchAndOverlapsBackward) {
+  auto comm = make();
+  const int r = comm->rank(), w = comm->size();
+  Mlp m(12, 128);
+  auto params = m.params_backward_order();
+  Flat flat(params);
+  dist::GradBuckets buckets(params, flat.grads, flat.offsets, *comm, 64 << 10, 128 << 10);
+  ASSERT_GE(buckets.buckets().size(), 4u);
+  at::manual_seed(11);
+  at::Tensor x = at::randn({8 * w, 128});
+
+  buckets.zero();
+  buckets.begin_backward(true);
+  loss_of(m, slice(x, r, w)).backward();
+  buckets.finish();
+  at::Tensor averaged = flat.grads.clone();
+
+  // The reference: every rank computes the gradient of the mean loss over the global batch.
+  std::vector<at::Tensor> ref_grads;
+  for (auto& p : params) ref_grads.push_back(at::zeros_like(p));
+  at::Tensor ref = at::zeros_like(flat.grads);
+  for (int k = 0; k < w; ++k) {
+    for (auto& p : params) p.mutable_grad() = at::Tensor();
+    loss_of(m, slice(x, k, w)).backward();
+    for (size_t i = 0; i < params.size(); ++i)
+      ref.narrow(0, flat.offsets[i], params[i].numel()) += params[i].grad().flatten() / w;
+  }
+  EXPECT_TRUE(at::allclose(averaged, ref, 1e-5, 1e-7))
+      << "max |diff| " << (averaged - ref).abs().max().item<float>();
+
+  // Overlap: the first bucket (the last layers) started before backward was over.
+  const auto& bs = buckets.buckets();
+  EXPECT_GE(bs.front().launched_s, 0.0);
+  EXPECT_LT(bs.front().launched_s, buckets.backward_end_s())
+      << "first bucket launched at " << bs.front().launched_s << " s, backward ended at "
+      << buckets.backward_end_s() << " s";
+  for (size_t i = 1; i < bs.size(); ++i) EXPECT_LE(bs[i - 1].launched_s, bs[i].launched_s);
+}
+
+TEST(GradBuckets, AccumulationOfTwoMicroStepsEqualsOneStepOfTwiceTheBatch) {
+  auto comm = make();
+  const int r = comm->rank(), w = comm->size();
+  at::manual_seed(5);
+  at::Tensor x = at::randn({16 * w, 64});  // the global batch of 2B
+  auto grads_of = [&](int micro_steps) {
+    Mlp m(4, 64);
+    auto params = m.params_backward_order();
+    Flat flat(params);
+    dist::GradBuckets buckets(params, flat.grads, flat.offsets, *comm, 8 << 10, 16 << 10);
+    buckets.zero();
+    // The sampler's order: micro-step j takes global rows [j·G/2, (j+1)·G/2), sliced per rank.
+    for (int j = 0; j < micro_steps; ++j) {
+      at::Tensor part = x.narrow(0, j * x.size(0) / micro_steps, x.size(0) / micro_steps);
+      buckets.begin_backward(j == micro_steps - 1);
+      (loss_of(m, slice(part, r, w)) / micro_steps).backward();
+      buckets.finish();
+      if (j < micro_steps - 1)  // no communication before the last micro-step
+        for (const auto& b : buckets.buckets()) EXPECT_LT(b.launched_s, 0.0);
+    }
+    return flat.grads.clone();
+  };
+  at::Tensor two = grads_of(2), one = grads_of(1);
+  EXPECT_TRUE(at::allclose(two, one, 1e-5, 1e-7))
+      << "max |diff| " << (two - one).abs().max().item<float>();
+}
+
+TEST(SyncBatchNorm, EqualsBatchNormOverTheGlobalBatch) {
+  auto comm = make();
+  const int r = comm->rank(), w = comm->size();
+  at::manual_seed(3);
+  at::Tensor x = at::randn({4 * w, 6, 5, 5}) * 3 + 1;
+  at::Tensor dy = at::randn({4 * w, 6, 5, 5});
+  torch::nn::BatchNorm2d sync_bn(6), ref_bn(6);
+  {
+    at::NoGradGuard ng;
+    sync_bn->weight.uniform_(0.5, 1.5);
+    ref_bn->weight.copy_(sync_bn->weight);
+  }
+  at::Tensor xs = slice(x, r, w).clone().requires_grad_(true);
+  at::Tensor y = dist::sync_batch_norm(*sync_bn, xs, *comm);
+  (y * slice(dy, r, w)).sum().backward();
+
+  at::Tensor xr = x.clone().requires_grad_(true);
+  at::Tensor yr = ref_bn->forward(xr);
+  (yr * dy).sum().backward();
+
+  EXPECT_TRUE(at::allclose(y, slice(yr, r, w), 1e-4, 1e-5));
+  // Each rank's input gradient is W × its rows of the global-loss gradient (the loss here is
+  // a sum, so W ranks' sums make the global sum: the factor is 1).
+  EXPECT_TRUE(at::allclose(xs.grad(), slice(xr.grad(), r, w), 1e-4, 1e-5))
+      << "max |diff| " << (xs.grad() - slice(xr.grad(), r, w)).abs().max().item<float>();
+  at::Tensor gw = sync_bn->weight.grad().clone();
+  comm->allreduce(gw, "test weight grad");
+  EXPECT_TRUE(at::allclose(gw, ref_bn->weight.grad(), 1e-4, 1e-4));
+  EXPECT_TRUE(at::allclose(sync_bn->running_mean, ref_bn->running_mean, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(sync_bn->running_var, ref_bn->running_var, 1e-4, 1e-5));
+}
+
+int main(int argc, char** argv) {
+  g_world = &dist::World::init(argc, argv);
+  at::set_num_threads(1);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (!g_world->is_root()) {  // rank 0 reports; the others only on failure (below)
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
+  const int64_t ranks_failed = g_world->sum(failed);
+  if (failed) std::fprintf(stderr, "[rank %d] some tests failed\n", g_world->rank());
+  if (g_world->is_root())
+    std::printf("%lld of %d rank(s) failed\n", static_cast<long long>(ranks_failed),
+                g_world->size());
+  return ranks_failed > 0 ? 1 : 0;
+}
