@@ -48,10 +48,24 @@ coatnet_report("LibTorch" "found" "${Torch_VERSION} (${Torch_DIR}), CUDA build: 
 include(CheckLanguage)
 check_language(CUDA)
 set(COATNET_WITH_CUDA OFF)
+set(COATNET_WITH_NCCL OFF)
 if(COATNET_TORCH_CUDA AND CMAKE_CUDA_COMPILER)
   enable_language(CUDA)
   set(COATNET_WITH_CUDA ON)
   coatnet_report("CUDA" "found" "nvcc ${CMAKE_CUDA_COMPILER_VERSION}: CUDA sources (src/cuda, comm-nccl) build with it")
+  # NCCL: the copy LibTorch itself runs with (the wheel's), else the toolkit's.
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS "${_torch_root}/../nvidia/nccl/include"
+            "${CUDAToolkit_INCLUDE_DIRS}" /usr/local/cuda/include)
+  # The wheel's copy first: libtorch_cuda needs its newer symbols, and one process must not
+  # load two NCCLs.
+  find_library(NCCL_LIBRARY NAMES libnccl.so.2 nccl NAMES_PER_DIR
+               HINTS "${_torch_root}/../nvidia/nccl/lib" /usr/local/cuda/lib64)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+    set(COATNET_WITH_NCCL ON)
+    coatnet_report("NCCL" "found" "${NCCL_LIBRARY}: comm-nccl builds")
+  else()
+    coatnet_report("NCCL" "off" "(nccl.h or libnccl not found: no comm-nccl)")
+  endif()
 elseif(NOT COATNET_TORCH_CUDA)
   coatnet_report("CUDA" "off" "(LibTorch is a CPU build)")
 else()

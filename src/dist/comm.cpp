@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "build_config.h"
 #include "dist/world.h"
 #include "util/text.h"
 
@@ -13,12 +14,12 @@ namespace coatnet::dist {
 
 // One factory per backend, each in its own folder under backends/.
 std::unique_ptr<Comm> make_mpi_comm(const CommOptions& options);
-#ifdef COATNET_WITH_NCCL
+#if COATNET_WITH_NCCL
 std::unique_ptr<Comm> make_nccl_comm(const CommOptions& options, const World& world);
 #endif
 
 std::vector<std::string> comm_backends() {
-#ifdef COATNET_WITH_NCCL
+#if COATNET_WITH_NCCL
   return {"mpi", "nccl"};
 #else
   return {"mpi"};
@@ -40,7 +41,7 @@ std::unique_ptr<Comm> make_comm(const std::string& backend, const World& world,
       throw std::invalid_argument(
           "dist.backend = nccl needs a GPU, and this rank has none (no CUDA device visible); "
           "use dist.backend=mpi (or auto) for CPU training");
-#ifdef COATNET_WITH_NCCL
+#if COATNET_WITH_NCCL
     return make_nccl_comm(options, world);
 #else
     (void)world;

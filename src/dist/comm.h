@@ -24,6 +24,7 @@ class World;
 
 struct CommOptions {
   double timeout_s = 600;
+  int device_index = -1;  // nccl: the CUDA device of this rank (-1: the local rank)
 };
 
 // A started collective.

@@ -105,6 +105,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   const at::Device device = choose_device(cfg, world);
   dist::CommOptions comm_opts;
   comm_opts.timeout_s = cfg.get_float("dist.timeout_s");
+  comm_opts.device_index = device.is_cuda() ? device.index() : -1;
   auto comm = dist::make_comm(cfg.get_string("dist.backend"), world, comm_opts, device.is_cuda());
 
   // --- model ---

@@ -3,8 +3,11 @@
 // checked on every rank; failures are summed across ranks into the exit code).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+
+#include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
+#include <algorithm>
 
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
@@ -94,6 +97,29 @@ TEST(Comm, RejectsWhatItCannotDo) {
   dist::CommOptions o;
   EXPECT_THROW(dist::make_comm("nccl", *g_world, o, false), std::invalid_argument);
   EXPECT_THROW(dist::make_comm("gloo", *g_world, o, false), std::invalid_argument);
+}
+
+TEST(Comm, NcclAllreduceClosedFormOnGpu) {
+  const auto compiled = dist::comm_backends();
+  if (std::find(compiled.begin(), compiled.end(), "nccl") == compiled.end())
+    GTEST_SKIP() << "built without NCCL (needs a CUDA LibTorch and nvcc at configure time)";
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU visible: the nccl backend needs CUDA";
+  if (static_cast<int>(torch::cuda::device_count()) < g_world->local_size())
+    GTEST_SKIP() << "fewer GPUs than ranks on this node";
+  dist::CommOptions o;
+  o.timeout_s = 60;
+  auto comm = dist::make_comm("nccl", *g_world, o, true);
+  const int r = comm->rank(), w = comm->size();
+  const auto dev = at::TensorOptions().device(at::kCUDA, g_world->local_rank());
+  at::Tensor t = at::full({1 << 20}, static_cast<float>(r + 1), dev);
+  comm->allreduce(t, "test nccl allreduce");
+  EXPECT_TRUE(t.eq(w * (w + 1) / 2.0f).all().item<bool>());
+  at::Tensor b = at::full({5}, r == 0 ? 42.0 : -1.0, dev.dtype(at::kDouble));
+  comm->broadcast(b, 0, "test nccl broadcast");
+  EXPECT_EQ(b.sum().item<double>(), 210.0);
+  at::Tensor g = comm->allgather(at::full({2}, static_cast<float>(r), dev), "test nccl allgather");
+  for (int k = 0; k < w; ++k) EXPECT_EQ(g[k][1].item<float>(), static_cast<float>(k));
+  comm->barrier("test nccl barrier");
 }
 
 TEST(GradBuckets, AveragesLikeOneBigBatchAndOverlapsBackward) {

@@ -1,0 +1,158 @@
+// The training recipe's parts against their references: AdamW against torch::optim::AdamW,
+// the loss against ATen's label-smoothed cross-entropy, the schedule's defining points, EMA,
+// clipping and the flat parameter layout.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/optim/adamw.h>
+
+#include <cmath>
+
+#include "data/mixup.h"
+#include "model/coatnet.h"
+#include "train/ema.h"
+#include "train/flat_params.h"
+#include "train/loss.h"
+#include "train/optim.h"
+
+using namespace coatnet;
+
+namespace {
+
+struct Tiny : torch::nn::Module {
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+  Tiny() {
+    fc1 = register_module("fc1", torch::nn::Linear(6, 5));
+    norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({5})));
+    fc2 = register_module("fc2", torch::nn::Linear(5, 3));
+  }
+};
+
+}  // namespace
+
+TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
+  at::manual_seed(1);
+  Tiny ours, ref;
+  {
+    at::NoGradGuard ng;
+    auto a = ours.parameters(), b = ref.parameters();
+    for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
+  }
+  train::FlatParams flat(ours);
+  train::AdamWOptions o;
+  o.weight_decay = 0.1;
+  train::AdamW opt(flat, o);
+  std::vector<at::Tensor> decay, no_decay;
+  for (auto& p : ref.named_parameters())
+    (p.value().dim() >= 2 ? decay : no_decay).push_back(p.value());
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(0.01).weight_decay(0.1)));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
+                                    torch::optim::AdamWOptions(0.01).weight_decay(0.0)));
+  torch::optim::AdamW torch_opt(groups, torch::optim::AdamWOptions(0.01));
+  auto named = ref.named_parameters();
+  for (int step = 0; step < 5; ++step) {
+    const double lr = 0.01 * (step + 1) / 5;
+    for (auto& g : torch_opt.param_groups())
+      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    for (const train::FlatEntry& e : flat.entries) {
+      at::Tensor g = at::randn(e.param.sizes());
+      flat.grads.narrow(0, e.offset, e.numel).copy_(g.flatten());
+      named[e.name].mutable_grad() = g.clone();
+    }
+    opt.step(lr);
+    torch_opt.step();
+  }
+  for (const train::FlatEntry& e : flat.entries)
+    EXPECT_TRUE(at::allclose(e.param, named[e.name], 1e-5, 1e-6)) << e.name;
+}
+
+TEST(FlatParams, ParametersAreViewsAndDecayFollowsTimmsRule) {
+  model::ModelSpec spec = model::variant("coatnet_nano_rw_224");
+  spec.image_size = 64;
+  spec.num_classes = 10;
+  model::CoAtNet net(spec);
+  train::FlatParams flat(*net);
+  EXPECT_EQ(flat.numel(), model::count_parameters(*net));
+  int tables = 0;
+  for (const train::FlatEntry& e : flat.entries) {
+    const bool table = e.name.find("relative_position_bias_table") != std::string::npos;
+    tables += table;
+    EXPECT_EQ(e.decay, e.param.dim() >= 2 && !table) << e.name;
+  }
+  EXPECT_GT(tables, 0);
+  // Backward order: the classifier (registered last) comes first.
+  EXPECT_EQ(flat.entries.front().name.rfind("head.", 0), 0u) << flat.entries.front().name;
+  flat.values.fill_(0.25);
+  for (const auto& p : net->parameters()) EXPECT_EQ(p.sum().item<float>(), 0.25f * p.numel());
+}
+
+TEST(Schedule, WarmupThenCosineOrLinearToTheMinimum) {
+  train::ScheduleOptions s;
+  s.lr = 1.0;
+  s.min_lr = 0.1;
+  s.warmup_steps = 10;
+  s.total_steps = 110;
+  EXPECT_DOUBLE_EQ(train::lr_at(s, 0), 0.1);
+  EXPECT_DOUBLE_EQ(train::lr_at(s, 9), 1.0);
+  EXPECT_DOUBLE_EQ(train::lr_at(s, 10), 1.0);
+  EXPECT_NEAR(train::lr_at(s, 60), 0.55, 1e-12);  // cosine midpoint
+  EXPECT_NEAR(train::lr_at(s, 110), 0.1, 1e-12);
+  s.type = "linear";
+  EXPECT_NEAR(train::lr_at(s, 35), 1.0 - 0.9 * 0.25, 1e-12);
+  s.type = "constant";
+  EXPECT_DOUBLE_EQ(train::lr_at(s, 100), 1.0);
+  s.type = "step";
+  EXPECT_THROW(train::lr_at(s, 50), std::invalid_argument);
+}
+
+TEST(Loss, SoftTargetCrossEntropyEqualsLabelSmoothedCrossEntropy) {
+  at::manual_seed(2);
+  at::Tensor logits = at::randn({6, 7});
+  at::Tensor targets = at::randint(7, {6}, at::kLong);
+  at::Tensor valid = at::ones({6}, at::kBool);
+  at::Tensor ours = train::classification_loss(logits, data::soft_targets(targets, 7, 0.1), valid,
+                                               train::LossType::SoftmaxCE);
+  at::Tensor ref = at::cross_entropy_loss(logits, targets, {}, at::Reduction::Mean, -100, 0.1);
+  EXPECT_NEAR(ours.item<double>(), ref.item<double>(), 1e-6);
+  // A masked row takes no part: the mean is over the valid rows.
+  valid[5] = false;
+  at::Tensor masked = train::classification_loss(logits, data::soft_targets(targets, 7, 0.1), valid,
+                                                 train::LossType::SoftmaxCE);
+  at::Tensor ref5 = at::cross_entropy_loss(logits.narrow(0, 0, 5), targets.narrow(0, 0, 5), {},
+                                           at::Reduction::Mean, -100, 0.1);
+  EXPECT_NEAR(masked.item<double>(), ref5.item<double>(), 1e-6);
+  // Multi-label: mean sigmoid BCE.
+  at::Tensor multi = (at::rand({6, 7}) > 0.7).to(at::kFloat);
+  at::Tensor bce = train::classification_loss(logits, multi, at::ones({6}, at::kBool),
+                                              train::LossType::SigmoidBCE);
+  EXPECT_NEAR(bce.item<double>(),
+              at::binary_cross_entropy_with_logits(logits, multi).item<double>(), 1e-6);
+}
+
+TEST(Ema, UpdatesTowardsTheWeightsAndSwaps) {
+  Tiny m;
+  train::FlatParams flat(m);
+  train::ModelEma ema(flat, m, 0.9);
+  at::Tensor start = flat.values.clone();
+  flat.values.add_(1.0);
+  ema.update();
+  EXPECT_TRUE(at::allclose(ema.values, start + 0.1, 1e-6, 1e-6));
+  at::Tensor live = flat.values.clone();
+  ema.swap();
+  EXPECT_TRUE(at::allclose(flat.values, start + 0.1, 1e-6, 1e-6));
+  ema.swap();
+  EXPECT_TRUE(at::equal(flat.values, live));
+}
+
+TEST(ClipGradNorm, ScalesToTheMaximumAndReportsTheNormBefore) {
+  at::Tensor g = at::full({4}, 3.0);  // norm 6
+  EXPECT_NEAR(train::clip_grad_norm(g, 1.5), 6.0, 1e-6);
+  EXPECT_NEAR(g.norm().item<double>(), 1.5, 1e-5);
+  at::Tensor small = at::full({4}, 0.1);
+  train::clip_grad_norm(small, 1.5);
+  EXPECT_NEAR(small[0].item<double>(), 0.1, 1e-7);
+}
