@@ -1,14 +1,16 @@
 // MPI backend of dist::Comm, for CPU tensors. Every collective is non-blocking (MPI_I*) so the
 // gradient buckets' all-reduces overlap backward; waits poll with MPI_Test, which both drives
 // MPI's progress (Open MPI has no progress thread) and lets the wait give up after the timeout.
+#include <ATen/ops/empty.h>
 #include <mpi.h>
 
 #include <chrono>
 #include <stdexcept>
 #include <thread>
 
+#include "dist/abort.h"
 #include "dist/comm.h"
-#include "dist/world.h"
+#include "plugin/abi.h"
 
 namespace coatnet::dist {
 
@@ -157,10 +159,17 @@ void MpiWork::wait() {
   }
 }
 
-}  // namespace
-
-std::unique_ptr<Comm> make_mpi_comm(const CommOptions& options) {
-  return std::make_unique<MpiComm>(options);
+void* create(const void* args) {
+  return static_cast<Comm*>(new MpiComm(static_cast<const CommArgs*>(args)->options));
 }
 
+const plugin::Descriptor* describe() {
+  static const plugin::Descriptor d{
+      COATNET_PLUGIN_ABI, "comm", "mpi", "1.0", "MPI collectives on CPU tensors", &create};
+  return &d;
+}
+
+}  // namespace
 }  // namespace coatnet::dist
+
+COATNET_PLUGIN(coatnet::dist::describe)

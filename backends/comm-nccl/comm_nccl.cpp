@@ -3,6 +3,8 @@
 // the work queued so far on the caller's stream (the gradients it reduces), and the caller's
 // stream waits for it in Work::wait(). The host polls the completion event so a collective
 // that never completes aborts the communicator and the job after the timeout.
+#include <ATen/ops/empty.h>
+#include <ATen/ops/ones.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
@@ -13,8 +15,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "dist/abort.h"
 #include "dist/comm.h"
-#include "dist/world.h"
+#include "plugin/abi.h"
 
 namespace coatnet::dist {
 
@@ -68,9 +71,8 @@ class NcclWork : public Work {
 
 class NcclComm : public Comm {
  public:
-  NcclComm(const CommOptions& o, const World& world)
-      : opt_(o), rank_(world.rank()), size_(world.size()) {
-    device_ = o.device_index >= 0 ? o.device_index : world.local_rank();
+  explicit NcclComm(const CommArgs& a) : opt_(a.options), rank_(a.rank), size_(a.size) {
+    device_ = opt_.device_index >= 0 ? opt_.device_index : a.local_rank;
     check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
@@ -170,10 +172,17 @@ void NcclWork::wait() {
   }
 }
 
-}  // namespace
-
-std::unique_ptr<Comm> make_nccl_comm(const CommOptions& options, const World& world) {
-  return std::make_unique<NcclComm>(options, world);
+void* create(const void* args) {
+  return static_cast<Comm*>(new NcclComm(*static_cast<const CommArgs*>(args)));
 }
 
+const plugin::Descriptor* describe() {
+  static const plugin::Descriptor d{
+      COATNET_PLUGIN_ABI, "comm", "nccl", "1.0", "NCCL collectives on CUDA tensors", &create};
+  return &d;
+}
+
+}  // namespace
 }  // namespace coatnet::dist
+
+COATNET_PLUGIN(coatnet::dist::describe)

@@ -16,6 +16,7 @@ int cmd_forward(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_plot(int argc, char** argv);
+int cmd_plugins(int argc, char** argv);
 int cmd_pack(int argc, char** argv);
 int cmd_data(int argc, char** argv);
 

@@ -4,6 +4,7 @@
 //   cli/cmd_train.cpp     train    data-parallel training (src/train)
 //   cli/cmd_eval.cpp      eval     top-1/top-5 on the validation shards
 //   cli/cmd_plot.cpp      plot     PNG curves of a run
+//   cli/cmd_plugins.cpp   plugins  the plugins found, with kind and version
 //   cli/cmd_pack.cpp      pack     pack a dataset into HDF5 shards (parallel under mpirun)
 //   cli/cmd_data.cpp      data     inspect and verify packed shards
 #include <cstdio>
@@ -33,6 +34,8 @@ const Command kCommands[] = {
     {"eval", "top-1/top-5 of weights on the validation shards", coatnet::cli::cmd_eval},
     {"plot", "PNG curves (loss, lr, accuracy, throughput) of a run directory",
      coatnet::cli::cmd_plot},
+    {"plugins", "list the plugins found (precision, comm, checkpoint backends)",
+     coatnet::cli::cmd_plugins},
 };
 
 std::string usage() {

@@ -111,7 +111,9 @@ std::vector<KeySpec> build() {
           1e6),
       key("dist.sync_bn", K::Bool, "false", "synchronise BatchNorm statistics across ranks"),
       // plugins ---------------------------------------------------------------------------
-      key("precision.backend", K::String, "fp32", "precision plugin: fp32, bf16, fp16"),
+      key("precision.backend", K::String, "fp32",
+          "precision plugin: fp32, bf16 (autocast, fp32 master weights), fp16 (autocast + "
+          "dynamic loss scaling), or another listed by `coatnet plugins`"),
       key("precision.max_bad_steps", K::Int, "10", "stop after N consecutive non-finite steps", 1,
           1e9),
       key("checkpoint.backend", K::String, "sharded",

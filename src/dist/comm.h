@@ -1,5 +1,6 @@
-// The collectives the trainer needs, behind one interface with one backend per file
-// (backends/comm-mpi for CPU tensors, backends/comm-nccl for CUDA tensors).
+// The collectives the trainer needs, behind one interface with one plugin per folder
+// (backends/comm-mpi for CPU tensors, backends/comm-nccl for CUDA tensors). Everything here is
+// inline: plugins implement it without linking the core.
 //
 //   auto comm = make_comm("auto", world, {.timeout_s = 600}, device);
 //   auto work = comm->allreduce_async(bucket);   // starts now, overlaps what follows
@@ -25,6 +26,12 @@ class World;
 struct CommOptions {
   double timeout_s = 600;
   int device_index = -1;  // nccl: the CUDA device of this rank (-1: the local rank)
+};
+
+// What a comm plugin's create() receives (MPI is initialised by then).
+struct CommArgs {
+  CommOptions options;
+  int rank = 0, size = 1, local_rank = 0;
 };
 
 // A started collective.
@@ -60,14 +67,11 @@ class Comm {
   int64_t step_ = -1;
 };
 
-// "mpi", "nccl", or "auto" (nccl for a CUDA device, mpi otherwise). An unknown name or NCCL
-// without a GPU or without NCCL compiled in is an error that lists what is available.
+// The comm plugin "mpi", "nccl", or "auto" (nccl for a CUDA device, mpi otherwise). An unknown
+// name, or NCCL without a GPU or without the nccl plugin, is an error that lists what is
+// available.
 std::unique_ptr<Comm> make_comm(const std::string& backend, const World& world,
                                 const CommOptions& options, bool cuda_device);
-std::vector<std::string> comm_backends();  // compiled in
-
-// Prints "[rank R] coatnet: <what> (step S) did not complete within T s …" and aborts the job.
-[[noreturn]] void abort_on_timeout(int rank, const std::string& what, int64_t step,
-                                   double timeout_s);
+std::vector<std::string> comm_backends();  // the comm plugins found
 
 }  // namespace coatnet::dist

@@ -27,6 +27,7 @@
 #include "train/flat_params.h"
 #include "train/loss.h"
 #include "train/optim.h"
+#include "train/precision.h"
 #include "train/report.h"
 #include "train/setup.h"
 #include "util/keyed_random.h"
@@ -107,6 +108,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   comm_opts.timeout_s = cfg.get_float("dist.timeout_s");
   comm_opts.device_index = device.is_cuda() ? device.index() : -1;
   auto comm = dist::make_comm(cfg.get_string("dist.backend"), world, comm_opts, device.is_cuda());
+  auto precision = make_precision(cfg.get_string("precision.backend"));
 
   // --- model ---
   const uint64_t seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
@@ -229,7 +231,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   double total_data = 0, total_comm = 0, total_time = 0;
   int64_t window_steps = 0;
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-  int64_t bad_steps = 0, epoch = 0;
+  int64_t bad_steps = 0, skipped_steps = 0, epoch = 0;
   auto run_eval = [&](int64_t step) {
     if (!val_loader) return;
     EvalResult r = evaluate(*net, *val_loader, *comm, device);
@@ -278,24 +280,32 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       at::Tensor soft =
           mixing ? data::mix_batch(images, targets, mix, batch.epoch, micro_index, world.rank())
                  : data::soft_targets(targets, spec.num_classes, mix.label_smoothing);
-      at::Tensor loss =
-          classification_loss(net->forward(images), soft, batch.valid.to(device), loss_type);
+      at::Tensor loss;
+      {
+        auto autocast = precision->autocast(device);
+        loss = classification_loss(net->forward(images), soft, batch.valid.to(device), loss_type);
+      }
       buckets.begin_backward(/*sync=*/micro == accum - 1);
-      (loss / static_cast<double>(accum)).backward();
+      precision->scale_loss(loss / static_cast<double>(accum)).backward();
       buckets.finish();
       comm_wait += buckets.last_wait_s();
       loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(accum);
     }
     // Gradients are identical on every rank now, so every rank takes the same decision.
-    const double norm = clip_grad_norm(flat.grads, cfg.get_float("optim.clip_grad"));
-    if (!std::isfinite(norm)) {
+    bool finite = precision->unscale_and_check(flat.grads);
+    const double norm = finite ? clip_grad_norm(flat.grads, cfg.get_float("optim.clip_grad")) : NAN;
+    finite = finite && std::isfinite(norm);
+    precision->update(finite);
+    if (!finite) {
+      ++skipped_steps;
       if (++bad_steps >= max_bad)
-        throw std::runtime_error("the gradient norm was not finite for " +
-                                 std::to_string(bad_steps) +
-                                 " steps in a row (precision.max_bad_steps); the run diverged — "
-                                 "lower optim.lr or raise schedule.warmup_steps");
-      progress.message("[train] step " + std::to_string(step) +
-                       ": non-finite gradient norm, step skipped");
+        throw std::runtime_error(
+            "the gradients were not finite for " + std::to_string(bad_steps) +
+            " steps in a row (precision.max_bad_steps, precision " + precision->name() +
+            "); the run diverged — lower optim.lr, raise schedule.warmup_steps, or try bf16");
+      if (precision->name() != "fp16")  // fp16 skips a few steps while its scale settles
+        progress.message("[train] step " + std::to_string(step) +
+                         ": non-finite gradients, step skipped");
     } else {
       bad_steps = 0;
       optimizer.step(lr);
@@ -322,6 +332,8 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       rec["loss"] = mean_loss;
       rec["lr"] = lr;
       rec["grad_norm"] = norm;
+      rec["skipped_steps"] = skipped_steps;
+      for (const auto& [k, v] : precision->state()) rec["precision_" + k] = v;
       rec["images_per_s"] = ips;
       rec["step_s"] = window_time / window_steps;
       rec["data_wait_s"] = window_data / window_steps;

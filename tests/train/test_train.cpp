@@ -15,6 +15,7 @@
 #include "train/flat_params.h"
 #include "train/loss.h"
 #include "train/optim.h"
+#include "train/precision.h"
 
 using namespace coatnet;
 
@@ -155,4 +156,43 @@ TEST(ClipGradNorm, ScalesToTheMaximumAndReportsTheNormBefore) {
   at::Tensor small = at::full({4}, 0.1);
   train::clip_grad_norm(small, 1.5);
   EXPECT_NEAR(small[0].item<double>(), 0.1, 1e-7);
+}
+
+TEST(Precision, Fp16ScalerSkipsBacksOffAndGrows) {
+  train::ScalerOptions o;
+  o.init_scale = 1024;
+  o.growth_interval = 3;
+  auto p = train::make_precision("fp16", o);
+  at::Tensor loss = at::full({}, 2.0);
+  EXPECT_DOUBLE_EQ(p->scale_loss(loss).item<double>(), 2048.0);
+  at::Tensor g = at::full({4}, 1024.0);
+  EXPECT_TRUE(p->unscale_and_check(g));  // unscaled to 1
+  EXPECT_DOUBLE_EQ(g[0].item<double>(), 1.0);
+  for (double bad : {INFINITY, NAN}) {
+    at::Tensor h = at::ones({4});
+    h[2] = bad;
+    EXPECT_FALSE(p->unscale_and_check(h));
+    p->update(false);
+  }
+  EXPECT_DOUBLE_EQ(p->state().at("scale"), 256.0);  // halved twice
+  for (int i = 0; i < 2; ++i) p->update(true);
+  EXPECT_DOUBLE_EQ(p->state().at("scale"), 256.0);
+  p->update(true);  // the third clean step in a row
+  EXPECT_DOUBLE_EQ(p->state().at("scale"), 512.0);
+  auto q = train::make_precision("fp16", o);
+  q->load_state(p->state());
+  EXPECT_EQ(q->state(), p->state());
+  EXPECT_THROW(train::make_precision("fp8"), std::invalid_argument);
+}
+
+TEST(Precision, Bf16AutocastsForwardOnlyInsideItsScope) {
+  auto p = train::make_precision("bf16");
+  torch::nn::Linear fc(8, 4);
+  at::Tensor x = at::randn({2, 8});
+  {
+    auto scope = p->autocast(at::Device(at::kCPU));
+    EXPECT_EQ(fc->forward(x).scalar_type(), at::kBFloat16);
+  }
+  EXPECT_EQ(fc->forward(x).scalar_type(), at::kFloat);
+  EXPECT_EQ(train::make_precision("fp32")->autocast(at::Device(at::kCPU)), nullptr);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `coatnet train` and `coatnet eval` under real mpirun on a small synthetic IDX dataset.
-# usage: train_mpi.sh MODE COATNET PYTHON   (MODE: equivalence | eval_counts | timeout | errors)
+# usage: train_mpi.sh MODE COATNET PYTHON
+#   MODE: equivalence | eval_counts | timeout | errors | precision
 set -euo pipefail
 mode=$1 coatnet=$2 py=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -106,6 +107,29 @@ errors)
   [[ $rc == 1 ]] || fail "nccl without a GPU: expected exit 1, got $rc"
   echo "$out" | grep -q "nccl needs a GPU" || { echo "$out"; fail "no message about nccl"; }
   echo "PASS: errors"
+  ;;
+precision)
+  # bf16 (autocast) and fp16 (autocast + loss scaling) training agree with fp32 over 300 steps:
+  # the mean loss of the last 50 steps within 10%.
+  for p in fp32 bf16 fp16; do
+    "$coatnet" train "${common[@]}" --set train.max_steps=300 --set schedule.epochs=30 \
+      --set "data.val=[]" --set precision.backend=$p --set train.name=$p >/dev/null
+  done
+  "$py" - "$work/runs" <<'PY'
+import json, sys
+def tail_loss(name):
+    recs = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}/metrics.jsonl")]
+    tr = [r for r in recs if r["type"] == "train"]
+    return sum(r["loss"] for r in tr[-50:]) / 50, tr[0]["loss"]
+ref, first = tail_loss("fp32")
+print(f"fp32: first loss {first:.4f}, last-50 mean {ref:.4f}")
+assert ref < 0.8 * first, "fp32 did not learn"
+for p in ("bf16", "fp16"):
+    got, _ = tail_loss(p)
+    print(f"{p}: last-50 mean {got:.4f} ({(got - ref) / ref:+.1%} vs fp32)")
+    assert abs(got - ref) < 0.1 * ref, f"{p} loss {got} vs fp32 {ref}"
+PY
+  echo "PASS: precision"
   ;;
 *) fail "unknown mode $mode" ;;
 esac
