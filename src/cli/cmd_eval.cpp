@@ -36,7 +36,7 @@ int cmd_eval(int argc, char** argv) {
           "data.val is empty: give the validation shards in the config or with "
           "--set data.val=[FILES]");
     dist::World& world = dist::World::init(argc, argv);
-    try {
+    return run_on_every_rank(world, "eval", [&] {
       const int threads = train::compute_threads(cfg, world);
       at::set_num_threads(threads);
       const at::Device device = train::choose_device(cfg, world);
@@ -71,11 +71,7 @@ int cmd_eval(int argc, char** argv) {
         }
       }
       return 0;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "[rank %d] coatnet eval: error: %s\n", world.rank(), e.what());
-      if (world.size() > 1) world.abort(1);
-      return 1;
-    }
+    });
   });
 }
 

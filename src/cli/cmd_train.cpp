@@ -51,18 +51,24 @@ int cmd_train(int argc, char** argv) {
       return 0;
     }
     dist::World& world = dist::World::init(argc, argv);
-    try {
+    return run_on_every_rank(world, "train", [&] {
       train::TrainSummary s = train::train(cfg, world);
       if (world.is_root()) print_summary(s);
       return 0;
-    } catch (const std::exception& e) {
-      // The other ranks may be waiting in a collective for this one: end the whole job now
-      // rather than at dist.timeout_s.
-      std::fprintf(stderr, "[rank %d] coatnet train: error: %s\n", world.rank(), e.what());
-      if (world.size() > 1) world.abort(1);
-      return 1;
-    }
+    });
   });
+}
+
+int run_on_every_rank(dist::World& world, const char* command, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    // The other ranks may be waiting in a collective for this one: end the whole job now
+    // rather than at dist.timeout_s.
+    std::fprintf(stderr, "[rank %d] coatnet %s: error: %s\n", world.rank(), command, e.what());
+    if (world.size() > 1) world.abort(1);
+    return 1;
+  }
 }
 
 }  // namespace coatnet::cli

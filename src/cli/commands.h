@@ -2,11 +2,15 @@
 // returns the process exit code: 0 ok, 1 error, 2 usage error.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace coatnet::config {
 class Config;
+}
+namespace coatnet::dist {
+class World;
 }
 
 namespace coatnet::cli {
@@ -19,6 +23,10 @@ int cmd_plot(int argc, char** argv);
 int cmd_plugins(int argc, char** argv);
 int cmd_pack(int argc, char** argv);
 int cmd_data(int argc, char** argv);
+
+// Runs a command's work on this rank; an error is printed tagged with the rank and, under
+// mpirun, ends the whole job at once (the other ranks may be waiting for this one).
+int run_on_every_rank(dist::World& world, const char* command, const std::function<int()>& body);
 
 class ArgParser;
 // The options that select a model (--model, --image-size, --num-classes, --config, --set),
