@@ -31,7 +31,7 @@ if args.model == "demo":  # configs/demo_fashion_mnist.yaml
     cfg = MaxxVitCfg(embed_dim=(32, 64, 128, 256), depths=(1, 2, 2, 1),
                      block_type=("C", "C", "T", "T"), stem_width=32, head_hidden_size=None)
     model = MaxxVit(cfg, img_size=args.image_size, in_chans=args.in_chans,
-                    num_classes=args.num_classes, drop_path_rate=0.1)
+                    num_classes=args.num_classes)
 else:
     model = timm.create_model(args.model, img_size=args.image_size, in_chans=args.in_chans,
                               num_classes=args.num_classes)
