@@ -19,7 +19,9 @@ EvalResult evaluate(model::CoAtNetImpl& net, data::Loader& loader, dist::Comm& c
   net.eval();
   loader.restore(data::SamplerState{0, 0});
   // Sums over this rank's valid rows: correct@1, correct@5, loss, rows, corrupt records.
-  double sums[5] = {0, 0, 0, 0, 0};
+  // Kept on the device: one host sync per evaluation, not five per batch.
+  at::Tensor sums = at::zeros({4}, at::TensorOptions().dtype(at::kDouble).device(device));
+  int64_t corrupt = 0;
   for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
     data::Batch batch = loader.next();
     at::Tensor valid = batch.valid.to(device);
@@ -38,14 +40,15 @@ EvalResult evaluate(model::CoAtNetImpl& net, data::Loader& loader, dist::Comm& c
                     .mean(1);
     }
     at::Tensor v = valid.to(at::kDouble);
-    sums[0] += (hit.narrow(1, 0, 1).any(1).to(at::kDouble) * v).sum().item<double>();
-    sums[1] += (hit.any(1).to(at::kDouble) * v).sum().item<double>();
-    sums[2] += (per_row.to(at::kDouble) * v).sum().item<double>();
-    sums[3] += v.sum().item<double>();
-    sums[4] += static_cast<double>(batch.corrupt);
+    sums += at::stack({(hit.narrow(1, 0, 1).any(1).to(at::kDouble) * v).sum(),
+                       (hit.any(1).to(at::kDouble) * v).sum(), (per_row.to(at::kDouble) * v).sum(),
+                       v.sum()});
+    corrupt += batch.corrupt;
   }
-  at::Tensor total = at::tensor(std::vector<double>(sums, sums + 5), at::kDouble);
+  // On the model's device: the nccl backend reduces CUDA tensors only.
+  at::Tensor total = at::cat({sums, at::full({1}, static_cast<double>(corrupt), sums.options())});
   comm.allreduce(total, "evaluation counts");
+  total = total.cpu();
   auto t = total.accessor<double, 1>();
   EvalResult r;
   r.samples = static_cast<int64_t>(t[3]);

@@ -320,7 +320,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
     const int64_t done = step + 1;
     const bool log_step = done % log_every == 0 || done == total_steps;
     if (log_step) {
-      at::Tensor l = loss_sum.cpu().reshape({1});
+      at::Tensor l = loss_sum.reshape({1});  // on the device: nccl reduces CUDA tensors
       comm->allreduce(l, "loss for logging");
       const double mean_loss = l.item<double>() / world.size() / window_steps;
       loss_sum.zero_();
