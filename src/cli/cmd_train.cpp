@@ -42,9 +42,18 @@ int cmd_train(int argc, char** argv) {
               "each --set in order.");
   p.option("config", "FILE", "YAML recipe, e.g. configs/coatnet_0_imagenet1k.yaml")
       .repeated("set", "KEY=VALUE", "override a config key, e.g. optim.lr=5e-4")
+      .option("resume", "auto|PATH",
+              "continue from a checkpoint: auto = the run's newest valid one (or start fresh), "
+              "or a step-… / checkpoint directory (sets train.resume)")
+      .option("init-from", "FILE",
+              "start from safetensors weights (timm names; bias tables resized to the image "
+              "size), e.g. to fine-tune (sets model.init_from)")
       .flag("print-config", "print the resolved config (every key, with its doc) and exit");
   return run_command(p, argc, argv, [&] {
-    config::Config cfg = config::Config::load(p.get("config"), p.all("set"));
+    std::vector<std::string> sets = p.all("set");
+    if (p.has("resume")) sets.push_back("train.resume=" + p.get("resume"));
+    if (p.has("init-from")) sets.push_back("model.init_from=" + p.get("init-from"));
+    config::Config cfg = config::Config::load(p.get("config"), sets);
     model::spec_from_config(cfg);  // the model section must describe a buildable model
     if (p.has("print-config")) {
       std::fputs(cfg.dump().c_str(), stdout);
@@ -54,7 +63,8 @@ int cmd_train(int argc, char** argv) {
     return run_on_every_rank(world, "train", [&] {
       train::TrainSummary s = train::train(cfg, world);
       if (world.is_root()) print_summary(s);
-      return 0;
+      // EX_TEMPFAIL: stopped by a signal after saving; the Slurm scripts requeue on it.
+      return s.stopped_by_signal ? kExitStopped : 0;
     });
   });
 }

@@ -23,6 +23,12 @@ int cmd_plot(int argc, char** argv);
 int cmd_plugins(int argc, char** argv);
 int cmd_pack(int argc, char** argv);
 int cmd_data(int argc, char** argv);
+int cmd_ckpt(int argc, char** argv);
+int cmd_export(int argc, char** argv);
+
+// `coatnet train` stopped by a signal after saving a checkpoint (EX_TEMPFAIL): the Slurm
+// scripts requeue the job on it, and the next start resumes.
+inline constexpr int kExitStopped = 75;
 
 // Runs a command's work on this rank; an error is printed tagged with the rank and, under
 // mpirun, ends the whole job at once (the other ranks may be waiting for this one).

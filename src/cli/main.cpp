@@ -7,6 +7,8 @@
 //   cli/cmd_plugins.cpp   plugins  the plugins found, with kind and version
 //   cli/cmd_pack.cpp      pack     pack a dataset into HDF5 shards (parallel under mpirun)
 //   cli/cmd_data.cpp      data     inspect and verify packed shards
+//   cli/cmd_ckpt.cpp      ckpt     list, verify and describe checkpoints
+//   cli/cmd_export.cpp    export   a checkpoint's weights as safetensors
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -34,6 +36,9 @@ const Command kCommands[] = {
     {"eval", "top-1/top-5 of weights on the validation shards", coatnet::cli::cmd_eval},
     {"plot", "PNG curves (loss, lr, accuracy, throughput) of a run directory",
      coatnet::cli::cmd_plot},
+    {"ckpt", "list, verify or describe checkpoints", coatnet::cli::cmd_ckpt},
+    {"export", "write a checkpoint's weights as safetensors (timm names)",
+     coatnet::cli::cmd_export},
     {"plugins", "list the plugins found (precision, comm, checkpoint backends)",
      coatnet::cli::cmd_plugins},
 };

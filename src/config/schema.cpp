@@ -94,6 +94,9 @@ std::vector<KeySpec> build() {
       key("train.log_every_steps", K::Int, "50", "steps between progress lines", 1, 1e9),
       key("train.run_dir", K::String, "runs", "parent directory of run directories"),
       key("train.name", K::String, "", "run directory name; empty = model name + time"),
+      key("train.resume", K::String, "",
+          "resume from: auto (the run's newest valid checkpoint, or start fresh when none), a "
+          "step-… directory, or a checkpoint directory; empty = start fresh"),
       choice("train.device", "auto", {"auto", "cpu", "cuda"},
              "auto: the GPU of this rank's local rank when CUDA is available, else the CPU"),
       choice("train.progress", "auto", {"auto", "bar", "lines"},
@@ -116,6 +119,9 @@ std::vector<KeySpec> build() {
           "dynamic loss scaling), or another listed by `coatnet plugins`"),
       key("precision.max_bad_steps", K::Int, "10", "stop after N consecutive non-finite steps", 1,
           1e9),
+      key("checkpoint.enabled", K::Bool, "true",
+          "save checkpoints (at epoch ends, every checkpoint.every_steps, at the end, on a stop "
+          "signal)"),
       key("checkpoint.backend", K::String, "sharded",
           "checkpoint plugin: sharded (ZeRO-1), consolidated"),
       key("checkpoint.dir", K::String, "", "checkpoint directory; empty = RUN_DIR/checkpoints"),

@@ -4,14 +4,19 @@
 #include <ATen/Parallel.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <sstream>
 #include <thread>
 
+#include "checkpoint/checkpointer.h"
 #include "config/config.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -83,6 +88,54 @@ json::Value eval_record(const EvalResult& r, int64_t step, int64_t epoch, bool e
   return rec;
 }
 
+// A stop request (SIGUSR1/SIGUSR2/SIGTERM: a preemption notice from Slurm's --signal, or mpirun
+// forwarding one): the ranks agree on it at the next step boundary, save and exit.
+std::atomic<int> stop_signal{0};
+extern "C" void on_stop_signal(int sig) {
+  stop_signal = sig;
+}
+
+class StopSignals {
+ public:
+  StopSignals() {
+    for (int sig : {SIGUSR1, SIGUSR2, SIGTERM}) old_.push_back(std::signal(sig, on_stop_signal));
+  }
+  ~StopSignals() {
+    int i = 0;
+    for (int sig : {SIGUSR1, SIGUSR2, SIGTERM}) std::signal(sig, old_[i++]);
+  }
+
+ private:
+  std::vector<void (*)(int)> old_;
+};
+
+// Where `checkpoint.dir` is empty: RUN_DIR/checkpoints.
+std::string checkpoint_root(const config::Config& cfg, const std::string& run_dir) {
+  const std::string& dir = cfg.get_string("checkpoint.dir");
+  return dir.empty() ? (fs::path(run_dir) / "checkpoints").string() : dir;
+}
+
+// The recipe keys that differ between the checkpoint's config and this run's, for the log.
+std::string recipe_changes(const std::string& saved_dump, const std::string& now_dump) {
+  const auto a = checkpoint::recipe_of(saved_dump), b = checkpoint::recipe_of(now_dump);
+  std::string out;
+  for (const auto& [k, v] : b) {
+    auto it = a.find(k);
+    const std::string was = it == a.end() ? "(unset)" : it->second;
+    if (was != v) out += (out.empty() ? "" : ", ") + k + " " + was + " -> " + v;
+  }
+  return out;
+}
+
+// A 32-bit hash of each training sample index, summed over a log window and over ranks: equal
+// windows of the data stream give equal sums at any world size (the resume tests compare it).
+double sample_hash(const std::vector<int64_t>& indices) {
+  double h = 0;
+  for (int64_t i : indices)
+    if (i >= 0) h += static_cast<double>(mix64(static_cast<uint64_t>(i)) >> 32);
+  return h;
+}
+
 }  // namespace
 
 void maybe_stall(int rank, int64_t step) {
@@ -109,6 +162,8 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   comm_opts.device_index = device.is_cuda() ? device.index() : -1;
   auto comm = dist::make_comm(cfg.get_string("dist.backend"), world, comm_opts, device.is_cuda());
   auto precision = make_precision(cfg.get_string("precision.backend"));
+  if (cfg.get_bool("checkpoint.enabled"))
+    checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
 
   // --- model ---
   const uint64_t seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
@@ -129,8 +184,6 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   dist::GradBuckets buckets(flat.params(), flat.grads, flat.offsets(), *comm,
                             static_cast<int64_t>(cfg.get_float("dist.first_bucket_mb") * (1 << 20)),
                             static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * (1 << 20)));
-  // Each rank draws its own stochastic-depth and dropout masks, reproducibly.
-  at::manual_seed(key_of(seed, 0x5eed, static_cast<uint64_t>(world.rank()) + 1));
 
   // --- optimizer, schedule, EMA ---
   AdamWOptions aw;
@@ -182,15 +235,78 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   mix.seed = seed;
   const bool mixing = mix.mixup_alpha > 0 || mix.cutmix_alpha > 0;
 
-  // --- run directory and the environment record ---
+  // --- run directory, checkpoints, resume ---
   TrainSummary summary;
+  const std::string& resume = cfg.get_string("train.resume");
+  if (resume == "auto" && cfg.get_string("train.name").empty() &&
+      cfg.get_string("checkpoint.dir").empty())
+    throw std::invalid_argument(
+        "--resume auto needs a fixed run directory to find the checkpoints in: set train.name "
+        "(e.g. --set train.name=$SLURM_JOB_NAME) or checkpoint.dir");
   summary.run_dir = run_directory(cfg, world);
+  const std::string config_text = cfg.dump();
+  std::unique_ptr<checkpoint::Checkpointer> ckpt;
+  const bool checkpoints = cfg.get_bool("checkpoint.enabled");
+  if (checkpoints || !resume.empty()) {
+    checkpoint::CheckpointOptions co;
+    co.root = checkpoint_root(cfg, summary.run_dir);
+    co.backend = cfg.get_string("checkpoint.backend");
+    co.async = cfg.get_bool("checkpoint.async");
+    co.keep_last = cfg.get_int("checkpoint.keep_last");
+    co.keep_every = cfg.get_int("checkpoint.keep_every");
+    co.stop_on_error = cfg.get_string("checkpoint.on_error") == "stop";
+    co.config_text = config_text;
+    co.config_hash = checkpoint::recipe_hash(config_text);
+    co.model = spec.name;
+    co.seed = seed;
+    co.global_batch = global_batch;
+    co.accum_steps = accum;
+    checkpoint::TrainRefs refs{&*net, &flat, &optimizer, ema.get(), precision.get()};
+    ckpt = std::make_unique<checkpoint::Checkpointer>(
+        co, refs, world, *comm, [&](const std::string& m) { progress.message(m); });
+  }
+  int64_t start_step = 0;  // > 0 when resumed
+  std::optional<checkpoint::Manifest> resumed;
+  std::string resumed_from;
+  if (!resume.empty()) {
+    if (auto dir = ckpt->find(resume)) {
+      resumed_from = *dir;
+      resumed = ckpt->load(*dir);
+    } else {
+      progress.message("[resume] no checkpoint in " + checkpoint_root(cfg, summary.run_dir) +
+                       " yet: starting from step 0");
+    }
+  }
+  if (resumed) {
+    const checkpoint::Manifest& m = *resumed;
+    if (m.global_batch != global_batch || m.accum_steps != accum)
+      throw std::invalid_argument(
+          resumed_from + " was saved with data.batch_size = " + std::to_string(m.global_batch) +
+          " and optim.accum_steps = " + std::to_string(m.accum_steps) + "; this run has " +
+          std::to_string(global_batch) + " and " + std::to_string(accum) +
+          ": resuming needs the same global batch (the per-rank share may change with the "
+          "world size)");
+    start_step = m.step;
+    summary.steps = m.step;
+    train_loader.restore({m.epoch, m.samples_consumed});
+    summary.best_top1 = m.best_top1;
+    summary.best_step = m.best_step;
+    std::ifstream saved_cfg(fs::path(resumed_from) / checkpoint::kConfigName);
+    std::stringstream saved;
+    saved << saved_cfg.rdbuf();
+    const std::string changes = recipe_changes(saved.str(), config_text);
+    progress.message("[resume] " + resumed_from + ": step " + std::to_string(m.step) + ", epoch " +
+                     std::to_string(m.epoch) + " + " + std::to_string(m.samples_consumed) +
+                     " samples, saved at world size " + std::to_string(m.world_size) + ", now " +
+                     std::to_string(world.size()) +
+                     (changes.empty() ? "" : "; recipe changes: " + changes));
+  }
   std::unique_ptr<MetricsLog> metrics_file;  // rank 0 only
   if (root) {
     fs::create_directories(summary.run_dir);
-    std::ofstream(fs::path(summary.run_dir) / "config.yaml") << cfg.dump();
+    std::ofstream(fs::path(summary.run_dir) / "config.yaml") << config_text;
     metrics_file = std::make_unique<MetricsLog>(
-        (fs::path(summary.run_dir) / "metrics.jsonl").string(), /*append=*/false);
+        (fs::path(summary.run_dir) / "metrics.jsonl").string(), /*append=*/resumed.has_value());
   }
   auto record = [&](const json::Value& v) {
     if (metrics_file) metrics_file->write(v);
@@ -216,6 +332,8 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
     env["accum_steps"] = accum;
     env["steps_per_epoch"] = steps_per_epoch;
     env["total_steps"] = total_steps;
+    env["start_step"] = start_step;
+    if (resumed) env["resumed_from"] = resumed_from;
     record(env);
   }
   progress.message(
@@ -231,7 +349,9 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   double total_data = 0, total_comm = 0, total_time = 0;
   int64_t window_steps = 0;
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-  int64_t bad_steps = 0, skipped_steps = 0, epoch = 0;
+  int64_t bad_steps = 0, skipped_steps = resumed ? resumed->skipped_steps : 0;
+  int64_t epoch = resumed ? resumed->epoch : 0;
+  double data_hash = 0;
   auto run_eval = [&](int64_t step) {
     if (!val_loader) return;
     EvalResult r = evaluate(*net, *val_loader, *comm, device);
@@ -262,12 +382,30 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   const int64_t log_every = cfg.get_int("train.log_every_steps");
   const int64_t eval_every = cfg.get_int("train.eval_every_steps");
   const double max_bad = static_cast<double>(cfg.get_int("precision.max_bad_steps"));
-  int64_t micro_index = 0;
-  ProgressLine shown{0, total_steps, 0, epochs, 0, 0, 0, 0};
-  for (int64_t step = 0; step < total_steps; ++step) {
+  const int64_t ckpt_every = cfg.get_int("checkpoint.every_steps");
+  auto resume_point = [&](int64_t done) {
+    checkpoint::ResumePoint p;
+    const data::SamplerState st = train_loader.state();
+    p.step = done;
+    p.epoch = st.epoch;
+    p.samples_consumed = st.consumed;
+    p.skipped_steps = skipped_steps;
+    p.best_top1 = summary.best_top1;
+    p.best_step = summary.best_step;
+    return p;
+  };
+  StopSignals stop_signals;
+  stop_signal = 0;
+  // Stochastic depth and dropout draw from a generator reseeded every step from (seed, rank,
+  // step): a resumed run draws the same masks without saving generator states.
+  const uint64_t rank_key = key_of(seed, 0x5eed, static_cast<uint64_t>(world.rank()) + 1);
+  int64_t micro_index = start_step * accum;
+  ProgressLine shown{start_step, total_steps, epoch, epochs, 0, 0, 0, 0};
+  for (int64_t step = start_step; step < total_steps; ++step) {
     const auto t_step = clock_type::now();
     comm->set_step(step);
     maybe_stall(world.rank(), step);
+    at::manual_seed(key_of(rank_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(sched, step);
     buckets.zero();
     double data_wait = 0, comm_wait = 0;
@@ -275,6 +413,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       data::Batch batch = train_loader.next();
       epoch = batch.epoch;
       data_wait += batch.wait_seconds;
+      data_hash += sample_hash(batch.indices);
       at::Tensor images = batch.images.to(device, /*non_blocking=*/true);
       at::Tensor targets = batch.targets.to(device);
       at::Tensor soft =
@@ -320,9 +459,10 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
     const int64_t done = step + 1;
     const bool log_step = done % log_every == 0 || done == total_steps;
     if (log_step) {
-      at::Tensor l = loss_sum.reshape({1});  // on the device: nccl reduces CUDA tensors
+      // On the device: nccl reduces CUDA tensors.
+      at::Tensor l = at::cat({loss_sum.reshape({1}), at::full({1}, data_hash, loss_sum.options())});
       comm->allreduce(l, "loss for logging");
-      const double mean_loss = l.item<double>() / world.size() / window_steps;
+      const double mean_loss = l[0].item<double>() / world.size() / window_steps;
       loss_sum.zero_();
       const double ips = window_steps * global_batch * accum / std::max(window_time, 1e-9);
       json::Value rec = json::Value::object();
@@ -332,6 +472,8 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       rec["loss"] = mean_loss;
       rec["lr"] = lr;
       rec["grad_norm"] = norm;
+      rec["data_hash"] = l[1].item<double>();
+      data_hash = 0;
       rec["skipped_steps"] = skipped_steps;
       for (const auto& [k, v] : precision->state()) rec["precision_" + k] = v;
       rec["images_per_s"] = ips;
@@ -359,10 +501,25 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
         done == total_steps)
       run_eval(done);
     summary.steps = done;
+    if (ckpt) ckpt->poll();
+    // Every rank sees the same decision: a stop signal on any rank stops all of them here.
+    const bool stop = world.max(stop_signal.load()) != 0;
+    if (checkpoints && (stop || done % steps_per_epoch == 0 ||
+                        (ckpt_every > 0 && done % ckpt_every == 0) || done == total_steps)) {
+      ckpt->save(resume_point(done));
+      summary.checkpoint_stall_s += ckpt->last_stall_s();
+    }
+    if (stop) {
+      summary.stopped_by_signal = true;
+      progress.message("[train] stop signal: stopping after step " + std::to_string(done) +
+                       (checkpoints ? ", checkpoint saved; resume with --resume auto" : ""));
+      break;
+    }
   }
+  if (ckpt) ckpt->finish();
 
   // --- the end ---
-  if (root) {
+  if (root && !summary.stopped_by_signal) {
     model::save_weights(*net, (fs::path(summary.run_dir) / "final.safetensors").string());
     if (ema) {
       ema->swap();
@@ -373,7 +530,8 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   comm->barrier("end of training");
   dist::disable_sync_batch_norm();
   summary.wall_s = seconds_since(t_start);
-  summary.images_per_s = summary.steps * global_batch * accum / std::max(total_time, 1e-9);
+  summary.images_per_s =
+      (summary.steps - start_step) * global_batch * accum / std::max(total_time, 1e-9);
   summary.data_wait_share = total_data / std::max(total_time, 1e-9);
   summary.comm_wait_share = total_comm / std::max(total_time, 1e-9);
   json::Value s = json::Value::object();
@@ -387,6 +545,9 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   s["images_per_s"] = summary.images_per_s;
   s["data_wait_share"] = summary.data_wait_share;
   s["comm_wait_share"] = summary.comm_wait_share;
+  s["checkpoint_stall_s"] = summary.checkpoint_stall_s;
+  s["stopped_by_signal"] = summary.stopped_by_signal;
+  if (resumed) s["resumed_from"] = resumed_from;
   record(s);
   if (root) std::ofstream(fs::path(summary.run_dir) / "summary.json") << s.dump(2) << "\n";
   return summary;

@@ -5,6 +5,7 @@
 //   step: for each micro-step: batch → (Mixup/CutMix) → forward → loss → backward, whose
 //         hooks start each full bucket's all-reduce; then wait, clip, AdamW, EMA
 //   eval: at epoch ends and every train.eval_every_steps, model and EMA
+//   save: checkpoints at epoch ends / every N steps / on a stop signal (src/checkpoint)
 //   end:  final weights (timm names) and a summary in the run directory
 #pragma once
 
@@ -27,6 +28,8 @@ struct TrainSummary {
   int64_t best_step = -1;
   double wall_s = 0, images_per_s = 0;
   double data_wait_share = 0, comm_wait_share = 0;  // of the training step time
+  double checkpoint_stall_s = 0;   // training time spent in checkpoint saves (snapshots)
+  bool stopped_by_signal = false;  // a stop signal ended the run early (after a checkpoint)
 };
 
 TrainSummary train(const config::Config& cfg, dist::World& world);

@@ -11,6 +11,9 @@ echo "$out"
 for n in fp32 bf16 fp16; do
   echo "$out" | grep -qE "^precision +$n " || fail "precision plugin $n not listed"
 done
+for n in sharded consolidated; do
+  echo "$out" | grep -qE "^checkpoint +$n " || fail "checkpoint plugin $n not listed"
+done
 json=$("$coatnet" plugins --json)
 echo "$json" | python3 -c "
 import json, sys
@@ -27,6 +30,14 @@ set -e
 [[ $rc == 1 ]] || fail "unknown precision plugin: exit $rc, expected 1"
 echo "$msg" | grep -q "precision.backend = 'fp8' is not an available precision plugin; available: " ||
   { echo "$msg"; fail "no message naming the unknown plugin and the available ones"; }
+
+set +e
+msg=$("$coatnet" train --config "$src/tests/train/tiny.yaml" --set checkpoint.backend=zarr 2>&1)
+rc=$?
+set -e
+[[ $rc == 1 ]] || fail "unknown checkpoint plugin: exit $rc, expected 1"
+echo "$msg" | grep -q "checkpoint.backend = 'zarr' is not an available checkpoint plugin; available: .*sharded" ||
+  { echo "$msg"; fail "no message naming the unknown checkpoint plugin and the available ones"; }
 
 out=$(COATNET_PLUGIN_PATH="$bad" "$coatnet" plugins)
 echo "$out" | grep -q "was built for plugin ABI 999, this coatnet needs ABI" || { echo "$out"; fail "ABI mismatch not reported"; }

@@ -1,0 +1,493 @@
+#include "checkpoint/checkpointer.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <xxhash.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "checkpoint/shard_io.h"
+#include "checkpoint/store.h"
+#include "dist/comm.h"
+#include "dist/world.h"
+#include "plugin/registry.h"
+#include "train/ema.h"
+#include "train/flat_params.h"
+#include "train/optim.h"
+#include "train/precision.h"
+
+namespace coatnet::checkpoint {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+std::string utc_now() {
+  char buf[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return buf;
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// Named buffers in registration order; `floating_only` gives the EMA's subset.
+std::vector<std::pair<std::string, at::Tensor>> named_buffers(torch::nn::Module& net,
+                                                              bool floating_only) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : net.named_buffers(/*recurse=*/true))
+    if (!floating_only || item.value().is_floating_point())
+      out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+std::vector<LayoutEntry> buffer_layout(
+    const std::vector<std::pair<std::string, at::Tensor>>& bufs) {
+  std::vector<LayoutEntry> out;
+  int64_t offset = 0;
+  for (const auto& [name, t] : bufs) {
+    out.push_back({name, offset, t.sizes().vec()});
+    offset += t.numel();
+  }
+  return out;
+}
+
+at::Tensor concat_f64(const std::vector<at::Tensor>& ts) {
+  std::vector<at::Tensor> flat;
+  for (const auto& t : ts) flat.push_back(t.detach().to(at::kCPU, at::kDouble).reshape({-1}));
+  return flat.empty() ? at::zeros({0}, at::kDouble) : at::cat(flat);
+}
+
+// The checkpoint's layout of `tensor` must be the model's: same names, offsets and shapes.
+void check_layout(const Manifest& m, const std::string& tensor,
+                  const std::vector<LayoutEntry>& model, const std::string& dir) {
+  auto it = m.layout.find(tensor);
+  if (it == m.layout.end()) throw ManifestError(dir + ": no layout for '" + tensor + "'");
+  const auto& saved = it->second;
+  const std::string hint =
+      ": the checkpoint was saved from another model (model.* differs; --init-from loads "
+      "weights into a different model)";
+  for (size_t i = 0; i < std::max(saved.size(), model.size()); ++i) {
+    if (i >= saved.size())
+      throw ManifestError(dir + ": the model has '" + model[i].name + "', the checkpoint does not" +
+                          hint);
+    if (i >= model.size())
+      throw ManifestError(dir + ": the checkpoint has '" + saved[i].name + "', the model does not" +
+                          hint);
+    if (saved[i].name != model[i].name || saved[i].shape != model[i].shape ||
+        saved[i].offset != model[i].offset)
+      throw ManifestError(dir + ": checkpoint " + tensor + " '" + saved[i].name + "' " +
+                          shape_text(saved[i].shape) + " where the model has '" + model[i].name +
+                          "' " + shape_text(model[i].shape) + hint);
+  }
+}
+
+void set_buffers(const std::vector<std::pair<std::string, at::Tensor>>& bufs,
+                 const at::Tensor& f64) {
+  at::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (const auto& [name, t] : bufs) {
+    at::Tensor src = f64.narrow(0, offset, t.numel()).view(t.sizes());
+    at::Tensor dst = t;
+    dst.copy_(src);
+    offset += t.numel();
+  }
+}
+
+// Fault injection for the SIGKILL-during-save test: this rank dies half-way through writing
+// its shard at that step. Off unless both variables are set.
+bool kill_during_save(int rank, int64_t step) {
+  const char* r = std::getenv("COATNET_FAULT_KILL_SAVE_RANK");
+  const char* s = std::getenv("COATNET_FAULT_KILL_SAVE_STEP");
+  return r && s && std::atoi(r) == rank && std::atoll(s) == step;
+}
+
+std::string serialize(const ShardFile& f) {
+  std::string s = f.file + "\t" + std::to_string(f.bytes) + "\t" + hex64(f.xxh3);
+  for (const auto& g : f.segments)
+    s += "\t" + g.tensor + ":" + std::to_string(g.begin) + ":" + std::to_string(g.end);
+  return s;
+}
+
+ShardFile deserialize(const std::string& s) {
+  std::vector<std::string> parts;
+  std::stringstream ss(s);
+  for (std::string p; std::getline(ss, p, '\t');) parts.push_back(p);
+  ShardFile f;
+  f.file = parts.at(0);
+  f.bytes = std::stoll(parts.at(1));
+  f.xxh3 = parse_hex64(parts.at(2), "shard " + f.file);
+  for (size_t i = 3; i < parts.size(); ++i) {
+    const auto a = parts[i].rfind(':'), b = parts[i].rfind(':', a - 1);
+    f.segments.push_back({parts[i].substr(0, b), std::stoll(parts[i].substr(b + 1, a - b - 1)),
+                          std::stoll(parts[i].substr(a + 1))});
+  }
+  return f;
+}
+
+}  // namespace
+
+struct Checkpointer::InFlight {
+  std::string dir;
+  Manifest manifest;                  // everything but the shards
+  std::vector<at::Tensor> host;       // the snapshot (keeps the segment data alive)
+  std::vector<SegmentData> segments;  // this rank's part
+  std::thread thread;
+  std::atomic<bool> done{false};
+  ShardFile written;  // empty file name: this rank wrote nothing
+  std::string error;
+
+  void write(int rank, int world) {
+    try {
+      if (!segments.empty()) {
+        char name[64];
+        std::snprintf(name, sizeof name, "shard-%05d-of-%05d.h5", rank, world);
+        if (kill_during_save(rank, manifest.step)) {
+          write_shard(dir, name, {segments.front()});
+          std::fprintf(stderr, "[rank %d] fault injection: killed while writing %s/%s\n", rank,
+                       dir.c_str(), name);
+          std::raise(SIGKILL);
+        }
+        written = write_shard(dir, name, segments);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    done = true;
+  }
+};
+
+Checkpointer::Checkpointer(CheckpointOptions options, TrainRefs refs, dist::World& world,
+                           dist::Comm& comm, Log log)
+    : opt_(std::move(options)), refs_(refs), world_(world), comm_(comm), log_(std::move(log)) {
+  backend_ = plugin::create<Backend>("checkpoint", opt_.backend, nullptr, "checkpoint.backend");
+}
+
+void Checkpointer::check_backend(const std::string& name) {
+  plugin::create<Backend>("checkpoint", name, nullptr, "checkpoint.backend");
+}
+
+Checkpointer::~Checkpointer() {
+  if (inflight_ && inflight_->thread.joinable()) inflight_->thread.join();
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Checkpointer::flat_tensors() const {
+  std::vector<std::pair<std::string, at::Tensor>> out{{"params", refs_.flat->values},
+                                                      {"exp_avg", refs_.optimizer->exp_avg},
+                                                      {"exp_avg_sq", refs_.optimizer->exp_avg_sq}};
+  if (refs_.ema) out.emplace_back("ema", refs_.ema->values);
+  return out;
+}
+
+void Checkpointer::save(const ResumePoint& at) {
+  const auto t0 = clock_type::now();
+  if (inflight_) {  // a new save waits for the previous one
+    inflight_->thread.join();
+    commit_inflight();
+  }
+  const int rank = world_.rank(), world = world_.size();
+  auto f = std::make_unique<InFlight>();
+  f->dir = (fs::path(opt_.root) / step_dir_name(at.step)).string();
+  if (rank == 0) {
+    std::error_code ec;
+    fs::remove_all(f->dir, ec);  // an interrupted save of this step, or a stale one
+    fs::create_directories(f->dir);
+    std::ofstream(fs::path(f->dir) / kConfigName) << opt_.config_text;
+  }
+  world_.barrier();
+
+  Manifest& m = f->manifest;
+  m.step = at.step;
+  m.epoch = at.epoch;
+  m.samples_consumed = at.samples_consumed;
+  m.skipped_steps = at.skipped_steps;
+  m.best_top1 = at.best_top1;
+  m.best_step = at.best_step;
+  m.optimizer_steps = refs_.optimizer->steps();
+  m.global_batch = opt_.global_batch;
+  m.accum_steps = opt_.accum_steps;
+  m.world_size = world;
+  m.seed = opt_.seed;
+  m.backend = backend_->name();
+  m.model = opt_.model;
+  m.config_hash = opt_.config_hash;
+  m.created = utc_now();
+  m.precision = refs_.precision->name();
+  m.precision_state = refs_.precision->state();
+
+  // The snapshot: this rank's range of each flat tensor, copied to host memory.
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& [name, t] : flat_tensors()) {
+      m.tensors.push_back({name, DType::F32, t.numel()});
+      const auto [b, e] = backend_->range(t.numel(), rank, world);
+      if (e <= b) continue;
+      at::Tensor slice = t.detach().narrow(0, b, e - b);
+      at::Tensor host = slice.is_cpu() ? slice.clone() : slice.to(at::kCPU);
+      f->host.push_back(host);
+      f->segments.push_back({{name, b, e}, DType::F32, host.data_ptr()});
+    }
+    const auto bufs = named_buffers(*refs_.net, false);
+    m.layout["buffers"] = buffer_layout(bufs);
+    std::vector<LayoutEntry> params;
+    for (const auto& e : refs_.flat->entries)
+      params.push_back({e.name, e.offset, e.param.sizes().vec()});
+    m.layout["params"] = params;
+    std::vector<std::pair<std::string, at::Tensor>> replicated;
+    std::vector<at::Tensor> b_list;
+    for (const auto& [n, t] : bufs) b_list.push_back(t);
+    replicated.emplace_back("buffers", concat_f64(b_list));
+    if (refs_.ema) {
+      const auto ema_named = named_buffers(*refs_.net, true);
+      m.layout["ema_buffers"] = buffer_layout(ema_named);
+      replicated.emplace_back("ema_buffers", concat_f64(refs_.ema->buffers));
+    }
+    for (const auto& [name, t] : replicated) {
+      m.tensors.push_back({name, DType::F64, t.numel()});
+      if (rank != backend_->replicated_writer(world) || t.numel() == 0) continue;
+      f->host.push_back(t);
+      f->segments.push_back({{name, 0, t.numel()}, DType::F64, t.data_ptr()});
+    }
+  }
+
+  inflight_ = std::move(f);
+  if (opt_.async) {
+    InFlight* p = inflight_.get();
+    inflight_->thread = std::thread([p, rank, world] { p->write(rank, world); });
+  } else {
+    inflight_->write(rank, world);
+    commit_inflight();
+  }
+  last_stall_s_ = seconds_since(t0);
+}
+
+void Checkpointer::poll() {
+  if (!inflight_) return;
+  if (world_.sum(inflight_->done ? 1 : 0) < world_.size()) return;
+  inflight_->thread.join();
+  commit_inflight();
+}
+
+void Checkpointer::finish() {
+  if (!inflight_) return;
+  if (inflight_->thread.joinable()) inflight_->thread.join();
+  commit_inflight();
+}
+
+void Checkpointer::commit_inflight() {
+  std::unique_ptr<InFlight> f = std::move(inflight_);
+  const std::string mine = f->error.empty() ? (f->written.file.empty() ? "" : serialize(f->written))
+                                            : "ERR\t" + f->error;
+  const std::vector<std::string> all = world_.gather_strings(mine);
+  std::string error;
+  for (size_t r = 0; r < all.size(); ++r)
+    if (all[r].rfind("ERR\t", 0) == 0 && error.empty())
+      error = "[rank " + std::to_string(r) + "] " + all[r].substr(4);
+  if (error.empty() && world_.rank() == 0) {
+    try {
+      for (const auto& s : all)
+        if (!s.empty()) f->manifest.shards.push_back(deserialize(s));
+      commit(opt_.root, f->dir, f->manifest);
+    } catch (const std::exception& e) {
+      error = std::string("[rank 0] ") + e.what();
+    }
+  }
+  // Everyone learns whether rank 0's commit worked.
+  std::vector<std::string> verdict = world_.gather_strings(world_.rank() == 0 ? error : "");
+  if (error.empty()) error = verdict.front();
+  if (!error.empty()) {
+    if (world_.rank() == 0) {
+      std::error_code ec;
+      fs::remove_all(f->dir, ec);  // never leaves something that looks like a checkpoint
+    }
+    const std::string msg = "checkpoint save of step " + std::to_string(f->manifest.step) +
+                            " failed: " + error + "; the previous checkpoint is intact";
+    if (opt_.stop_on_error)
+      throw std::runtime_error(msg +
+                               " (checkpoint.on_error = stop; set it to continue to train on)");
+    log_("[checkpoint] warning: " + msg + "; training goes on (checkpoint.on_error = continue)");
+    return;
+  }
+  if (world_.rank() == 0) {
+    log_("[checkpoint] saved step " + std::to_string(f->manifest.step) + " to " + f->dir);
+    for (const auto& gone : prune(opt_.root, opt_.keep_last, opt_.keep_every))
+      log_("[checkpoint] removed " + gone + " (checkpoint.keep_last/keep_every)");
+  }
+}
+
+std::string Checkpointer::problem_everywhere(const std::string& dir) {
+  const auto all = world_.gather_strings(check_checkpoint(dir, world_.rank(), world_.size()));
+  for (const auto& p : all)
+    if (!p.empty()) return p;
+  return "";
+}
+
+std::optional<std::string> Checkpointer::first_valid(const std::string& root) {
+  const std::vector<Entry> entries = list_checkpoints(root);
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    const std::string problem = it->committed ? problem_everywhere(it->dir) : it->problem;
+    if (problem.empty()) return it->dir;
+    log_("[resume] skipping " + it->dir + ": " + problem);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Checkpointer::find(const std::string& what) {
+  if (what == "auto") return first_valid(opt_.root);
+  if (is_step_dir(what)) {
+    const std::string problem = problem_everywhere(what);
+    if (!problem.empty())
+      throw std::runtime_error("--resume " + what + ": " + problem +
+                               " (--resume auto takes the newest valid checkpoint instead)");
+    return what;
+  }
+  auto found = first_valid(what);
+  if (!found)
+    throw std::runtime_error("--resume " + what +
+                             ": no valid checkpoint there (`coatnet ckpt list " + what +
+                             "` shows what is there)");
+  return found;
+}
+
+Manifest Checkpointer::load(const std::string& dir) {
+  Manifest m = read_manifest(dir);
+  // The model must be the one that was saved.
+  std::vector<LayoutEntry> params;
+  for (const auto& e : refs_.flat->entries)
+    params.push_back({e.name, e.offset, e.param.sizes().vec()});
+  check_layout(m, "params", params, dir);
+  const auto bufs = named_buffers(*refs_.net, false);
+  check_layout(m, "buffers", buffer_layout(bufs), dir);
+
+  at::NoGradGuard no_grad;
+  const int rank = world_.rank(), world = world_.size();
+  for (const auto& [name, dst_ref] : flat_tensors()) {
+    at::Tensor dst = dst_ref;
+    if (!m.tensor(name)) {
+      if (name != "ema") throw ManifestError(dir + ": no tensor '" + name + "'");
+      log_("[resume] the checkpoint has no EMA: it starts from the loaded weights");
+      dst.copy_(refs_.flat->values);
+      continue;
+    }
+    // This rank reads its part at the current world size; the parts are all-gathered.
+    const int64_t n = dst.numel();
+    const int64_t per = (n + world - 1) / world;
+    const auto [b, e] = even_range(n, rank, world);
+    at::Tensor part = at::zeros({per}, at::kFloat);
+    read_tensor(dir, m, name, b, e, part.data_ptr());
+    at::Tensor gathered = comm_.allgather(part.to(dst.device()), "checkpoint load of " + name);
+    for (int r = 0; r < world; ++r) {
+      const auto [rb, re] = even_range(n, r, world);
+      dst.narrow(0, rb, re - rb).copy_(gathered[r].narrow(0, 0, re - rb));
+    }
+  }
+  const TensorSpec* bspec = m.tensor("buffers");
+  at::Tensor b64 = at::empty({bspec->numel}, at::kDouble);
+  read_tensor(dir, m, "buffers", 0, bspec->numel, b64.data_ptr());
+  set_buffers(bufs, b64);
+  if (refs_.ema) {
+    const auto ema_named = named_buffers(*refs_.net, true);
+    const TensorSpec* es = m.tensor("ema_buffers");
+    if (es) {
+      check_layout(m, "ema_buffers", buffer_layout(ema_named), dir);
+      at::Tensor e64 = at::empty({es->numel}, at::kDouble);
+      read_tensor(dir, m, "ema_buffers", 0, es->numel, e64.data_ptr());
+      std::vector<std::pair<std::string, at::Tensor>> targets;
+      for (size_t i = 0; i < refs_.ema->buffers.size(); ++i)
+        targets.emplace_back(ema_named.at(i).first, refs_.ema->buffers[i]);
+      set_buffers(targets, e64);
+    } else {
+      for (size_t i = 0; i < refs_.ema->buffers.size(); ++i)
+        refs_.ema->buffers[i].copy_(refs_.ema->live_buffers[i]);
+    }
+  }
+  refs_.optimizer->set_steps(m.optimizer_steps);
+  if (m.precision == refs_.precision->name())
+    refs_.precision->load_state(m.precision_state);
+  else if (!m.precision_state.empty())
+    log_("[resume] precision was " + m.precision + ", now " + refs_.precision->name() +
+         ": its state (loss scale) starts fresh");
+  return m;
+}
+
+void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema) {
+  Manifest m = read_manifest(dir);
+  train::FlatParams flat(net);
+  std::vector<LayoutEntry> params;
+  for (const auto& e : flat.entries) params.push_back({e.name, e.offset, e.param.sizes().vec()});
+  check_layout(m, "params", params, dir);
+  const auto bufs = named_buffers(net, false);
+  check_layout(m, "buffers", buffer_layout(bufs), dir);
+  if (ema && !m.tensor("ema"))
+    throw ManifestError(dir + ": the checkpoint has no EMA weights (train.ema_decay was 0)");
+  at::NoGradGuard no_grad;
+  at::Tensor values = at::empty({flat.numel()}, at::kFloat);
+  read_tensor(dir, m, ema ? "ema" : "params", 0, flat.numel(), values.data_ptr());
+  flat.values.copy_(values);
+  const TensorSpec* b = m.tensor("buffers");
+  at::Tensor b64 = at::empty({b->numel}, at::kDouble);
+  read_tensor(dir, m, "buffers", 0, b->numel, b64.data_ptr());
+  set_buffers(bufs, b64);
+  if (ema) {
+    const auto ema_named = named_buffers(net, true);
+    check_layout(m, "ema_buffers", buffer_layout(ema_named), dir);
+    const TensorSpec* e = m.tensor("ema_buffers");
+    at::Tensor e64 = at::empty({e->numel}, at::kDouble);
+    read_tensor(dir, m, "ema_buffers", 0, e->numel, e64.data_ptr());
+    set_buffers(ema_named, e64);
+  }
+}
+
+std::map<std::string, std::string> recipe_of(const std::string& dump) {
+  static const char* sections[] = {"model", "optim", "schedule", "loss", "aug"};
+  static const char* keys[] = {"data.batch_size", "train.seed", "precision.backend"};
+  std::map<std::string, std::string> out;
+  std::stringstream ss(dump);
+  std::string section;
+  for (std::string line; std::getline(ss, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] != ' ') {
+      section = line.substr(0, line.find(':'));
+      continue;
+    }
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const std::string key =
+        section + "." +
+        line.substr(line.find_first_not_of(' '), colon - line.find_first_not_of(' '));
+    std::string value = line.substr(colon + 1);
+    const auto hash = value.find("  #");
+    if (hash != std::string::npos) value = value.substr(0, hash);
+    value = value.substr(std::min(value.size(), value.find_first_not_of(' ')));
+    while (!value.empty() && value.back() == ' ') value.pop_back();
+    bool take = false;
+    for (const char* s : sections) take = take || section == s;
+    for (const char* k : keys) take = take || key == k;
+    if (key == "model.init_from") take = false;  // only where training started from
+    if (take) out[key] = value;
+  }
+  return out;
+}
+
+std::string recipe_hash(const std::string& dump) {
+  std::string joined;
+  for (const auto& [k, v] : recipe_of(dump)) joined += k + "=" + v + "\n";
+  return hex64(XXH3_64bits(joined.data(), joined.size()));
+}
+
+}  // namespace coatnet::checkpoint

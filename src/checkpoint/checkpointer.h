@@ -1,0 +1,132 @@
+// Saving and resuming the whole training state (DESIGN.md "Checkpoints"), collectively on
+// every rank:
+//   save    each rank snapshots its range of the flat fp32 state (parameters, AdamW moments,
+//           EMA) to host memory — the plugin `checkpoint.backend` picks the ranges — and writes
+//           it to its own HDF5 shard, in a background thread when `checkpoint.async`; once every
+//           rank's shard is fsynced (checked at step boundaries with one small all-reduce),
+//           rank 0 commits the manifest and `latest`, then applies retention.
+//   resume  `auto` takes the newest checkpoint whose manifest, sizes and checksums are right
+//           (each rank checks a share of the shards; bad ones are reported and skipped); each
+//           rank reads its part of the state at the current world size from the shards that
+//           overlap it, and the parts are all-gathered.
+//
+//   Checkpointer ckpt(options, refs, world, comm, log);
+//   if (auto dir = ckpt.find("auto")) resume_point = ckpt.load(*dir);
+//   ... ckpt.poll();                  // every step
+//   ckpt.save(point);                 // at epoch ends / every N steps
+//   ckpt.finish();                    // waits for and commits the last save
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "checkpoint/backend.h"
+#include "checkpoint/manifest.h"
+
+namespace torch::nn {
+class Module;
+}
+namespace coatnet::dist {
+class World;
+class Comm;
+}  // namespace coatnet::dist
+namespace coatnet::train {
+class FlatParams;
+class AdamW;
+class ModelEma;
+class Precision;
+}  // namespace coatnet::train
+
+namespace coatnet::checkpoint {
+
+struct CheckpointOptions {
+  std::string root;     // the directory holding step-…/ and latest
+  std::string backend;  // checkpoint plugin
+  bool async = true;
+  int64_t keep_last = 3, keep_every = 0;
+  bool stop_on_error = true;  // a failed save stops the run (else: warn, go on)
+  std::string config_text;    // the resolved config, saved beside each manifest
+  std::string config_hash;
+  std::string model;
+  uint64_t seed = 0;
+  int64_t global_batch = 0, accum_steps = 1;
+};
+
+// What the trainer owns and a checkpoint holds.
+struct TrainRefs {
+  torch::nn::Module* net = nullptr;
+  train::FlatParams* flat = nullptr;
+  train::AdamW* optimizer = nullptr;
+  train::ModelEma* ema = nullptr;  // optional
+  train::Precision* precision = nullptr;
+};
+
+// The loop's position, saved with the tensors.
+struct ResumePoint {
+  int64_t step = 0, epoch = 0, samples_consumed = 0, skipped_steps = 0;
+  double best_top1 = -1;
+  int64_t best_step = -1;
+};
+
+class Checkpointer {
+ public:
+  using Log = std::function<void(const std::string&)>;  // rank 0's messages
+  Checkpointer(CheckpointOptions options, TrainRefs refs, dist::World& world, dist::Comm& comm,
+               Log log);
+  ~Checkpointer();  // waits for a write in flight (without committing it)
+
+  // Throws, listing the available ones, when `name` is not a checkpoint plugin (at start).
+  static void check_backend(const std::string& name);
+
+  // Collective. "auto": the newest valid checkpoint under the root (nullopt: none);
+  // otherwise a step directory, or a root to take the newest valid one from. A named step
+  // directory that is not valid is an error.
+  std::optional<std::string> find(const std::string& what);
+  // Collective: loads a checkpoint found by find() into the refs (any world size).
+  Manifest load(const std::string& dir);
+
+  void save(const ResumePoint& at);  // collective; returns after the snapshot when async
+  void poll();                       // collective, each step: commits a finished async save
+  void finish();                     // collective: waits for and commits the save in flight
+  bool pending() const { return static_cast<bool>(inflight_); }
+
+  // Seconds the last save kept training waiting (snapshot + a synchronous write).
+  double last_stall_s() const { return last_stall_s_; }
+  const Backend& backend() const { return *backend_; }
+
+ private:
+  struct InFlight;
+  std::vector<std::pair<std::string, at::Tensor>> flat_tensors() const;
+  void commit_inflight();
+  std::optional<std::string> first_valid(const std::string& root);
+  std::string problem_everywhere(const std::string& dir);
+
+  CheckpointOptions opt_;
+  TrainRefs refs_;
+  dist::World& world_;
+  dist::Comm& comm_;
+  Log log_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<InFlight> inflight_;
+  double last_stall_s_ = 0;
+};
+
+// One process, no collectives (export): the weights of checkpoint `dir` — or its EMA's — into
+// `net`, which must be the model it was saved from (built from the checkpoint's config.yaml).
+void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema);
+
+// The recipe keys of a resolved config dump (model, optimizer, schedule, loss, augmentation,
+// batch, seed, precision) as key → value, and their hash: what must match for a resume to
+// continue the same run; differences are reported when resuming.
+std::map<std::string, std::string> recipe_of(const std::string& config_dump);
+std::string recipe_hash(const std::string& config_dump);
+
+}  // namespace coatnet::checkpoint

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Checkpoints under real mpirun on a small synthetic IDX dataset: exact resume, resume at
+# another world size, faults during and after saving, disk full, a stop signal, and the
+# `coatnet ckpt` / `coatnet export` commands.
+# usage: ckpt_mpi.sh MODE COATNET PYTHON
+#   MODE: resume | reshard | kill | corrupt | diskfull | signal | cli
+set -euo pipefail
+mode=$1 coatnet=$2 py=$3
+here=$(cd "$(dirname "$0")" && pwd)
+train_dir=$(cd "$here/../train" && pwd)
+work=$(mktemp -d /tmp/coatnet_ckpt_test.XXXXXX)
+cleanup() {
+  mountpoint -q "$work/full" 2>/dev/null && umount "$work/full"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mpi() { mpirun --oversubscribe -np "$@"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+"$py" "$train_dir/make_tiny_idx.py" "$work" 256 101
+"$coatnet" pack idx "$work/train-images-idx3-ubyte" "$work/train-labels-idx1-ubyte" "$work/train" \
+  --records-per-shard 100 >/dev/null
+"$coatnet" pack idx "$work/val-images-idx3-ubyte" "$work/val-labels-idx1-ubyte" "$work/val" \
+  --records-per-shard 40 >/dev/null
+# EMA and stochastic depth on, so that their state and randomness must be restored too; two
+# epochs of 16 steps, a checkpoint every 5 steps.
+common=(--config "$train_dir/tiny.yaml" --set "data.train=[$work/train-*.h5]"
+        --set "data.val=[$work/val-*.h5]" --set "train.run_dir=$work/runs"
+        --set train.ema_decay=0.9 --set model.drop_path=0.2 --set schedule.epochs=2
+        --set checkpoint.every_steps=5)
+ckroot() { echo "$work/runs/$1/checkpoints"; }
+
+# The per-step train records of two runs, from step $3 on: loss and data stream equal
+# (exactly, or within a relative tolerance $4 for the loss).
+same_steps() {
+  "$py" - "$work/runs/$1/metrics.jsonl" "$work/runs/$2/metrics.jsonl" "$3" "${4:-0}" <<'PY'
+import json, sys
+def steps(path):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if r["type"] == "train" and r["step"] > int(sys.argv[3]):
+            out[r["step"]] = r  # a resumed run's later record wins
+    return out
+a, b = steps(sys.argv[1]), steps(sys.argv[2])
+tol = float(sys.argv[4])
+assert a.keys() == b.keys() and a, f"different steps logged: {sorted(a)} vs {sorted(b)}"
+for s in sorted(a):
+    assert a[s]["data_hash"] == b[s]["data_hash"], f"step {s}: different samples"
+    d = abs(a[s]["loss"] - b[s]["loss"]) / abs(a[s]["loss"])
+    assert d <= tol, f"step {s}: loss {a[s]['loss']} vs {b[s]['loss']} (relative {d:.2e})"
+print(f"steps {min(a)}..{max(a)}: same samples, loss within {tol}")
+PY
+}
+
+# max |a - b| / max |a| over the tensors of two safetensors files.
+compare() {
+  "$py" - "$1" "$2" <<'PY'
+import sys
+from safetensors.numpy import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+assert a.keys() == b.keys(), "different tensor names"
+diff = max(float(abs(a[k].astype("f8") - b[k].astype("f8")).max()) for k in a)
+scale = max(float(abs(a[k]).max()) for k in a)
+print(f"{diff / scale:.3e}")
+PY
+}
+
+# The shard checksums of one checkpoint's manifest (equal state → byte-equal shards).
+shard_sums() { grep '^    xxh3:' "$1/manifest.yaml" | tr -d ' '; }
+
+expect_fail() {  # expect_fail LOG CMD...: the command must exit non-zero
+  set +e
+  "${@:2}" >"$1" 2>&1
+  local rc=$?
+  set -e
+  [[ $rc != 0 ]] || { cat "$1"; fail "expected a failure: ${*:2}"; }
+}
+
+case $mode in
+resume)
+  # 20 steps straight vs 10 steps, stop, resume, 10 more: identical parameters, optimizer
+  # state and EMA (byte-equal shards), identical data order and losses; at W=2 and W=1.
+  # W=1 runs fp16, whose loss scale and clean-step count must be restored too.
+  for np in 2 1; do
+    p=(--set precision.backend=$([[ $np == 1 ]] && echo fp16 || echo fp32))
+    mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=20 --set train.name=s$np >/dev/null
+    mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=10 --set train.name=r$np >/dev/null
+    mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=20 --set train.name=r$np \
+      --resume auto >"$work/r$np.log"
+    grep -q "\[resume\] .*step-00000010: step 10" "$work/r$np.log" ||
+      { cat "$work/r$np.log"; fail "W=$np did not resume from step 10"; }
+    same_steps s$np r$np 10
+    [[ $(shard_sums "$(ckroot s$np)/step-00000020") == $(shard_sums "$(ckroot r$np)/step-00000020") ]] ||
+      fail "W=$np: the step-20 checkpoints of the straight and the resumed run differ"
+    cmp "$work/runs/s$np/final.safetensors" "$work/runs/r$np/final.safetensors" ||
+      fail "W=$np: final weights differ"
+    echo "W=$np: resumed run bit-identical to the straight run (weights, AdamW, EMA, data, loss)"
+  done
+  echo "PASS: resume"
+  ;;
+reshard)
+  # Save at W=2, resume at W=1 and W=3 with the same global batch (24): the same data stream
+  # and, after 10 more steps, parameters within fp tolerance of the uninterrupted W=2 run.
+  b=(--set data.batch_size=24 --set dist.sync_bn=true --set optim.eps=1e-5 --set model.drop_path=0)
+  mpi 2 "$coatnet" train "${common[@]}" "${b[@]}" --set train.max_steps=20 --set train.name=w2 >/dev/null
+  for np in 1 3; do
+    mkdir -p "$work/runs/w${np}r/checkpoints"
+    cp -r "$(ckroot w2)/step-00000010" "$work/runs/w${np}r/checkpoints/"
+    mpi $np "$coatnet" train "${common[@]}" "${b[@]}" --set train.max_steps=20 \
+      --set train.name=w${np}r --resume auto >"$work/w$np.log"
+    grep -q "saved at world size 2, now $np" "$work/w$np.log" ||
+      { cat "$work/w$np.log"; fail "no resume at W=$np"; }
+    same_steps w2 w${np}r 10 1e-3
+    rel=$(compare "$work/runs/w2/final.safetensors" "$work/runs/w${np}r/final.safetensors")
+    echo "W=2 -> W=$np: max |dparam| relative $rel after 10 more steps"
+    "$py" -c "import sys; sys.exit(0 if float('$rel') < 1e-4 else 1)" ||
+      fail "W=$np resumed run differs from W=2 by $rel (relative) > 1e-4"
+  done
+  # A different global batch is refused with the reason.
+  expect_fail "$work/batch.log" "$coatnet" train "${common[@]}" --set data.batch_size=32 \
+    --set train.name=w1r --resume "$(ckroot w2)/step-00000010"
+  grep -q "resuming needs the same global batch" "$work/batch.log" || { cat "$work/batch.log"; fail "no batch message"; }
+  echo "PASS: reshard"
+  ;;
+kill)
+  # Rank 1 is SIGKILLed half-way through writing its shard of step 10: the job dies, step 10
+  # has no manifest; the next start reports it, resumes from step 5, and still ends up
+  # bit-identical to a run that was never interrupted.
+  set +e
+  COATNET_FAULT_KILL_SAVE_RANK=1 COATNET_FAULT_KILL_SAVE_STEP=10 timeout 120 \
+    mpirun --oversubscribe -np 2 -x COATNET_FAULT_KILL_SAVE_RANK -x COATNET_FAULT_KILL_SAVE_STEP \
+    "$coatnet" train "${common[@]}" --set train.max_steps=20 --set train.name=k \
+    --set checkpoint.async=false >"$work/k1.log" 2>&1
+  rc=$?
+  set -e
+  [[ $rc != 0 && $rc != 124 ]] || { cat "$work/k1.log"; fail "the killed job did not fail (rc $rc)"; }
+  grep -q "fault injection: killed while writing" "$work/k1.log" || { cat "$work/k1.log"; fail "no kill"; }
+  [[ -d $(ckroot k)/step-00000010 && ! -f $(ckroot k)/step-00000010/manifest.yaml ]] ||
+    fail "expected a partial step-00000010 without a manifest"
+  [[ $(cat "$(ckroot k)/latest") == step-00000005 ]] || fail "latest moved past the last commit"
+  "$coatnet" ckpt list "$(ckroot k)" | grep -q "step-00000010 *INCOMPLETE" || fail "ckpt list: partial not shown"
+  mpi 2 "$coatnet" train "${common[@]}" --set train.max_steps=20 --set train.name=k --resume auto \
+    >"$work/k2.log"
+  grep -q "skipping .*step-00000010: .*manifest.yaml: missing" "$work/k2.log" ||
+    { cat "$work/k2.log"; fail "the partial checkpoint was not reported"; }
+  grep -q "\[resume\] .*step-00000005: step 5" "$work/k2.log" || fail "did not resume from step 5"
+  mpi 2 "$coatnet" train "${common[@]}" --set train.max_steps=20 --set train.name=ref >/dev/null
+  cmp "$work/runs/k/final.safetensors" "$work/runs/ref/final.safetensors" ||
+    fail "the run resumed after the kill differs from an uninterrupted one"
+  echo "PASS: kill"
+  ;;
+corrupt)
+  # Each damage to the newest checkpoint is detected, named, and the previous one is used.
+  mpi 2 "$coatnet" train "${common[@]}" --set train.max_steps=10 --set train.name=c >/dev/null
+  root=$(ckroot c)
+  new=$root/step-00000010
+  cp -r "$new" "$work/pristine"
+  restore() { rm -rf "$new"; cp -r "$work/pristine" "$new"; }
+  check_case() {  # check_case NAME EXPECTED-MESSAGE
+    expect_fail "$work/verify_$1.log" "$coatnet" ckpt verify "$new"
+    grep -q "$2" "$work/verify_$1.log" || { cat "$work/verify_$1.log"; fail "$1: verify did not say '$2'"; }
+    mpi 2 "$coatnet" train "${common[@]}" --set train.max_steps=10 --set train.name=c \
+      --set checkpoint.enabled=false --resume auto >"$work/train_$1.log" 2>&1 ||
+      { cat "$work/train_$1.log"; fail "$1: resume failed"; }
+    grep -q "skipping .*step-00000010: .*$2" "$work/train_$1.log" ||
+      { cat "$work/train_$1.log"; fail "$1: the damage was not reported at resume"; }
+    grep -q "\[resume\] .*step-00000005: step 5" "$work/train_$1.log" ||
+      fail "$1: the previous checkpoint was not used"
+    echo "$1: detected ($2), previous checkpoint used"
+    restore
+  }
+  shard=$new/shard-00001-of-00002.h5
+  "$py" -c "import sys; f=open(sys.argv[1],'r+b'); f.seek(-100, 2); b=f.read(1); f.seek(-100, 2); f.write(bytes([b[0]^1]))" "$shard"
+  check_case flipped_byte "XXH3 .* differs from the manifest's"
+  truncate -s -1000 "$shard"
+  check_case truncated "bytes, the manifest says"
+  rm "$shard"
+  check_case missing_shard "shard-00001-of-00002.h5: missing"
+  sed -i '0,/^    xxh3: /s/^    xxh3: ./    xxh3: f/; 0,/^    xxh3: ff/s/^    xxh3: ff/    xxh3: 0f/' "$new/manifest.yaml"
+  check_case bad_checksum "differs from the manifest's"
+  sed -i 's|file: shard-00000-of-00002.h5|file: ../../../escape.h5|' "$new/manifest.yaml"
+  check_case path_escape "is not a plain file name inside the checkpoint directory"
+  sed -i 's/\[exp_avg, 0, /[exp_avg, 1, /' "$new/manifest.yaml"
+  check_case range_gap "no shard holds elements from 0"
+  sed -i 's/\[params, 0, [0-9]*\]/[params, 0, 999999999]/' "$new/manifest.yaml"
+  check_case range_past_end "is outside tensor 'params'"
+  # A named, damaged checkpoint is an error, not a silent fallback.
+  rm "$shard"
+  expect_fail "$work/named.log" "$coatnet" train "${common[@]}" --set train.name=c --resume "$new"
+  grep -q "missing" "$work/named.log" || { cat "$work/named.log"; fail "no error for a named bad checkpoint"; }
+  echo "PASS: corrupt"
+  ;;
+diskfull)
+  # Checkpoints on a small tmpfs that holds one checkpoint but not two: the second save fails
+  # with a clear error, the first stays intact, and the run stops (on_error=stop) or goes on
+  # (on_error=continue).
+  mkdir -p "$work/full"
+  if ! mount -t tmpfs -o size=2500k tmpfs "$work/full" 2>"$work/mount.log"; then
+    echo "SKIP: cannot mount a tmpfs here ($(cat "$work/mount.log")); needs root with CAP_SYS_ADMIN"
+    exit 77
+  fi
+  d=(--set "checkpoint.dir=$work/full/ck" --set checkpoint.every_steps=0 --set checkpoint.keep_last=5)
+  expect_fail "$work/stop.log" mpi 2 "$coatnet" train "${common[@]}" "${d[@]}" --set train.name=f
+  grep -q "checkpoint save of step 32 failed: .*\(not enough space\|No space left\).*the previous checkpoint is intact" \
+    "$work/stop.log" || { cat "$work/stop.log"; fail "no disk-full message"; }
+  grep -m1 "checkpoint save of step 32 failed" "$work/stop.log"
+  "$coatnet" ckpt verify "$work/full/ck" || fail "the previous checkpoint is not intact"
+  [[ $(cat "$work/full/ck/latest") == step-00000016 ]] || fail "latest is not step 16"
+  rm -rf "$work/full/ck"
+  mpi 2 "$coatnet" train "${common[@]}" "${d[@]}" --set train.name=g \
+    --set checkpoint.on_error=continue >"$work/cont.log" 2>&1 || { cat "$work/cont.log"; fail "on_error=continue stopped"; }
+  grep -q "warning: checkpoint save of step 32 failed" "$work/cont.log" || { cat "$work/cont.log"; fail "no warning"; }
+  grep -q "\[summary\] 32 steps" "$work/cont.log" || fail "the run did not finish"
+  "$coatnet" ckpt verify "$work/full/ck" || fail "the checkpoint kept is not intact"
+  echo "PASS: diskfull"
+  ;;
+signal)
+  # SIGUSR1 to mpirun (as Slurm's --signal would send) mid-run: the ranks agree at a step
+  # boundary, save, and exit 75; --resume auto continues, and the result equals a run that was
+  # never stopped.
+  mpi 2 "$coatnet" train "${common[@]}" --set train.name=ref >/dev/null
+  mpirun --oversubscribe -np 2 "$coatnet" train "${common[@]}" --set train.name=sig \
+    --set train.log_every_steps=1 >"$work/sig.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do grep -q "step 8/32" "$work/sig.log" && break; sleep 0.1; done
+  kill -USR1 $pid
+  set +e
+  wait $pid
+  rc=$?
+  set -e
+  [[ $rc == 75 ]] || { cat "$work/sig.log"; fail "expected exit 75 after the stop signal, got $rc"; }
+  grep -q "stop signal: stopping after step" "$work/sig.log" || fail "no stop message"
+  stopped=$(cat "$(ckroot sig)/latest")
+  echo "stopped at $stopped (exit 75)"
+  mpi 2 "$coatnet" train "${common[@]}" --set train.name=sig --resume auto >"$work/sig2.log"
+  cmp "$work/runs/ref/final.safetensors" "$work/runs/sig/final.safetensors" ||
+    fail "the stopped and resumed run differs from the uninterrupted one"
+  echo "PASS: signal"
+  ;;
+cli)
+  mpi 2 "$coatnet" train "${common[@]}" --set train.max_steps=20 --set train.name=x \
+    --set checkpoint.keep_last=2 --set checkpoint.keep_every=10 >/dev/null
+  # Saved at 5, 10, 15, 16 (epoch end), 20. Retention keeps the newest 2 (16, 20) and every
+  # 10th (10, 20): 5 and 15 are deleted.
+  got=$(cd "$(ckroot x)" && echo step-*)
+  [[ $got == "step-00000010 step-00000016 step-00000020" ]] || fail "retention kept: $got"
+  "$coatnet" ckpt list "$(ckroot x)" | grep -q "step-00000020 *committed .*<- latest" || fail "ckpt list"
+  "$coatnet" ckpt verify "$(ckroot x)" | grep -q "3 checkpoint(s), 0 with problems" || fail "ckpt verify"
+  "$coatnet" ckpt info "$(ckroot x)" --json | "$py" -c "
+import json, sys; i = json.load(sys.stdin)
+assert i['step'] == 20 and i['world_size'] == 2 and i['backend'] == 'sharded', i
+assert len(i['shards']) == 2, i"
+  # Export: equal to the weights the run ended with; the EMA differs from them.
+  "$coatnet" export "$(ckroot x)" --out "$work/x.safetensors" >/dev/null
+  cmp "$work/x.safetensors" "$work/runs/x/final.safetensors" || fail "export differs from final.safetensors"
+  "$coatnet" export "$(ckroot x)/step-00000020" --ema --out "$work/x_ema.safetensors" >/dev/null
+  cmp -s "$work/x_ema.safetensors" "$work/runs/x/final_ema.safetensors" || fail "EMA export differs from final_ema"
+  # The consolidated backend: one file from rank 0, loadable at another world size.
+  mpi 2 "$coatnet" train "${common[@]}" --set train.max_steps=10 --set train.name=y \
+    --set checkpoint.backend=consolidated >/dev/null
+  [[ $(ls "$(ckroot y)/step-00000010"/*.h5 | wc -l) == 1 ]] || fail "consolidated wrote more than one file"
+  "$coatnet" train "${common[@]}" --set train.max_steps=12 --set train.name=y --resume auto \
+    >"$work/y.log"
+  grep -q "saved at world size 2, now 1" "$work/y.log" ||
+    { cat "$work/y.log"; fail "consolidated checkpoint not resumed at W=1"; }
+  # --init-from: fine-tuning starts from exported weights (and names what it resized).
+  "$coatnet" train "${common[@]}" --set train.max_steps=1 --set train.name=ft \
+    --init-from "$work/x.safetensors" --set model.image_size=64 >"$work/ft.log"
+  grep -q "resized .* bias tables to 64 px" "$work/ft.log" ||
+    { cat "$work/ft.log"; fail "--init-from did not load and resize"; }
+  echo "PASS: cli"
+  ;;
+*) fail "unknown mode $mode" ;;
+esac
