@@ -27,10 +27,15 @@ void print_summary(const train::TrainSummary& s) {
             : "");
   std::printf("[summary] step time: %.1f%% waiting for data, %.1f%% waiting for communication\n",
               100 * s.data_wait_share, 100 * s.comm_wait_share);
+  if (s.stopped_by_signal)
+    std::printf(
+        "[summary] stopped by a signal after step %lld with a checkpoint: continue with "
+        "--resume auto (exit code %d)\n",
+        static_cast<long long>(s.steps), kExitStopped);
   std::printf(
-      "[summary] run directory: %s (metrics.jsonl, config.yaml, final.safetensors; "
+      "[summary] run directory: %s (metrics.jsonl, config.yaml, %scheckpoints/; "
       "curves: coatnet plot %s)\n",
-      s.run_dir.c_str(), s.run_dir.c_str());
+      s.run_dir.c_str(), s.stopped_by_signal ? "" : "final.safetensors, ", s.run_dir.c_str());
 }
 
 }  // namespace

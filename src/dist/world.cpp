@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -41,9 +42,27 @@ World& World::init(int& argc, char**& argv) {
   check(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(MPI_COMM_WORLD, &w->size_), "MPI_Comm_size");
   w->find_local_rank();
+  w->check_launcher_world();
   // Destroy (and finalize) at exit, after every command has returned.
   std::atexit([] { instance().reset(); });
   return *w;
+}
+
+void World::check_launcher_world() const {
+  // srun without PMI support starts every task as an MPI singleton: N processes that each
+  // believe they are rank 0 of 1 would train N separate models and overwrite each other's run
+  // directory. The launcher says how many tasks it started; MPI must see the same world.
+  const char* var =
+      std::getenv("OMPI_COMM_WORLD_SIZE") ? "OMPI_COMM_WORLD_SIZE" : "SLURM_STEP_NUM_TASKS";
+  const char* v = std::getenv(var);
+  if (!v || !*v || std::atoi(v) == size_) return;
+  if (std::strcmp(var, "SLURM_STEP_NUM_TASKS") == 0 && !std::getenv("SLURM_PROCID")) return;
+  throw std::runtime_error(
+      std::string(var) + "=" + v + " tasks were launched, but MPI sees a world of " +
+      std::to_string(size_) +
+      ": the ranks were started without the launcher's PMI (with srun, pass "
+      "--mpi=pmix or --mpi=pmi2; `srun --mpi=list` shows what this Slurm has), "
+      "or use mpirun");
 }
 
 void World::find_local_rank() {

@@ -39,6 +39,7 @@ class World {
  private:
   World() = default;
   void find_local_rank();
+  void check_launcher_world() const;  // throws when MPI's world is not what was launched
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   std::string host_;
 };

@@ -28,7 +28,7 @@ args = ap.parse_args()
 torch.set_num_threads(args.threads)
 
 if args.model == "demo":  # configs/demo_fashion_mnist.yaml
-    cfg = MaxxVitCfg(embed_dim=(32, 64, 128, 256), depths=(1, 2, 2, 1),
+    cfg = MaxxVitCfg(embed_dim=(32, 64, 128, 128), depths=(1, 2, 2, 1),
                      block_type=("C", "C", "T", "T"), stem_width=32, head_hidden_size=None)
     model = MaxxVit(cfg, img_size=args.image_size, in_chans=args.in_chans,
                     num_classes=args.num_classes)
