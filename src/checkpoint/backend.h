@@ -1,7 +1,7 @@
 // Checkpoint plugins (backends/checkpoint-*, chosen by `checkpoint.backend`) decide how the
 // training state is laid out over the ranks' shard files: which rank writes which range of
-// each flat tensor (fp32 master parameters, AdamW moments, EMA) and who writes the replicated
-// state (BatchNorm buffers). Writing, checksums, the manifest and the atomic commit are common
+// each flat tensor (fp32 master parameters, AdamW moments, EMA, every rank's BatchNorm
+// buffers). Writing, checksums, the manifest and the atomic commit are common
 // (src/checkpoint), so every layout is read back — at any world size — by the same code.
 // Header-inline: plugins do not link the core.
 //
@@ -9,6 +9,7 @@
 //   consolidated  rank 0 writes everything to one file (small runs; one file to copy)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -22,11 +23,6 @@ class Backend {
   // [begin, end) of a flat tensor of n elements that `rank` of `world` writes; empty ranges
   // are allowed. The ranges of all ranks must tile [0, n).
   virtual std::pair<int64_t, int64_t> range(int64_t n, int rank, int world) const = 0;
-  // The rank that writes the replicated tensors (buffers).
-  virtual int replicated_writer(int world) const {
-    (void)world;
-    return 0;
-  }
 };
 
 // The even split used by `sharded` (and by loading, to give each new rank its part to read).

@@ -5,11 +5,13 @@
 #include <xxhash.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "checkpoint/shard_io.h"
@@ -100,6 +102,11 @@ void check_layout(const Manifest& m, const std::string& tensor,
 void set_buffers(const std::vector<std::pair<std::string, at::Tensor>>& bufs,
                  const at::Tensor& f64) {
   at::NoGradGuard no_grad;
+  int64_t total = 0;
+  for (const auto& [name, t] : bufs) total += t.numel();
+  if (f64.numel() != total)
+    throw ManifestError("the checkpoint holds " + std::to_string(f64.numel()) +
+                        " buffer elements per rank, the model has " + std::to_string(total));
   int64_t offset = 0;
   for (const auto& [name, t] : bufs) {
     at::Tensor src = f64.narrow(0, offset, t.numel()).view(t.sizes());
@@ -107,6 +114,26 @@ void set_buffers(const std::vector<std::pair<std::string, at::Tensor>>& bufs,
     dst.copy_(src);
     offset += t.numel();
   }
+}
+
+// Row `row` of a per-rank (world_size × n) float64 tensor.
+at::Tensor read_row(const std::string& dir, const Manifest& m, const std::string& name, int row) {
+  const TensorSpec* t = m.tensor(name);
+  if (!t) throw ManifestError(dir + ": no tensor '" + name + "'");
+  if (t->numel % m.world_size != 0)
+    throw ManifestError(dir + ": tensor '" + name + "' of " + std::to_string(t->numel) +
+                        " elements is not one row per rank of world_size " +
+                        std::to_string(m.world_size));
+  const int64_t n = t->numel / m.world_size;
+  at::Tensor out = at::empty({n}, at::kDouble);
+  read_tensor(dir, m, name, row * n, (row + 1) * n, out.data_ptr());
+  return out;
+}
+
+at::Tensor mean_of_rows(const std::string& dir, const Manifest& m, const std::string& name) {
+  at::Tensor sum = read_row(dir, m, name, 0);
+  for (int r = 1; r < m.world_size; ++r) sum += read_row(dir, m, name, r);
+  return sum / static_cast<double>(m.world_size);
 }
 
 // Fault injection for the SIGKILL-during-save test: this rank dies half-way through writing
@@ -147,13 +174,39 @@ struct Checkpointer::InFlight {
   Manifest manifest;                  // everything but the shards
   std::vector<at::Tensor> host;       // the snapshot (keeps the segment data alive)
   std::vector<SegmentData> segments;  // this rank's part
+  // Slices of the live flat tensors still to be copied into `host` (segment index, slice).
+  std::vector<std::pair<size_t, at::Tensor>> to_copy;
+  std::mutex mutex;
+  std::condition_variable copied_cv;
+  bool copied = false;
   std::thread thread;
   std::atomic<bool> done{false};
   ShardFile written;  // empty file name: this rank wrote nothing
   std::string error;
 
+  // The copy to host memory. Run by the writer thread while the trainer's next forward and
+  // backward go on (they read the parameters, never write them); before_update() waits for it.
+  void copy() {
+    at::NoGradGuard no_grad;
+    for (auto& [i, slice] : to_copy) {
+      at::Tensor h = slice.is_cpu() ? slice.clone() : slice.to(at::kCPU);
+      host.push_back(h);
+      segments[i].data = h.data_ptr();
+    }
+    to_copy.clear();
+    std::lock_guard<std::mutex> lock(mutex);
+    copied = true;
+    copied_cv.notify_all();
+  }
+
+  void wait_copied() {
+    std::unique_lock<std::mutex> lock(mutex);
+    copied_cv.wait(lock, [&] { return copied; });
+  }
+
   void write(int rank, int world) {
     try {
+      copy();
       if (!segments.empty()) {
         char name[64];
         std::snprintf(name, sizeof name, "shard-%05d-of-%05d.h5", rank, world);
@@ -230,17 +283,16 @@ void Checkpointer::save(const ResumePoint& at) {
   m.precision = refs_.precision->name();
   m.precision_state = refs_.precision->state();
 
-  // The snapshot: this rank's range of each flat tensor, copied to host memory.
+  // The snapshot: this rank's range of each flat tensor, to be copied to host memory (by the
+  // writer thread, before the next optimizer update: see before_update()).
   {
     at::NoGradGuard no_grad;
     for (const auto& [name, t] : flat_tensors()) {
       m.tensors.push_back({name, DType::F32, t.numel()});
       const auto [b, e] = backend_->range(t.numel(), rank, world);
       if (e <= b) continue;
-      at::Tensor slice = t.detach().narrow(0, b, e - b);
-      at::Tensor host = slice.is_cpu() ? slice.clone() : slice.to(at::kCPU);
-      f->host.push_back(host);
-      f->segments.push_back({{name, b, e}, DType::F32, host.data_ptr()});
+      f->to_copy.emplace_back(f->segments.size(), t.detach().narrow(0, b, e - b));
+      f->segments.push_back({{name, b, e}, DType::F32, nullptr});
     }
     const auto bufs = named_buffers(*refs_.net, false);
     m.layout["buffers"] = buffer_layout(bufs);
@@ -248,20 +300,27 @@ void Checkpointer::save(const ResumePoint& at) {
     for (const auto& e : refs_.flat->entries)
       params.push_back({e.name, e.offset, e.param.sizes().vec()});
     m.layout["params"] = params;
-    std::vector<std::pair<std::string, at::Tensor>> replicated;
+    std::vector<std::pair<std::string, at::Tensor>> per_rank;
     std::vector<at::Tensor> b_list;
     for (const auto& [n, t] : bufs) b_list.push_back(t);
-    replicated.emplace_back("buffers", concat_f64(b_list));
+    per_rank.emplace_back("buffers", concat_f64(b_list));
     if (refs_.ema) {
-      const auto ema_named = named_buffers(*refs_.net, true);
-      m.layout["ema_buffers"] = buffer_layout(ema_named);
-      replicated.emplace_back("ema_buffers", concat_f64(refs_.ema->buffers));
+      m.layout["ema_buffers"] = buffer_layout(named_buffers(*refs_.net, true));
+      per_rank.emplace_back("ema_buffers", concat_f64(refs_.ema->buffers));
     }
-    for (const auto& [name, t] : replicated) {
-      m.tensors.push_back({name, DType::F64, t.numel()});
-      if (rank != backend_->replicated_writer(world) || t.numel() == 0) continue;
-      f->host.push_back(t);
-      f->segments.push_back({{name, 0, t.numel()}, DType::F64, t.data_ptr()});
+    // BatchNorm statistics differ between ranks (each sees its own batches unless SyncBN), so
+    // every rank's are kept: rows of a (world × n) float64 tensor, split like the others.
+    for (const auto& [name, mine] : per_rank) {
+      const int64_t n = mine.numel() * world;
+      m.tensors.push_back({name, DType::F64, n});
+      if (n == 0) continue;
+      at::Tensor all = comm_.allgather(mine.to(refs_.flat->values.device()),
+                                       "checkpoint of the BatchNorm buffers");
+      const auto [b, e] = backend_->range(n, rank, world);
+      if (e <= b) continue;
+      at::Tensor host = all.reshape({-1}).narrow(0, b, e - b).to(at::kCPU).clone();
+      f->host.push_back(host);
+      f->segments.push_back({{name, b, e}, DType::F64, host.data_ptr()});
     }
   }
 
@@ -273,7 +332,14 @@ void Checkpointer::save(const ResumePoint& at) {
     inflight_->write(rank, world);
     commit_inflight();
   }
-  last_stall_s_ = seconds_since(t0);
+  stall_s_ += seconds_since(t0);
+}
+
+void Checkpointer::before_update() {
+  if (!inflight_) return;
+  const auto t0 = clock_type::now();
+  inflight_->wait_copied();
+  stall_s_ += seconds_since(t0);
 }
 
 void Checkpointer::poll() {
@@ -396,21 +462,18 @@ Manifest Checkpointer::load(const std::string& dir) {
       dst.narrow(0, rb, re - rb).copy_(gathered[r].narrow(0, 0, re - rb));
     }
   }
-  const TensorSpec* bspec = m.tensor("buffers");
-  at::Tensor b64 = at::empty({bspec->numel}, at::kDouble);
-  read_tensor(dir, m, "buffers", 0, bspec->numel, b64.data_ptr());
-  set_buffers(bufs, b64);
+  // This rank's row of the BatchNorm buffers: its own at the same world size (so a resume is
+  // exact), rank r mod W's at another.
+  const int row = rank % m.world_size;
+  set_buffers(bufs, read_row(dir, m, "buffers", row));
   if (refs_.ema) {
     const auto ema_named = named_buffers(*refs_.net, true);
-    const TensorSpec* es = m.tensor("ema_buffers");
-    if (es) {
+    if (m.tensor("ema_buffers")) {
       check_layout(m, "ema_buffers", buffer_layout(ema_named), dir);
-      at::Tensor e64 = at::empty({es->numel}, at::kDouble);
-      read_tensor(dir, m, "ema_buffers", 0, es->numel, e64.data_ptr());
       std::vector<std::pair<std::string, at::Tensor>> targets;
       for (size_t i = 0; i < refs_.ema->buffers.size(); ++i)
         targets.emplace_back(ema_named.at(i).first, refs_.ema->buffers[i]);
-      set_buffers(targets, e64);
+      set_buffers(targets, read_row(dir, m, "ema_buffers", row));
     } else {
       for (size_t i = 0; i < refs_.ema->buffers.size(); ++i)
         refs_.ema->buffers[i].copy_(refs_.ema->live_buffers[i]);
@@ -439,17 +502,12 @@ void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema
   at::Tensor values = at::empty({flat.numel()}, at::kFloat);
   read_tensor(dir, m, ema ? "ema" : "params", 0, flat.numel(), values.data_ptr());
   flat.values.copy_(values);
-  const TensorSpec* b = m.tensor("buffers");
-  at::Tensor b64 = at::empty({b->numel}, at::kDouble);
-  read_tensor(dir, m, "buffers", 0, b->numel, b64.data_ptr());
-  set_buffers(bufs, b64);
+  // The ranks' BatchNorm statistics averaged, as evaluation uses them.
+  set_buffers(bufs, mean_of_rows(dir, m, "buffers"));
   if (ema) {
     const auto ema_named = named_buffers(net, true);
     check_layout(m, "ema_buffers", buffer_layout(ema_named), dir);
-    const TensorSpec* e = m.tensor("ema_buffers");
-    at::Tensor e64 = at::empty({e->numel}, at::kDouble);
-    read_tensor(dir, m, "ema_buffers", 0, e->numel, e64.data_ptr());
-    set_buffers(ema_named, e64);
+    set_buffers(ema_named, mean_of_rows(dir, m, "ema_buffers"));
   }
 }
 

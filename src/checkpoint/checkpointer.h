@@ -1,8 +1,9 @@
 // Saving and resuming the whole training state (DESIGN.md "Checkpoints"), collectively on
 // every rank:
-//   save    each rank snapshots its range of the flat fp32 state (parameters, AdamW moments,
-//           EMA) to host memory — the plugin `checkpoint.backend` picks the ranges — and writes
-//           it to its own HDF5 shard, in a background thread when `checkpoint.async`; once every
+//   save    each rank copies its range of the flat fp32 state (parameters, AdamW moments, EMA)
+//           to host memory — the plugin `checkpoint.backend` picks the ranges — and writes it to
+//           its own HDF5 shard, both in a background thread when `checkpoint.async` (the copy
+//           overlaps the next forward/backward; only the next update waits for it); once every
 //           rank's shard is fsynced (checked at step boundaries with one small all-reduce),
 //           rank 0 commits the manifest and `latest`, then applies retention.
 //   resume  `auto` takes the newest checkpoint whose manifest, sizes and checksums are right
@@ -12,7 +13,8 @@
 //
 //   Checkpointer ckpt(options, refs, world, comm, log);
 //   if (auto dir = ckpt.find("auto")) resume_point = ckpt.load(*dir);
-//   ... ckpt.poll();                  // every step
+//   ... ckpt.before_update();         // every step, before optimizer.step()
+//   ... ckpt.poll();                  // every step, after it
 //   ckpt.save(point);                 // at epoch ends / every N steps
 //   ckpt.finish();                    // waits for and commits the last save
 #pragma once
@@ -93,13 +95,18 @@ class Checkpointer {
   // Collective: loads a checkpoint found by find() into the refs (any world size).
   Manifest load(const std::string& dir);
 
-  void save(const ResumePoint& at);  // collective; returns after the snapshot when async
-  void poll();                       // collective, each step: commits a finished async save
-  void finish();                     // collective: waits for and commits the save in flight
+  // Collective. Async: returns at once; the copy of this rank's part to host memory runs in the
+  // background during the next forward and backward, and before_update() waits for it.
+  void save(const ResumePoint& at);
+  // Before every optimizer (and EMA) update: the snapshot of a save in flight must be complete.
+  void before_update();
+  void poll();    // collective, each step: commits a finished async save
+  void finish();  // collective: waits for and commits the save in flight
   bool pending() const { return static_cast<bool>(inflight_); }
 
-  // Seconds the last save kept training waiting (snapshot + a synchronous write).
-  double last_stall_s() const { return last_stall_s_; }
+  // Seconds saves have kept training waiting so far (in save(), and in before_update() for a
+  // snapshot not finished yet).
+  double stall_s() const { return stall_s_; }
   const Backend& backend() const { return *backend_; }
 
  private:
@@ -116,7 +123,7 @@ class Checkpointer {
   Log log_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<InFlight> inflight_;
-  double last_stall_s_ = 0;
+  double stall_s_ = 0;
 };
 
 // One process, no collectives (export): the weights of checkpoint `dir` — or its EMA's — into

@@ -72,6 +72,17 @@ void validate(const Manifest& m, const std::string& where) {
   }
   for (const char* required : {"params", "exp_avg", "exp_avg_sq", "buffers"})
     if (!m.tensor(required)) bad(where, std::string("no tensor '") + required + "'");
+  // Each rank writes at most one shard, named for its rank and the world it was part of.
+  if (m.shards.size() > static_cast<size_t>(m.world_size))
+    bad(where, std::to_string(m.shards.size()) + " shard files for a world of " +
+                   std::to_string(m.world_size) + " ranks (mismatched world size)");
+  for (const auto& s : m.shards) {
+    int rank = -1, world = -1;
+    if (std::sscanf(s.file.c_str(), "shard-%d-of-%d.h5", &rank, &world) == 2 &&
+        (world != m.world_size || rank < 0 || rank >= world))
+      bad(where, "shard '" + s.file + "' does not belong to a world of " +
+                     std::to_string(m.world_size) + " ranks (mismatched world size)");
+  }
   // Every tensor tiled exactly once by the segments of all shards.
   std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> cover;
   std::set<std::string> files;

@@ -28,7 +28,8 @@ const char* dtype_name(DType t);
 int64_t dtype_size(DType t);
 
 // One flat tensor of the training state ("params", "exp_avg", "exp_avg_sq", "ema" in float32;
-// "buffers", "ema_buffers" in float64, which holds BatchNorm's integer counters exactly).
+// "buffers", "ema_buffers" in float64, which holds BatchNorm's integer counters exactly, with
+// one row per rank: world_size × the layout's length).
 struct TensorSpec {
   std::string name;
   DType dtype = DType::F32;

@@ -27,6 +27,9 @@ void print_summary(const train::TrainSummary& s) {
             : "");
   std::printf("[summary] step time: %.1f%% waiting for data, %.1f%% waiting for communication\n",
               100 * s.data_wait_share, 100 * s.comm_wait_share);
+  if (s.checkpoint_stall_s > 0)
+    std::printf("[summary] checkpoint saves kept training waiting %.2f s in all\n",
+                s.checkpoint_stall_s);
   if (s.stopped_by_signal)
     std::printf(
         "[summary] stopped by a signal after step %lld with a checkpoint: continue with "

@@ -16,7 +16,7 @@
 
 #include <boost/dll/alias.hpp>
 
-#define COATNET_PLUGIN_ABI 1
+#define COATNET_PLUGIN_ABI 2
 
 namespace coatnet::plugin {
 

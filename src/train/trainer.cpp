@@ -73,6 +73,44 @@ void broadcast_model(torch::nn::Module& net, FlatParams& flat, dist::Comm& comm)
   }
 }
 
+// timm's --dist-bn reduce: without SyncBN each rank's BatchNorm statistics come from its own
+// batches. While this lives they are replaced by their average over the ranks, so that every
+// rank evaluates the same model; then each rank's own come back (unless keep()), so the
+// training state never depends on when evaluations happened — a resumed run stays exact.
+class AveragedBnStats {
+ public:
+  AveragedBnStats(torch::nn::Module& net, dist::Comm& comm, bool on) {
+    if (!on || comm.size() == 1) return;
+    at::NoGradGuard no_grad;
+    std::vector<at::Tensor> flat;
+    for (const at::Tensor& b : net.buffers(/*recurse=*/true))
+      if (b.is_floating_point()) {
+        stats_.push_back(b);
+        saved_.push_back(b.clone());
+        flat.push_back(b.reshape({-1}).to(at::kFloat));
+      }
+    if (stats_.empty()) return;
+    at::Tensor all = at::cat(flat);
+    comm.allreduce(all, "BatchNorm statistics before evaluation");
+    all.div_(comm.size());
+    int64_t offset = 0;
+    for (auto& t : stats_) {
+      t.copy_(all.narrow(0, offset, t.numel()).view(t.sizes()));
+      offset += t.numel();
+    }
+  }
+  ~AveragedBnStats() {
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < saved_.size(); ++i) stats_[i].copy_(saved_[i]);
+  }
+  void keep() { saved_.clear(); }
+  AveragedBnStats(const AveragedBnStats&) = delete;
+  AveragedBnStats& operator=(const AveragedBnStats&) = delete;
+
+ private:
+  std::vector<at::Tensor> stats_, saved_;
+};
+
 json::Value eval_record(const EvalResult& r, int64_t step, int64_t epoch, bool ema) {
   json::Value rec = json::Value::object();
   rec["type"] = "eval";
@@ -352,9 +390,14 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   int64_t bad_steps = 0, skipped_steps = resumed ? resumed->skipped_steps : 0;
   int64_t epoch = resumed ? resumed->epoch : 0;
   double data_hash = 0;
+  const bool reduce_bn = !cfg.get_bool("dist.sync_bn");  // SyncBN keeps them equal already
   auto run_eval = [&](int64_t step) {
     if (!val_loader) return;
-    EvalResult r = evaluate(*net, *val_loader, *comm, device);
+    EvalResult r;
+    {
+      AveragedBnStats averaged(*net, *comm, reduce_bn);
+      r = evaluate(*net, *val_loader, *comm, device);
+    }
     record(eval_record(r, step, epoch, false));
     char line[200];
     std::snprintf(line, sizeof line,
@@ -369,7 +412,11 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
     }
     if (ema) {
       ema->swap();
-      EvalResult e = evaluate(*net, *val_loader, *comm, device);
+      EvalResult e;
+      {
+        AveragedBnStats averaged(*net, *comm, reduce_bn);
+        e = evaluate(*net, *val_loader, *comm, device);
+      }
       ema->swap();
       record(eval_record(e, step, epoch, true));
       std::snprintf(line, sizeof line, "[eval] step %lld (EMA): top-1 %.2f%%  top-5 %.2f%%",
@@ -435,6 +482,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
     const double norm = finite ? clip_grad_norm(flat.grads, cfg.get_float("optim.clip_grad")) : NAN;
     finite = finite && std::isfinite(norm);
     precision->update(finite);
+    if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
     if (!finite) {
       ++skipped_steps;
       if (++bad_steps >= max_bad)
@@ -507,7 +555,6 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
     if (checkpoints && (stop || done % steps_per_epoch == 0 ||
                         (ckpt_every > 0 && done % ckpt_every == 0) || done == total_steps)) {
       ckpt->save(resume_point(done));
-      summary.checkpoint_stall_s += ckpt->last_stall_s();
     }
     if (stop) {
       summary.stopped_by_signal = true;
@@ -516,9 +563,20 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       break;
     }
   }
-  if (ckpt) ckpt->finish();
+  if (ckpt) {
+    ckpt->finish();
+    summary.checkpoint_stall_s = ckpt->stall_s();
+  }
 
   // --- the end ---
+  if (!summary.stopped_by_signal) {  // the final weights carry the averaged statistics
+    AveragedBnStats(*net, *comm, reduce_bn).keep();
+    if (ema) {
+      ema->swap();
+      AveragedBnStats(*net, *comm, reduce_bn).keep();
+      ema->swap();
+    }
+  }
   if (root && !summary.stopped_by_signal) {
     model::save_weights(*net, (fs::path(summary.run_dir) / "final.safetensors").string());
     if (ema) {

@@ -50,6 +50,16 @@ for s in sorted(a):
     assert a[s]["data_hash"] == b[s]["data_hash"], f"step {s}: different samples"
     d = abs(a[s]["loss"] - b[s]["loss"]) / abs(a[s]["loss"])
     assert d <= tol, f"step {s}: loss {a[s]['loss']} vs {b[s]['loss']} (relative {d:.2e})"
+def evals(path):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if r["type"] == "eval" and r["step"] > int(sys.argv[3]):
+            out[(r["step"], r["ema"])] = (r["val_top1"], r["val_loss"])
+    return out
+if tol == 0:  # exact modes: evaluations equal too (BatchNorm statistics of every rank restored)
+    ea, eb = evals(sys.argv[1]), evals(sys.argv[2])
+    assert ea == eb, f"evaluations differ: {ea} vs {eb}"
 print(f"steps {min(a)}..{max(a)}: same samples, loss within {tol}")
 PY
 }

@@ -115,6 +115,12 @@ TEST(Manifest, RejectsOtherInconsistencies) {
   m.world_size = 0;
   expect_invalid(m, "world_size 0");
   m = sample_manifest();
+  m.world_size = 1;  // two shards cannot come from one rank
+  expect_invalid(m, "2 shard files for a world of 1 ranks (mismatched world size)");
+  m = sample_manifest();
+  m.shards[1].file = "shard-00001-of-00004.h5";
+  expect_invalid(m, "does not belong to a world of 2 ranks");
+  m = sample_manifest();
   m.layout["params"].push_back({"too_far", 8, {3}});
   expect_invalid(m, "layout entry 'too_far' lies outside tensor 'params'");
   std::string text = ck::to_yaml(sample_manifest());
@@ -136,6 +142,7 @@ TEST(ShardIo, WritesReadsAcrossSegmentsAndVerifies) {
                {"buffers", ck::DType::F64, 3}};
   m.layout.clear();
   // Three writers of an uneven split, as sharded does at W=3.
+  m.world_size = 3;
   m.shards.clear();
   for (int r = 0; r < 3; ++r) {
     const auto [b, e] = ck::even_range(1000, r, 3);
