@@ -186,10 +186,14 @@ struct Checkpointer::InFlight {
 
   // The copy to host memory. Run by the writer thread while the trainer's next forward and
   // backward go on (they read the parameters, never write them); before_update() waits for it.
+  // A synchronous save of CPU tensors writes straight from them (nothing changes meanwhile).
+  bool zero_copy = false;
   void copy() {
     at::NoGradGuard no_grad;
     for (auto& [i, slice] : to_copy) {
-      at::Tensor h = slice.is_cpu() ? slice.clone() : slice.to(at::kCPU);
+      at::Tensor h = !slice.is_cpu()                      ? slice.to(at::kCPU)
+                     : zero_copy && slice.is_contiguous() ? slice
+                                                          : slice.clone();
       host.push_back(h);
       segments[i].data = h.data_ptr();
     }
@@ -329,6 +333,7 @@ void Checkpointer::save(const ResumePoint& at) {
     InFlight* p = inflight_.get();
     inflight_->thread = std::thread([p, rank, world] { p->write(rank, world); });
   } else {
+    inflight_->zero_copy = true;
     inflight_->write(rank, world);
     commit_inflight();
   }

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "data/hdf5_util.h"
 
@@ -124,7 +125,23 @@ ShardFile write_shard(const std::string& dir, const std::string& name,
     file.reset();
   }
   try {
-    out.xxh3 = hash_file(path, &out.bytes, /*fsync_too=*/true);
+    // The fsync (disk-bound) and the checksum read-back (from the page cache) overlap.
+    std::string sync_error;
+    std::thread syncer([&] {
+      try {
+        fsync_path(path);
+      } catch (const ShardError& e) {
+        sync_error = e.what();
+      }
+    });
+    try {
+      out.xxh3 = hash_file(path, &out.bytes);
+    } catch (...) {
+      syncer.join();
+      throw;
+    }
+    syncer.join();
+    if (!sync_error.empty()) throw ShardError(sync_error);
   } catch (const ShardError&) {
     std::error_code ec;
     fs::remove(path, ec);
