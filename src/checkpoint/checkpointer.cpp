@@ -23,17 +23,13 @@
 #include "train/flat_params.h"
 #include "train/optim.h"
 #include "train/precision.h"
+#include "util/clock.h"
 
 namespace coatnet::checkpoint {
 
 namespace fs = std::filesystem;
-using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
 
 std::string utc_now() {
   char buf[32];

@@ -35,18 +35,14 @@
 #include "train/precision.h"
 #include "train/report.h"
 #include "train/setup.h"
+#include "util/clock.h"
 #include "util/keyed_random.h"
 
 namespace coatnet::train {
 
 namespace fs = std::filesystem;
-using clock_type = std::chrono::steady_clock;
 
 namespace {
-
-double seconds_since(clock_type::time_point t) {
-  return std::chrono::duration<double>(clock_type::now() - t).count();
-}
 
 std::string run_directory(const config::Config& cfg, const dist::World& world) {
   std::string name = cfg.get_string("train.name");

@@ -14,21 +14,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-mpi() { mpirun --oversubscribe -np "$@"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-"$py" "$train_dir/make_tiny_idx.py" "$work" 256 101
-"$coatnet" pack idx "$work/train-images-idx3-ubyte" "$work/train-labels-idx1-ubyte" "$work/train" \
-  --records-per-shard 100 >/dev/null
-"$coatnet" pack idx "$work/val-images-idx3-ubyte" "$work/val-labels-idx1-ubyte" "$work/val" \
-  --records-per-shard 40 >/dev/null
+source "$train_dir/tiny_env.sh"
 # EMA and stochastic depth on, so that their state and randomness must be restored too; two
 # epochs of 16 steps, a checkpoint every 5 steps.
-common=(--config "$train_dir/tiny.yaml" --set "data.train=[$work/train-*.h5]"
-        --set "data.val=[$work/val-*.h5]" --set "train.run_dir=$work/runs"
-        --set train.ema_decay=0.9 --set model.drop_path=0.2 --set schedule.epochs=2
-        --set checkpoint.every_steps=5)
+common+=(--set train.ema_decay=0.9 --set model.drop_path=0.2 --set schedule.epochs=2
+         --set checkpoint.every_steps=5)
 ckroot() { echo "$work/runs/$1/checkpoints"; }
 
 # The per-step train records of two runs, from step $3 on: loss and data stream equal
@@ -61,19 +51,6 @@ if tol == 0:  # exact modes: evaluations equal too (BatchNorm statistics of ever
     ea, eb = evals(sys.argv[1]), evals(sys.argv[2])
     assert ea == eb, f"evaluations differ: {ea} vs {eb}"
 print(f"steps {min(a)}..{max(a)}: same samples, loss within {tol}")
-PY
-}
-
-# max |a - b| / max |a| over the tensors of two safetensors files.
-compare() {
-  "$py" - "$1" "$2" <<'PY'
-import sys
-from safetensors.numpy import load_file
-a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
-assert a.keys() == b.keys(), "different tensor names"
-diff = max(float(abs(a[k].astype("f8") - b[k].astype("f8")).max()) for k in a)
-scale = max(float(abs(a[k]).max()) for k in a)
-print(f"{diff / scale:.3e}")
 PY
 }
 
@@ -123,7 +100,7 @@ reshard)
     grep -q "saved at world size 2, now $np" "$work/w$np.log" ||
       { cat "$work/w$np.log"; fail "no resume at W=$np"; }
     same_steps w2 w${np}r 10 1e-3
-    rel=$(compare "$work/runs/w2/final.safetensors" "$work/runs/w${np}r/final.safetensors")
+    read -r _ rel < <(compare "$work/runs/w2/final.safetensors" "$work/runs/w${np}r/final.safetensors")
     echo "W=2 -> W=$np: max |dparam| relative $rel after 10 more steps"
     "$py" -c "import sys; sys.exit(0 if float('$rel') < 1e-4 else 1)" ||
       fail "W=$np resumed run differs from W=2 by $rel (relative) > 1e-4"
