@@ -257,6 +257,14 @@ assert len(i['shards']) == 2, i"
     --init-from "$work/x.safetensors" --set model.image_size=64 >"$work/ft.log"
   grep -q "resized .* bias tables to 64 px" "$work/ft.log" ||
     { cat "$work/ft.log"; fail "--init-from did not load and resize"; }
+  # Resuming into another model, or with no fixed run directory: refused, naming why.
+  expect_fail "$work/model.log" "$coatnet" train "${common[@]}" --set train.name=x \
+    --set "model.widths=[16,32,32,32]" --resume auto
+  grep -q "where the model has .*the checkpoint was saved from another model" "$work/model.log" ||
+    { cat "$work/model.log"; fail "no message about the other model"; }
+  expect_fail "$work/noname.log" "$coatnet" train "${common[@]}" --resume auto
+  grep -q "needs a fixed run directory to find the checkpoints in: set train.name" "$work/noname.log" ||
+    { cat "$work/noname.log"; fail "no message about train.name"; }
   echo "PASS: cli"
   ;;
 *) fail "unknown mode $mode" ;;
