@@ -171,10 +171,12 @@ int bench(int argc, char** argv) {
       .option("batches", "K", "timed batches", "20")
       .option("size", "S", "output size", "224")
       .option("randaugment", "N,M", "also RandAugment with N ops at magnitude M, e.g. 2,15", "0,0")
+      .flag("uint8", "uint8 batches (normalised later, e.g. on the GPU) instead of float")
       .flag("json", "print one JSON object on stdout");
   return run_command(p, argc, argv, [&] {
     at::set_num_threads(1);  // the loader has its own threads; keep ATen from adding more
     data::LoaderOptions o;
+    o.normalize = !p.has("uint8");
     o.files = data::expand_globs(p.all("FILES"));
     o.threads = p.get_int("threads");
     o.sampler.global_batch = p.get_int("batch");
@@ -220,6 +222,7 @@ int bench(int argc, char** argv) {
       out["batch"] = o.sampler.global_batch;
       out["size"] = o.transform.size;
       out["randaugment"] = p.get("randaugment");
+      out["dtype"] = o.normalize ? "float32" : "uint8";
       out["images_per_s"] = ips;
       out["images_per_s_per_thread"] = per_thread;
       if (ceiling > 0) {
