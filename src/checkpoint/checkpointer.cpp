@@ -65,6 +65,13 @@ std::vector<LayoutEntry> buffer_layout(
   return out;
 }
 
+// What each range of the flat parameter buffer is: timm name, offset, shape.
+std::vector<LayoutEntry> params_layout(const train::FlatParams& flat) {
+  std::vector<LayoutEntry> out;
+  for (const auto& e : flat.entries) out.push_back({e.name, e.offset, e.param.sizes().vec()});
+  return out;
+}
+
 at::Tensor concat_f64(const std::vector<at::Tensor>& ts) {
   std::vector<at::Tensor> flat;
   for (const auto& t : ts) flat.push_back(t.detach().to(at::kCPU, at::kDouble).reshape({-1}));
@@ -296,10 +303,7 @@ void Checkpointer::save(const ResumePoint& at) {
     }
     const auto bufs = named_buffers(*refs_.net, false);
     m.layout["buffers"] = buffer_layout(bufs);
-    std::vector<LayoutEntry> params;
-    for (const auto& e : refs_.flat->entries)
-      params.push_back({e.name, e.offset, e.param.sizes().vec()});
-    m.layout["params"] = params;
+    m.layout["params"] = params_layout(*refs_.flat);
     std::vector<std::pair<std::string, at::Tensor>> per_rank;
     std::vector<at::Tensor> b_list;
     for (const auto& [n, t] : bufs) b_list.push_back(t);
@@ -434,10 +438,7 @@ std::optional<std::string> Checkpointer::find(const std::string& what) {
 Manifest Checkpointer::load(const std::string& dir) {
   Manifest m = read_manifest(dir);
   // The model must be the one that was saved.
-  std::vector<LayoutEntry> params;
-  for (const auto& e : refs_.flat->entries)
-    params.push_back({e.name, e.offset, e.param.sizes().vec()});
-  check_layout(m, "params", params, dir);
+  check_layout(m, "params", params_layout(*refs_.flat), dir);
   const auto bufs = named_buffers(*refs_.net, false);
   check_layout(m, "buffers", buffer_layout(bufs), dir);
 
@@ -492,9 +493,7 @@ Manifest Checkpointer::load(const std::string& dir) {
 void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema) {
   Manifest m = read_manifest(dir);
   train::FlatParams flat(net);
-  std::vector<LayoutEntry> params;
-  for (const auto& e : flat.entries) params.push_back({e.name, e.offset, e.param.sizes().vec()});
-  check_layout(m, "params", params, dir);
+  check_layout(m, "params", params_layout(flat), dir);
   const auto bufs = named_buffers(net, false);
   check_layout(m, "buffers", buffer_layout(bufs), dir);
   if (ema && !m.tensor("ema"))

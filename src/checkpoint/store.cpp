@@ -97,6 +97,15 @@ std::string newest_valid(const std::string& root, std::vector<std::string>* skip
   return "";
 }
 
+std::string resolve_checkpoint(const std::string& path, std::vector<std::string>* skipped) {
+  if (is_step_dir(path)) return path;
+  const std::string dir = newest_valid(path, skipped);
+  if (dir.empty())
+    throw std::invalid_argument(path + ": no valid checkpoint (`coatnet ckpt list " + path +
+                                "` shows what is there)");
+  return dir;
+}
+
 void commit(const std::string& root, const std::string& dir, Manifest manifest) {
   manifest.config_xxh3 = hash_file(dir + "/" + kConfigName, nullptr, /*fsync_too=*/true);
   validate(manifest, dir);

@@ -47,6 +47,11 @@ std::vector<std::string> prune(const std::string& root, int64_t keep_last, int64
 // when there is none; the ones passed over are added to `skipped` as "DIR: problem".
 std::string newest_valid(const std::string& root, std::vector<std::string>* skipped = nullptr);
 
+// What a command's CKPT argument names: a step directory as given, or else the newest valid
+// checkpoint under a checkpoint directory (the ones passed over added to `skipped`); throws
+// std::invalid_argument when there is none.
+std::string resolve_checkpoint(const std::string& path, std::vector<std::string>* skipped);
+
 // What `--resume PATH` names: a step directory itself, or a checkpoint root (→ "").
 bool is_step_dir(const std::string& path);
 

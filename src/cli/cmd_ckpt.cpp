@@ -123,13 +123,9 @@ int info(int argc, char** argv) {
               "newest valid checkpoint.");
   p.positional("DIR", "a step-… directory or a checkpoint directory").flag("json", "print JSON");
   return run_command(p, argc, argv, [&] {
-    std::string dir = p.get("DIR");
-    if (!ck::is_step_dir(dir)) {
-      std::vector<std::string> skipped;
-      dir = ck::newest_valid(dir, &skipped);
-      for (const auto& s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
-      if (dir.empty()) throw std::invalid_argument(p.get("DIR") + ": no valid checkpoint");
-    }
+    std::vector<std::string> skipped;
+    const std::string dir = ck::resolve_checkpoint(p.get("DIR"), &skipped);
+    for (const auto& s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
     const ck::Manifest m = ck::read_manifest(dir);
     json::Value v = json::Value::object();
     v["dir"] = dir;

@@ -23,15 +23,13 @@ int cmd_export(int argc, char** argv) {
       .required("out", "FILE", "the safetensors file to write")
       .flag("ema", "export the EMA weights instead of the live ones");
   return run_command(p, argc, argv, [&] {
-    std::string dir = p.get("CKPT");
-    if (!checkpoint::is_step_dir(dir)) {
-      std::vector<std::string> skipped;
-      dir = checkpoint::newest_valid(dir, &skipped);
-      for (const auto& s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
-      if (dir.empty()) throw std::invalid_argument(p.get("CKPT") + ": no valid checkpoint");
+    std::vector<std::string> skipped;
+    const std::string dir = checkpoint::resolve_checkpoint(p.get("CKPT"), &skipped);
+    for (const auto& s : skipped) std::fprintf(stderr, "skipped %s\n", s.c_str());
+    if (checkpoint::is_step_dir(p.get("CKPT"))) {  // a named one has not been checked yet
+      const std::string problem = checkpoint::check_checkpoint(dir, 0, 1);
+      if (!problem.empty()) throw std::runtime_error(problem);
     }
-    const std::string problem = checkpoint::check_checkpoint(dir, 0, 1);
-    if (!problem.empty()) throw std::runtime_error(problem);
     config::Config cfg =
         config::Config::load((std::filesystem::path(dir) / checkpoint::kConfigName).string(), {});
     model::CoAtNet net(model::spec_from_config(cfg));
