@@ -33,7 +33,7 @@ void on_message(j_common_ptr cinfo, int level) {
 }  // namespace
 
 bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y, int w, int h,
-                   DecodedRegion* out, std::string* error) {
+                   int channels, DecodedRegion* out, std::string* error) {
   jpeg_decompress_struct cinfo;
   ErrorManager err;
   cinfo.err = jpeg_std_error(&err.pub);
@@ -53,7 +53,7 @@ bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y
                   static_cast<int>(cinfo.jpeg_color_space));
     std::longjmp(err.jump, 1);
   }
-  cinfo.out_color_space = JCS_RGB;
+  cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : channels == 4 ? JCS_EXT_RGBX : JCS_RGB;
   cinfo.dct_method = JDCT_IFAST;
   cinfo.scale_num = static_cast<unsigned>(scale_num);
   cinfo.scale_denom = 8;
@@ -66,16 +66,17 @@ bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y
   JDIMENSION xoff = static_cast<JDIMENSION>(x), width = static_cast<JDIMENSION>(w);
   jpeg_crop_scanline(&cinfo, &xoff, &width);  // widens to iMCU boundaries
   if (y > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(y));
-  out->rgb.resize(static_cast<size_t>(cinfo.output_width) * h * 3);
+  const size_t stride = static_cast<size_t>(cinfo.output_width) * cinfo.output_components;
+  out->pixels.resize(stride * h);
   out->width = static_cast<int>(cinfo.output_width);
+  out->channels = cinfo.output_components;
   out->height = h;
   out->x0 = static_cast<int>(xoff);
   out->y0 = y;
   out->scaled_width = sw;
   out->scaled_height = sh;
   while (static_cast<int>(cinfo.output_scanline) < y + h) {
-    JSAMPROW row =
-        out->rgb.data() + static_cast<size_t>(cinfo.output_scanline - y) * cinfo.output_width * 3;
+    JSAMPROW row = out->pixels.data() + (cinfo.output_scanline - y) * stride;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_abort_decompress(&cinfo);  // the rows below the crop are not needed

@@ -11,16 +11,17 @@
 namespace coatnet::data {
 
 struct DecodedRegion {
-  std::vector<uint8_t> rgb;  // height × width × 3
-  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // height × width × channels
+  int width = 0, height = 0, channels = 0;
   int x0 = 0, y0 = 0;  // position of the region in the scaled image
   int scaled_width = 0, scaled_height = 0;
 };
 
 // Decodes the region [x, x+w) × [y, y+h) (in scaled-image pixels, clamped) of `jpeg` at scale
-// num/8. Returns false, with `error` set, for a JPEG that libjpeg cannot decode. Only YCbCr and
-// grayscale JPEGs (what `coatnet pack` writes) are decoded here.
+// num/8 as `channels` per pixel: 1 (luma), 3 (RGB) or 4 (RGBX, the 4th byte unused). Returns
+// false, with `error` set, for a JPEG that libjpeg cannot decode. Only YCbCr and grayscale JPEGs
+// (what `coatnet pack` writes) are decoded here.
 bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y, int w, int h,
-                   DecodedRegion* out, std::string* error);
+                   int channels, DecodedRegion* out, std::string* error);
 
 }  // namespace coatnet::data

@@ -37,9 +37,10 @@ Loader::Loader(LoaderOptions o) : opt_(std::move(o)) {
         " values (one per channel), got " + std::to_string(opt_.mean.size()) + " and " +
         std::to_string(opt_.std.size()));
   if (opt_.normalize)
-    for (int c = 0; c < opt_.transform.channels; ++c)
-      for (int v = 0; v < 256; ++v)
-        lut_.push_back(static_cast<float>((v / 255.0 - opt_.mean[c]) / opt_.std[c]));
+    for (int c = 0; c < opt_.transform.channels; ++c) {  // (v/255 - mean)/std = v·scale + bias
+      scale_.push_back(static_cast<float>(1.0 / (255.0 * opt_.std[c])));
+      bias_.push_back(static_cast<float>(-opt_.mean[c] / opt_.std[c]));
+    }
   pool_ = std::make_unique<ThreadPool<Decoder>>(opt_.threads);
   for (int i = 0; i < std::max(1, opt_.prefetch); ++i) submit_one();
 }
@@ -90,16 +91,16 @@ void Loader::submit_one() {
   for (int64_t k = 0; k < b; ++k) {
     pool_->submit([this, p, k, finish](Decoder& dec) {
       const int64_t index = p->batch.indices[k];
-      const TransformOptions& t = opt_.transform;
-      thread_local std::vector<uint8_t> hwc;
-      hwc.assign(static_cast<size_t>(t.size) * t.size * t.channels, 0);  // padding stays zero
+      const ImageOut out = slot(p->batch.images, k);
+      bool written = false;
       if (index >= 0) {
         try {
           auto [shard, j] = dataset_->locate(index);
           thread_local std::vector<uint8_t> buf;
           shard->read_bytes(j, &buf);
           dec.transform(buf, shard->meta().encoding, shard->height(j), shard->width(j),
-                        shard->channels(j), t, p->batch.epoch, index, hwc.data());
+                        shard->channels(j), opt_.transform, p->batch.epoch, index, out);
+          written = true;
           if (shard->meta().multi_label) {
             Record r = shard->read(j);  // labels only; the bytes were read above
             float* row = p->batch.targets.data_ptr<float>() + k * shard->meta().num_classes;
@@ -111,7 +112,7 @@ void Loader::submit_one() {
           p->batch.valid.data_ptr<bool>()[k] = true;
         } catch (const std::exception& e) {
           p->corrupt.fetch_add(1);
-          std::fill(hwc.begin(), hwc.end(), 0);
+          written = false;
           if (!opt_.skip_corrupt) {
             std::lock_guard<std::mutex> lock(p->mu);
             p->error = "record " + std::to_string(index) + ": " + e.what();
@@ -121,37 +122,27 @@ void Loader::submit_one() {
           }
         }
       }
-      store(hwc.data(), p->batch.images, k);
+      if (!written) write_black(out);  // padding, or a record that failed part-way
       if (p->remaining.fetch_sub(1) == 1) finish();
     });
   }
   pending_.push_back(std::move(p));
 }
 
-void Loader::store(const uint8_t* hwc, at::Tensor& images, int64_t k) const {
-  const int s = opt_.transform.size, ch = opt_.transform.channels;
-  const int64_t plane = static_cast<int64_t>(s) * s, row = plane * ch;
-  if (!opt_.normalize) {
-    uint8_t* dst = images.data_ptr<uint8_t>() + k * row;
-    if (opt_.channels_last) {
-      std::copy(hwc, hwc + row, dst);
-    } else {
-      for (int64_t p = 0; p < plane; ++p)
-        for (int c = 0; c < ch; ++c) dst[c * plane + p] = hwc[p * ch + c];
-    }
-    return;
+ImageOut Loader::slot(at::Tensor& images, int64_t k) const {
+  const TransformOptions& t = opt_.transform;
+  const int64_t elems = static_cast<int64_t>(t.size) * t.size * t.channels;
+  ImageOut out;
+  out.data = opt_.normalize ? static_cast<void*>(images.data_ptr<float>() + k * elems)
+                            : static_cast<void*>(images.data_ptr<uint8_t>() + k * elems);
+  out.size = t.size;
+  out.channels = t.channels;
+  out.channels_last = opt_.channels_last;
+  if (opt_.normalize) {
+    out.scale = scale_.data();
+    out.bias = bias_.data();
   }
-  float* dst = images.data_ptr<float>() + k * row;
-  if (opt_.channels_last) {
-    for (int64_t p = 0; p < plane; ++p)
-      for (int c = 0; c < ch; ++c) dst[p * ch + c] = lut_[c * 256 + hwc[p * ch + c]];
-  } else {
-    for (int c = 0; c < ch; ++c) {
-      const float* lut = &lut_[c * 256];
-      float* out = dst + c * plane;
-      for (int64_t p = 0; p < plane; ++p) out[p] = lut[hwc[p * ch + c]];
-    }
-  }
+  return out;
 }
 
 Batch Loader::next() {

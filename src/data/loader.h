@@ -59,9 +59,9 @@ class Loader {
   struct Pending;
   void submit_one();
   void drain();
-  // Writes one sample's HWC uint8 pixels into row k of the batch (normalized, laid out).
-  void store(const uint8_t* hwc, at::Tensor& images, int64_t k) const;
-  std::vector<float> lut_;  // per channel: 256 normalized values
+  // Row k of the batch as the transform's destination (dtype, layout, normalisation).
+  ImageOut slot(at::Tensor& images, int64_t k) const;
+  std::vector<float> scale_, bias_;  // per channel: normalized = v·scale + bias
 
   LoaderOptions opt_;
   std::unique_ptr<Dataset> dataset_;

@@ -42,59 +42,6 @@ CropBox choose_crop(const TransformOptions& o, int64_t epoch, int64_t index, int
   return box;
 }
 
-namespace {
-
-constexpr int kBits = 11, kOne = 1 << kBits;  // 11-bit fixed-point bilinear weights
-
-// One output row; channel counts are template parameters so the inner loop unrolls.
-template <int C, int OC>
-void resize_row(const uint8_t* r0, const uint8_t* r1, int wy, const int* x0, const int* x1,
-                const int* wx, int size, uint8_t* o) {
-  const int gy = kOne - wy;
-  for (int i = 0; i < size; ++i) {
-    const int a = x0[i], b = x1[i], fx = wx[i], gx = kOne - fx;
-    for (int k = 0; k < OC; ++k) {
-      const int ck = C == 1 ? 0 : k;
-      const int top = r0[a + ck] * gx + r0[b + ck] * fx;
-      const int bot = r1[a + ck] * gx + r1[b + ck] * fx;
-      o[i * OC + k] =
-          static_cast<uint8_t>((top * gy + bot * wy + (1 << (2 * kBits - 1))) >> (2 * kBits));
-    }
-  }
-}
-
-}  // namespace
-
-void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, int size, int out_c,
-                 uint8_t* out) {
-  // Sample positions follow align_corners=False: output pixel i maps to box.x + (i+0.5)*sx - 0.5.
-  // Integer math with exact rounding; no float per pixel.
-  const double sx = box.w / size, sy = box.h / size;
-  std::vector<int> x0(size), x1(size), wx(size);
-  for (int i = 0; i < size; ++i) {
-    int oi = box.flip ? size - 1 - i : i;
-    double x = std::clamp(box.x + (oi + 0.5) * sx - 0.5, 0.0, w - 1.0);
-    int xi = static_cast<int>(x);
-    x0[i] = xi * c;
-    x1[i] = std::min(xi + 1, w - 1) * c;
-    wx[i] = static_cast<int>((x - xi) * kOne + 0.5);
-  }
-  auto row = c == 3 && out_c == 3   ? resize_row<3, 3>
-             : c == 1 && out_c == 1 ? resize_row<1, 1>
-             : c == 1 && out_c == 3 ? resize_row<1, 3>
-                                    : nullptr;
-  if (!row)
-    throw std::invalid_argument("resize_crop: " + std::to_string(c) + " -> " +
-                                std::to_string(out_c) + " channels is not supported");
-  for (int j = 0; j < size; ++j) {
-    double y = std::clamp(box.y + (j + 0.5) * sy - 0.5, 0.0, h - 1.0);
-    int y0 = static_cast<int>(y), y1 = std::min(y0 + 1, h - 1);
-    const int wy = static_cast<int>((y - y0) * kOne + 0.5);
-    row(src + static_cast<size_t>(y0) * w * c, src + static_cast<size_t>(y1) * w * c, wy, x0.data(),
-        x1.data(), wx.data(), size, out + static_cast<size_t>(j) * size * out_c);
-  }
-}
-
 Decoder::Decoder() : tj_(tjInitDecompress()) {
   if (!tj_) throw std::runtime_error("TurboJPEG: cannot create a decompressor");
 }
@@ -116,14 +63,13 @@ int64_t Decoder::decode_full(const std::vector<uint8_t>& encoded) {
 
 void Decoder::transform(const std::vector<uint8_t>& encoded, const std::string& encoding, int h,
                         int w, int c, const TransformOptions& o, int64_t epoch, int64_t index,
-                        uint8_t* out) {
+                        const ImageOut& out) {
   CropBox box = choose_crop(o, epoch, index, h, w);
   if (encoding == "raw") {
     if (encoded.size() != static_cast<size_t>(h) * w * c)
       throw DecodeError("raw record of " + std::to_string(encoded.size()) + " bytes for " +
                         std::to_string(h) + "x" + std::to_string(w) + "x" + std::to_string(c));
-    resize_crop(encoded.data(), h, w, c, box, o.size, o.channels, out);
-    augment(o, epoch, index, out);
+    resize_augment(encoded.data(), h, w, c, box, o, epoch, index, out);
     return;
   }
   int jw = 0, jh = 0, sub = 0, cs = 0;
@@ -157,30 +103,35 @@ void Decoder::transform(const std::vector<uint8_t>& encoded, const std::string& 
   const int rw = static_cast<int>(std::ceil((box.x + box.w) * fx)) + 1 - rx;
   const int rh = static_cast<int>(std::ceil((box.y + box.h) * fy)) + 1 - ry;
   std::string why;
-  if (!decode_region(encoded, best.num * 8 / best.denom, rx, ry, rw, rh, &region_, &why))
+  // RGBX rows (the resize's SIMD layout), or luma alone for 1-channel output: for a YCbCr JPEG
+  // that is its Y plane, no colour conversion at all.
+  const int region_channels = o.channels == 1 ? 1 : 4;
+  if (!decode_region(encoded, best.num * 8 / best.denom, rx, ry, rw, rh, region_channels, &region_,
+                     &why))
     throw DecodeError("JPEG does not decode: " + why);
   CropBox scaled{box.x * fx - region_.x0, box.y * fy - region_.y0, box.w * fx, box.h * fy,
                  box.flip};
-  const uint8_t* pixels = region_.rgb.data();
-  const int sh_r = region_.height, sw_r = region_.width;
-  if (o.channels == 1) {
-    // Luma-only output from an RGB decode: resize the RGB crop, then keep one channel.
-    std::vector<uint8_t> rgb(static_cast<size_t>(o.size) * o.size * 3);
-    resize_crop(pixels, sh_r, sw_r, 3, scaled, o.size, 3, rgb.data());
-    for (size_t p = 0; p < static_cast<size_t>(o.size) * o.size; ++p)
-      out[p] = static_cast<uint8_t>(
-          (299 * rgb[3 * p] + 587 * rgb[3 * p + 1] + 114 * rgb[3 * p + 2] + 500) / 1000);
-  } else {
-    resize_crop(pixels, sh_r, sw_r, 3, scaled, o.size, o.channels, out);
-  }
-  augment(o, epoch, index, out);
+  resize_augment(region_.pixels.data(), region_.height, region_.width, region_channels, scaled, o,
+                 epoch, index, out);
 }
 
-void Decoder::augment(const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out) {
-  if (!o.train || o.randaugment_n <= 0) return;
+void Decoder::resize_augment(const uint8_t* src, int h, int w, int c, const CropBox& box,
+                             const TransformOptions& o, int64_t epoch, int64_t index,
+                             const ImageOut& out) {
+  if (out.size != o.size || out.channels != o.channels)
+    throw std::invalid_argument("transform: output is " + std::to_string(out.size) + "px x " +
+                                std::to_string(out.channels) + " channels, options say " +
+                                std::to_string(o.size) + "px x " + std::to_string(o.channels));
+  if (!o.train || o.randaugment_n <= 0) {
+    resize_crop(src, h, w, c, box, out);  // straight into the batch
+    return;
+  }
+  hwc_.resize(static_cast<size_t>(o.size) * o.size * o.channels);
+  resize_crop(src, h, w, c, box, o.size, o.channels, hwc_.data());
   uint64_t key =
       key_of(o.seed ^ 0x7261, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index));
-  rand_augment(o.randaugment_n, o.randaugment_m, key, out, o.size, o.size, o.channels);
+  rand_augment(o.randaugment_n, o.randaugment_m, key, hwc_.data(), o.size, o.size, o.channels);
+  write_hwc(out, hwc_.data());
 }
 
 }  // namespace coatnet::data

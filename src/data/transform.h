@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "data/crop_decode.h"
+#include "data/resize.h"
 #include "data/shard.h"
 
 namespace coatnet::data {
@@ -37,11 +38,6 @@ struct TransformOptions {
   uint64_t seed = 0;
 };
 
-struct CropBox {
-  double x, y, w, h;  // in source pixels
-  bool flip = false;
-};
-
 // The crop of sample `index` in `epoch` for an h×w image (deterministic).
 CropBox choose_crop(const TransformOptions& o, int64_t epoch, int64_t index, int h, int w);
 
@@ -53,24 +49,31 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
 
-  // Decodes and transforms `encoded` (record shape h×w×c, `encoding` jpeg|raw) into `out`:
-  // size×size×channels uint8, HWC. Throws DecodeError for a record that does not decode.
+  // Decodes and transforms `encoded` (record shape h×w×c, `encoding` jpeg|raw) into `out`
+  // (o.size × o.size × o.channels in out's dtype and layout; out.size and out.channels must
+  // match). Throws DecodeError for a record that does not decode; `out` may then be partly
+  // written.
   void transform(const std::vector<uint8_t>& encoded, const std::string& encoding, int h, int w,
-                 int c, const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out);
+                 int c, const TransformOptions& o, int64_t epoch, int64_t index,
+                 const ImageOut& out);
+  // The same into an HWC uint8 buffer.
+  void transform(const std::vector<uint8_t>& encoded, const std::string& encoding, int h, int w,
+                 int c, const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out) {
+    transform(encoded, encoding, h, w, c, o, epoch, index,
+              ImageOut::hwc_u8(out, o.size, o.channels));
+  }
 
   // Full-size RGB decode (the benchmark's ceiling); returns pixels decoded.
   int64_t decode_full(const std::vector<uint8_t>& encoded);
 
  private:
-  void augment(const TransformOptions& o, int64_t epoch, int64_t index, uint8_t* out);
+  // Resizes the crop into `out`, through an HWC scratch image when RandAugment is on.
+  void resize_augment(const uint8_t* src, int h, int w, int c, const CropBox& box,
+                      const TransformOptions& o, int64_t epoch, int64_t index, const ImageOut& out);
   tjhandle tj_;
   std::vector<uint8_t> pixels_;  // full-size decode (decode_full)
   DecodedRegion region_;         // the crop's region (transform)
+  std::vector<uint8_t> hwc_;     // the resized crop, for RandAugment
 };
-
-// Crops `box` out of an h×w×c uint8 image and resizes it bilinearly to size×size×out_c
-// (replicating a single channel when out_c is 3), mirrored when box.flip.
-void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, int size, int out_c,
-                 uint8_t* out);
 
 }  // namespace coatnet::data

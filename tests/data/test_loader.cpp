@@ -115,6 +115,36 @@ TEST_F(LoaderTest, BatchesHaveShapesLabelsAndNormalization) {
   EXPECT_GE(l.total_wait_seconds(), 0.0);
 }
 
+TEST_F(LoaderTest, UInt8AndChannelsLastBatchesHoldTheSameImages) {
+  // The transform writes each sample straight into the batch: uint8 or normalised float, NCHW
+  // or channels-last. All four must be the same image; padding rows are black.
+  auto opts = [&](bool normalize, bool channels_last) {
+    LoaderOptions o = options(2);
+    o.sampler.drop_last = false;  // 40 samples in batches of 12: the 4th batch is padded
+    o.normalize = normalize;
+    o.channels_last = channels_last;
+    return o;
+  };
+  Loader f(opts(true, false)), fl(opts(true, true)), u(opts(false, false)), ul(opts(false, true));
+  const auto mean = at::tensor({0.485, 0.456, 0.406}, at::kDouble).view({1, 3, 1, 1});
+  const auto std = at::tensor({0.229, 0.224, 0.225}, at::kDouble).view({1, 3, 1, 1});
+  for (int i = 0; i < 4; ++i) {
+    Batch bf = f.next(), bfl = fl.next(), bu = u.next(), bul = ul.next();
+    ASSERT_EQ(bu.images.scalar_type(), at::kByte);
+    EXPECT_TRUE(bfl.images.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(bul.images.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(at::equal(bfl.images.contiguous(), bf.images)) << i;
+    EXPECT_TRUE(at::equal(bul.images.contiguous(), bu.images)) << i;
+    auto from_u8 = (bu.images.to(at::kDouble) / 255.0 - mean) / std;
+    EXPECT_LT((from_u8 - bf.images.to(at::kDouble)).abs().max().item<double>(), 1e-5) << i;
+    if (i == 3) {
+      ASSERT_FALSE(bu.valid.all().item<bool>());
+      const int64_t pad = bu.valid.logical_not().nonzero()[0][0].item<int64_t>();
+      EXPECT_EQ(bu.images[pad].max().item<int>(), 0);
+    }
+  }
+}
+
 TEST_F(LoaderTest, DctScaledDecodeMatchesFullDecode) {
   // The transform decodes at a reduced DCT scale; resizing a full-size decode of the same crop
   // must give nearly the same pixels.
@@ -139,6 +169,28 @@ TEST_F(LoaderTest, DctScaledDecodeMatchesFullDecode) {
   }
   tjDestroy(tj);
   EXPECT_LT(worst, 4.0) << "mean |difference| per pixel channel (0..255)";
+}
+
+TEST_F(LoaderTest, OneChannelOutputIsTheLumaOfTheColourOne) {
+  // 1-channel output decodes the JPEG's Y plane alone; it must match the luma of the RGB output.
+  Shard shard(shard_path((dir_ / "jpg").string(), 1, 2));
+  TransformOptions o;
+  o.size = 40;
+  Decoder dec;
+  double worst = 0;
+  for (int64_t i = 0; i < 5; ++i) {
+    Record r = shard.read(i);
+    std::vector<uint8_t> rgb(40 * 40 * 3), gray(40 * 40);
+    o.channels = 3;
+    dec.transform(r.bytes, "jpeg", r.height, r.width, 3, o, 0, i, rgb.data());
+    o.channels = 1;
+    dec.transform(r.bytes, "jpeg", r.height, r.width, 3, o, 0, i, gray.data());
+    for (size_t p = 0; p < gray.size(); ++p) {
+      double luma = 0.299 * rgb[3 * p] + 0.587 * rgb[3 * p + 1] + 0.114 * rgb[3 * p + 2];
+      worst = std::max(worst, std::abs(luma - gray[p]));
+    }
+  }
+  EXPECT_LT(worst, 4.0) << "levels between the Y plane and the luma of the RGB decode";
 }
 
 TEST_F(LoaderTest, EvalCropOfFullImageIsExact) {
