@@ -47,8 +47,8 @@ int cmd_eval(int argc, char** argv) {
       model::CoAtNet net(spec);
       if (p.has("weights")) model::load_weights(*net, p.get("weights"));
       net->to(device);
-      data::Loader val(
-          train::loader_options(cfg, world, false, train::decode_threads(cfg, threads), spec));
+      data::Loader val(train::loader_options(cfg, world, false, train::decode_threads(cfg, threads),
+                                             spec, device));
       train::check_dataset(val, spec, cfg, "data.val");
       train::EvalResult r = train::evaluate(*net, val, *comm, device);
       if (world.is_root()) {

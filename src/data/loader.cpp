@@ -30,17 +30,16 @@ Loader::Loader(LoaderOptions o) : opt_(std::move(o)) {
   dataset_ = std::make_unique<Dataset>(opt_.files);
   opt_.sampler.num_samples = dataset_->size();
   sampler_ = std::make_unique<DistributedSampler>(opt_.sampler);
-  if (opt_.normalize && (static_cast<int>(opt_.mean.size()) != opt_.transform.channels ||
-                         static_cast<int>(opt_.std.size()) != opt_.transform.channels))
+  if (static_cast<int>(opt_.mean.size()) != opt_.transform.channels ||
+      static_cast<int>(opt_.std.size()) != opt_.transform.channels)
     throw std::invalid_argument(
         "data.mean and data.std need " + std::to_string(opt_.transform.channels) +
         " values (one per channel), got " + std::to_string(opt_.mean.size()) + " and " +
         std::to_string(opt_.std.size()));
-  if (opt_.normalize)
-    for (int c = 0; c < opt_.transform.channels; ++c) {  // (v/255 - mean)/std = v·scale + bias
-      scale_.push_back(static_cast<float>(1.0 / (255.0 * opt_.std[c])));
-      bias_.push_back(static_cast<float>(-opt_.mean[c] / opt_.std[c]));
-    }
+  for (int c = 0; c < opt_.transform.channels; ++c) {  // (v/255 - mean)/std = v·scale + bias
+    scale_.push_back(static_cast<float>(1.0 / (255.0 * opt_.std[c])));
+    bias_.push_back(static_cast<float>(-opt_.mean[c] / opt_.std[c]));
+  }
   pool_ = std::make_unique<ThreadPool<Decoder>>(opt_.threads);
   for (int i = 0; i < std::max(1, opt_.prefetch); ++i) submit_one();
 }
@@ -72,8 +71,12 @@ void Loader::submit_one() {
   const int64_t b = static_cast<int64_t>(p->batch.indices.size());
   const TransformOptions& t = opt_.transform;
   // Workers write each row in its final layout, so finishing a batch costs nothing.
+  // Pinned blocks come from CUDA's caching host allocator: after the first batches no
+  // cudaHostAlloc happens on this path.
   p->batch.images =
-      at::empty({b, t.channels, t.size, t.size}, opt_.normalize ? at::kFloat : at::kByte);
+      at::empty({b, t.channels, t.size, t.size}, at::TensorOptions()
+                                                     .dtype(opt_.normalize ? at::kFloat : at::kByte)
+                                                     .pinned_memory(opt_.pin_memory));
   if (opt_.channels_last)
     p->batch.images = p->batch.images.contiguous(at::MemoryFormat::ChannelsLast);
   const ShardMeta& meta = dataset_->meta();
@@ -143,6 +146,22 @@ ImageOut Loader::slot(at::Tensor& images, int64_t k) const {
     out.bias = bias_.data();
   }
   return out;
+}
+
+at::Tensor Loader::images_on(const Batch& batch, const at::Device& device) {
+  // Asynchronous from pinned memory; a synchronous copy otherwise.
+  at::Tensor x = batch.images.to(device, /*non_blocking=*/true);
+  if (opt_.normalize) return x;
+  if (!device_scale_.defined() || device_scale_.device() != device) {
+    const int64_t c = opt_.transform.channels;
+    auto on = [&](const std::vector<float>& v) {
+      return at::tensor(v, at::kFloat).view({1, c, 1, 1}).to(device);
+    };
+    device_scale_ = on(scale_);
+    device_bias_ = on(bias_);
+  }
+  // Two rounded steps, as the loader's own v·scale + bias: the same floats on CPU.
+  return x.to(at::kFloat).mul_(device_scale_).add_(device_bias_);
 }
 
 Batch Loader::next() {

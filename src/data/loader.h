@@ -28,6 +28,7 @@ struct LoaderOptions {
   int prefetch = 4;
   bool normalize = true;       // float, (x/255 - mean)/std; else uint8 0..255
   bool channels_last = false;  // NHWC memory (logical shape stays NCHW)
+  bool pin_memory = false;     // page-locked batch memory (needs CUDA), for async copies
   std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
   bool skip_corrupt = true;  // a record that fails to decode: count it and mask it out, or throw
 };
@@ -47,6 +48,9 @@ class Loader {
   explicit Loader(LoaderOptions options);
   ~Loader();
   Batch next();
+  // The batch's images on `device` as normalised float. A uint8 batch (normalize = false) is
+  // normalised there, with the same float arithmetic as the loader's (bit-identical on CPU).
+  at::Tensor images_on(const Batch& batch, const at::Device& device);
   SamplerState state() const { return delivered_; }
   void restore(SamplerState s);  // drops prefetched batches and continues from s
   const Dataset& dataset() const { return *dataset_; }
@@ -61,7 +65,8 @@ class Loader {
   void drain();
   // Row k of the batch as the transform's destination (dtype, layout, normalisation).
   ImageOut slot(at::Tensor& images, int64_t k) const;
-  std::vector<float> scale_, bias_;  // per channel: normalized = v·scale + bias
+  std::vector<float> scale_, bias_;        // per channel: normalized = v·scale + bias
+  at::Tensor device_scale_, device_bias_;  // (1, C, 1, 1) on the last device images_on used
 
   LoaderOptions opt_;
   std::unique_ptr<Dataset> dataset_;

@@ -25,7 +25,7 @@ EvalResult evaluate(model::CoAtNetImpl& net, data::Loader& loader, dist::Comm& c
   for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
     data::Batch batch = loader.next();
     at::Tensor valid = batch.valid.to(device);
-    at::Tensor logits = net.forward(batch.images.to(device)).to(at::kFloat);
+    at::Tensor logits = net.forward(loader.images_on(batch, device)).to(at::kFloat);
     const int64_t k = std::min<int64_t>(5, logits.size(1));
     at::Tensor top = std::get<1>(logits.topk(k, 1));  // (B, k)
     at::Tensor targets = batch.targets.to(device);

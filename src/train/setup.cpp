@@ -13,7 +13,8 @@
 namespace coatnet::train {
 
 data::LoaderOptions loader_options(const config::Config& cfg, const dist::World& world,
-                                   bool train_split, int threads, const model::ModelSpec& spec) {
+                                   bool train_split, int threads, const model::ModelSpec& spec,
+                                   const at::Device& device) {
   data::LoaderOptions o;
   const char* key = train_split ? "data.train" : "data.val";
   o.files = data::expand_globs(cfg.get_strings(key));
@@ -45,6 +46,9 @@ data::LoaderOptions loader_options(const config::Config& cfg, const dist::World&
   o.mean = cfg.get_floats("data.mean");
   o.std = cfg.get_floats("data.std");
   o.channels_last = cfg.get_bool("data.channels_last");
+  const std::string dtype = cfg.get_string("data.dtype");
+  o.normalize = dtype == "float32" || (dtype == "auto" && !device.is_cuda());
+  o.pin_memory = device.is_cuda() && cfg.get_bool("data.pin_memory");
   o.skip_corrupt = cfg.get_string("data.on_corrupt") == "skip";
   return o;
 }

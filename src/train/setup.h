@@ -27,8 +27,10 @@ int decode_threads(const config::Config& cfg, int compute_threads);
 // The training loader (shuffled, drop_last, augmented) or the evaluation loader (dataset
 // order, padded and masked so each sample counts once; the batch is rounded up to a multiple
 // of the world size).
+// `device` decides data.dtype=auto (uint8 on CUDA) and whether batches are pinned.
 data::LoaderOptions loader_options(const config::Config& cfg, const dist::World& world,
-                                   bool train_split, int threads, const model::ModelSpec& spec);
+                                   bool train_split, int threads, const model::ModelSpec& spec,
+                                   const at::Device& device);
 // The shards must fit the model: classes within model.num_classes, the same label kind.
 void check_dataset(const data::Loader& loader, const model::ModelSpec& spec,
                    const config::Config& cfg, const char* key);

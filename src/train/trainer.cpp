@@ -233,11 +233,12 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   // --- data ---
   if (cfg.get_strings("data.train").empty())
     throw std::invalid_argument("data.train is empty: list the training shards (coatnet pack)");
-  data::Loader train_loader(loader_options(cfg, world, true, workers, spec));
+  data::Loader train_loader(loader_options(cfg, world, true, workers, spec, device));
   check_dataset(train_loader, spec, cfg, "data.train");
   std::unique_ptr<data::Loader> val_loader;
   if (!cfg.get_strings("data.val").empty()) {
-    val_loader = std::make_unique<data::Loader>(loader_options(cfg, world, false, workers, spec));
+    val_loader =
+        std::make_unique<data::Loader>(loader_options(cfg, world, false, workers, spec, device));
     check_dataset(*val_loader, spec, cfg, "data.val");
   }
   const int64_t accum = cfg.get_int("optim.accum_steps");
@@ -457,7 +458,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       epoch = batch.epoch;
       data_wait += batch.wait_seconds;
       data_hash += sample_hash(batch.indices);
-      at::Tensor images = batch.images.to(device, /*non_blocking=*/true);
+      at::Tensor images = train_loader.images_on(batch, device);
       at::Tensor targets = batch.targets.to(device);
       at::Tensor soft =
           mixing ? data::mix_batch(images, targets, mix, batch.epoch, micro_index, world.rank())

@@ -2,6 +2,7 @@
 // count and run; DCT-scaled decoding agrees with full decoding; resume and corrupt records.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <turbojpeg.h>
 #include <unistd.h>
 
@@ -137,12 +138,34 @@ TEST_F(LoaderTest, UInt8AndChannelsLastBatchesHoldTheSameImages) {
     EXPECT_TRUE(at::equal(bul.images.contiguous(), bu.images)) << i;
     auto from_u8 = (bu.images.to(at::kDouble) / 255.0 - mean) / std;
     EXPECT_LT((from_u8 - bf.images.to(at::kDouble)).abs().max().item<double>(), 1e-5) << i;
+    // Normalising a uint8 batch on the device is the loader's own arithmetic: the same floats.
+    EXPECT_TRUE(at::equal(u.images_on(bu, at::kCPU), bf.images)) << i;
+    at::Tensor cl = ul.images_on(bul, at::kCPU);
+    EXPECT_TRUE(cl.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_TRUE(at::equal(cl, bf.images)) << i;
+    EXPECT_TRUE(f.images_on(bf, at::kCPU).is_same(bf.images))
+        << "a float batch on CPU is not copied";
     if (i == 3) {
       ASSERT_FALSE(bu.valid.all().item<bool>());
       const int64_t pad = bu.valid.logical_not().nonzero()[0][0].item<int64_t>();
       EXPECT_EQ(bu.images[pad].max().item<int>(), 0);
     }
   }
+}
+
+TEST_F(LoaderTest, PinnedBatchesReachTheGpuNormalised) {
+  if (!torch::cuda::is_available())
+    GTEST_SKIP() << "no CUDA device: pinned host memory and GPU normalisation need one";
+  LoaderOptions o = options(2);
+  Loader f(o);
+  o.normalize = false;
+  o.pin_memory = true;
+  Loader u(o);
+  Batch bf = f.next(), bu = u.next();
+  EXPECT_TRUE(bu.images.is_pinned());
+  at::Tensor on_gpu = u.images_on(bu, at::Device(at::kCUDA, 0));
+  ASSERT_TRUE(on_gpu.is_cuda());
+  EXPECT_LT((on_gpu.cpu() - bf.images).abs().max().item<float>(), 1e-5);
 }
 
 TEST_F(LoaderTest, DctScaledDecodeMatchesFullDecode) {

@@ -26,6 +26,11 @@ equivalence)
     fail "2 ranks x B differ from 1 rank x 2B by $rel (relative) > 1e-4"
   read -r abs2 _ < <(compare "$work/runs/w2/final.safetensors" "$work/runs/w2b/final.safetensors")
   [[ $abs2 == 0.000e+00 ]] || fail "two identical W=2 runs differ by $abs2"
+  # uint8 batches normalised on the device (the CUDA default) train exactly as float ones.
+  "$coatnet" train "${common[@]}" "${steps[@]}" --set data.dtype=uint8 --set train.name=w1u8 \
+    >/dev/null
+  read -r abs3 _ < <(compare "$work/runs/w1/final.safetensors" "$work/runs/w1u8/final.safetensors")
+  [[ $abs3 == 0.000e+00 ]] || fail "data.dtype=uint8 and float32 runs differ by $abs3"
   grep -q '"type":"eval"' "$work/runs/w2/metrics.jsonl" || fail "no eval record in metrics.jsonl"
   grep -q '"type":"env"' "$work/runs/w2/metrics.jsonl" || fail "no env record in metrics.jsonl"
   grep -q '\[summary\]' "$work/w2.log" || fail "no summary printed"
@@ -33,7 +38,7 @@ equivalence)
   for f in loss lr accuracy throughput; do
     head -c 8 "$work/runs/w2/$f.png" | od -An -tx1 | grep -q '89 50 4e 47' || fail "$f.png is not a PNG"
   done
-  echo "PASS: equivalence, determinism, metrics, plot"
+  echo "PASS: equivalence, determinism, uint8 batches, metrics, plot"
   ;;
 eval_counts)
   # 101 validation samples: each counted once at world sizes 1, 2, 3, with the same accuracy.
