@@ -66,14 +66,15 @@ void columns_portable(const uint16_t* v, int c, const int* col, const int32_t* w
 }
 
 #if defined(__SSE2__)
-// RGBX rows: each output pixel is one unaligned load (both neighbours), one interleave and one
-// pmaddwd; four pixels are then transposed to planar R, G, B.
-int columns_rgbx_sse2(const uint16_t* v, const int* col, const int32_t* weights, int size,
-                      uint8_t* row) {
+// RGB (C = 3) or RGBX (C = 4) rows: each output pixel is one unaligned load (both neighbours),
+// one interleave and one pmaddwd; four pixels are then transposed to planar R, G, B.
+template <int C>
+int columns_sse2(const uint16_t* v, const int* col, const int32_t* weights, int size,
+                 uint8_t* row) {
   const __m128i round = _mm_set1_epi32(kRound);
   auto pixel = [&](int i) {
-    __m128i ab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + 4 * col[i]));
-    __m128i pairs = _mm_unpacklo_epi16(ab, _mm_srli_si128(ab, 8));  // a_r b_r a_g b_g ...
+    __m128i ab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + C * col[i]));
+    __m128i pairs = _mm_unpacklo_epi16(ab, _mm_srli_si128(ab, 2 * C));  // a_r b_r a_g b_g ...
     return _mm_madd_epi16(pairs, _mm_set1_epi32(weights[i]));
   };
   auto four = [&](int i, __m128i* r, __m128i* g, __m128i* b) {
@@ -129,7 +130,7 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
   const size_t span = static_cast<size_t>(hi - lo + 1) * c;
   s.blended.assign(span + 2 * static_cast<size_t>(c) + 8, 0);
   s.row.resize(static_cast<size_t>(size) * out.channels);
-  const bool rgbx_simd = simd && c == 4 && out.channels == 3;
+  const bool colour_simd = simd && (c == 3 || c == 4) && out.channels == 3;
   for (int j = 0; j < size; ++j) {
     Tap t = tap(box.y, sy, j, h);
     const uint8_t* r0 = src + (static_cast<size_t>(t.at) * w + lo) * c;
@@ -140,7 +141,9 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
       v[x] = static_cast<uint16_t>(r0[x] * wa + r1[x] * wb);
     int done = 0;
 #if defined(__SSE2__)
-    if (rgbx_simd) done = columns_rgbx_sse2(v, s.col.data(), s.weights.data(), size, s.row.data());
+    if (colour_simd)
+      done = (c == 3 ? columns_sse2<3> : columns_sse2<4>)(v, s.col.data(), s.weights.data(), size,
+                                                          s.row.data());
 #endif
     columns_portable(v, c, s.col.data(), s.weights.data(), done, size, out.channels, s.row.data());
     write_row(out, j, s.row.data());

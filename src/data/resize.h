@@ -4,7 +4,7 @@
 // Why this shape: at 224 px the resize and the float store cost as much as decoding the crop
 // (0.47 ms and about 0.2 ms against 0.7 ms, measured on real photos). So the resize blends the
 // two source rows first (contiguous, vectorised), then samples columns from that one blended
-// row (SSE2 for the RGBX rows the JPEG decoder writes: one 16-byte load holds both neighbours),
+// row (SSE2 for 3- and 4-byte pixels: one 16-byte load holds both neighbours of an output pixel),
 // and hands each finished output row, planar and in cache, to `write_row`, which normalises it
 // into the batch. No full-size intermediate image, no second pass over the pixels.
 #pragma once
