@@ -152,15 +152,32 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
 
 }  // namespace
 
+namespace {
+
+// Planar row -> interleaved pixels (and back), with the channel count known to the compiler.
+template <int N, typename T, typename F>
+void interleave(const uint8_t* row, int s, T* p, F&& f) {
+  for (int i = 0; i < s; ++i)
+    for (int k = 0; k < N; ++k) p[i * N + k] = f(row[k * s + i], k);
+}
+
+template <typename T, typename F>
+void interleave(const uint8_t* row, int s, int n, T* p, F&& f) {
+  if (n == 3) return interleave<3>(row, s, p, f);
+  if (n == 1) return interleave<1>(row, s, p, f);
+  for (int i = 0; i < s; ++i)
+    for (int k = 0; k < n; ++k) p[i * n + k] = f(row[k * s + i], k);
+}
+
+}  // namespace
+
 void write_row(const ImageOut& out, int j, const uint8_t* row) {
   const int s = out.size, n = out.channels;
   const size_t plane = static_cast<size_t>(s) * s;
   if (!out.scale) {
     auto* d = static_cast<uint8_t*>(out.data);
     if (out.channels_last) {
-      uint8_t* p = d + static_cast<size_t>(j) * s * n;
-      for (int i = 0; i < s; ++i)
-        for (int k = 0; k < n; ++k) p[i * n + k] = row[k * s + i];
+      interleave(row, s, n, d + static_cast<size_t>(j) * s * n, [](uint8_t v, int) { return v; });
     } else {
       for (int k = 0; k < n; ++k)
         std::memcpy(d + k * plane + static_cast<size_t>(j) * s, row + k * s, s);
@@ -169,9 +186,8 @@ void write_row(const ImageOut& out, int j, const uint8_t* row) {
   }
   auto* d = static_cast<float*>(out.data);
   if (out.channels_last) {
-    float* p = d + static_cast<size_t>(j) * s * n;
-    for (int i = 0; i < s; ++i)
-      for (int k = 0; k < n; ++k) p[i * n + k] = row[k * s + i] * out.scale[k] + out.bias[k];
+    interleave(row, s, n, d + static_cast<size_t>(j) * s * n,
+               [&](uint8_t v, int k) { return v * out.scale[k] + out.bias[k]; });
   } else {
     for (int k = 0; k < n; ++k) {
       float* p = d + k * plane + static_cast<size_t>(j) * s;
@@ -188,8 +204,13 @@ void write_hwc(const ImageOut& out, const uint8_t* hwc) {
   row.resize(static_cast<size_t>(s) * n);
   for (int j = 0; j < s; ++j) {
     const uint8_t* in = hwc + static_cast<size_t>(j) * s * n;
-    for (int i = 0; i < s; ++i)
-      for (int k = 0; k < n; ++k) row[k * s + i] = in[i * n + k];
+    if (n == 3) {
+      for (int i = 0; i < s; ++i)
+        for (int k = 0; k < 3; ++k) row[k * s + i] = in[i * 3 + k];
+    } else {
+      for (int i = 0; i < s; ++i)
+        for (int k = 0; k < n; ++k) row[k * s + i] = in[i * n + k];
+    }
     write_row(out, j, row.data());
   }
 }
