@@ -164,7 +164,8 @@ int bench(int argc, char** argv) {
   ArgParser p("data bench",
               "Training-transform throughput of the loader (decode, RandomResizedCrop, flip, "
               "normalize) as key images_per_s, against the ceiling: full-size decode of the "
-              "same JPEG records on one core.");
+              "same JPEG records on one core, measured before and after the loader and "
+              "averaged (ceiling_before_after).");
   p.positional("FILES", "shard files or globs", true)
       .option("threads", "N", "decode threads", "1")
       .option("batch", "B", "images per batch", "64")
