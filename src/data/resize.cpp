@@ -103,7 +103,7 @@ int columns_sse2(const uint16_t* v, const int* col, const int32_t* weights, int 
 #endif
 
 void check_channels(int c, int out_c) {
-  const bool ok = (c == 1 && (out_c == 1 || out_c == 3)) || ((c == 3 || c == 4) && out_c == 3);
+  const bool ok = (c == 1 || c == 3 || c == 4) && (out_c == 1 || out_c == 3);
   if (!ok)
     throw std::invalid_argument("resize_crop: " + std::to_string(c) + " -> " +
                                 std::to_string(out_c) + " channels is not supported");
@@ -129,8 +129,12 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
   // One padding pixel (zeros, weight 0) for a 1-pixel-wide image, and room for the 16-byte loads.
   const size_t span = static_cast<size_t>(hi - lo + 1) * c;
   s.blended.assign(span + 2 * static_cast<size_t>(c) + 8, 0);
-  s.row.resize(static_cast<size_t>(size) * out.channels);
-  const bool colour_simd = simd && (c == 3 || c == 4) && out.channels == 3;
+  // Colour to one channel: resample the colour row, then take its luma (ITU-R 601, as PIL's
+  // convert("L")).
+  const bool to_luma = c >= 3 && out.channels == 1;
+  const int row_c = to_luma ? 3 : out.channels;
+  s.row.resize(static_cast<size_t>(size) * row_c);
+  const bool colour_simd = simd && (c == 3 || c == 4) && row_c == 3;
   for (int j = 0; j < size; ++j) {
     Tap t = tap(box.y, sy, j, h);
     const uint8_t* r0 = src + (static_cast<size_t>(t.at) * w + lo) * c;
@@ -145,8 +149,13 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
       done = (c == 3 ? columns_sse2<3> : columns_sse2<4>)(v, s.col.data(), s.weights.data(), size,
                                                           s.row.data());
 #endif
-    columns_portable(v, c, s.col.data(), s.weights.data(), done, size, out.channels, s.row.data());
-    write_row(out, j, s.row.data());
+    uint8_t* row = s.row.data();
+    columns_portable(v, c, s.col.data(), s.weights.data(), done, size, row_c, row);
+    if (to_luma)
+      for (int i = 0; i < size; ++i)  // in place: pixel i's luma only overwrites red i
+        row[i] = static_cast<uint8_t>(
+            (299 * row[i] + 587 * row[size + i] + 114 * row[2 * size + i] + 500) / 1000);
+    write_row(out, j, row);
   }
 }
 

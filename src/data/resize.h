@@ -41,8 +41,8 @@ void write_hwc(const ImageOut& out, const uint8_t* hwc);
 void write_black(const ImageOut& out);
 
 // Crops `box` out of an h×w×c uint8 image and resizes it to out.size × out.size, mirrored when
-// box.flip. c is 1, 3, or 4 (RGBX: the 4th byte is ignored); out.channels is 3, or 1 from c = 1.
-// A single channel is replicated to 3.
+// box.flip. c is 1, 3, or 4 (RGBX: the 4th byte is ignored); out.channels is 1 or 3. A single
+// channel is replicated to 3; colour to one channel is its luma (299 R + 587 G + 114 B) / 1000.
 void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, const ImageOut& out);
 
 // The same into an HWC uint8 buffer.

@@ -111,6 +111,14 @@ TEST(Resize, RgbRgbxAndGraySourcesAgree) {
   resize_crop(gray.data(), 48, 64, 1, box, 32, 3, g3.data());
   for (size_t p = 0; p < g1.size(); ++p)
     for (int k = 0; k < 3; ++k) ASSERT_EQ(g3[p * 3 + k], g1[p]) << p;
+  // Colour to one channel: the luma of the colour output, from RGB and RGBX alike.
+  for (int c : {3, 4}) {
+    std::vector<uint8_t> l1(32 * 32);
+    resize_crop(c == 3 ? rgb.data() : rgbx.data(), 48, 64, c, box, 32, 1, l1.data());
+    for (size_t p = 0; p < l1.size(); ++p)
+      ASSERT_EQ(l1[p], (299 * a[3 * p] + 587 * a[3 * p + 1] + 114 * a[3 * p + 2] + 500) / 1000)
+          << p;
+  }
 }
 
 TEST(Resize, EveryLayoutAndDtypeHoldsTheSameValues) {
@@ -143,11 +151,11 @@ TEST(Resize, EveryLayoutAndDtypeHoldsTheSameValues) {
 }
 
 TEST(Resize, UnsupportedChannelCountsAreRefused) {
-  std::vector<uint8_t> src(4 * 4 * 3), out(2 * 2);
+  std::vector<uint8_t> src(4 * 4 * 3), out(2 * 2 * 3);
   try {
-    resize_crop(src.data(), 4, 4, 3, {0, 0, 4, 4, false}, 2, 1, out.data());
-    FAIL() << "3 -> 1 channels was accepted";
+    resize_crop(src.data(), 4, 4, 2, {0, 0, 4, 4, false}, 2, 3, out.data());
+    FAIL() << "2 -> 3 channels was accepted";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("3 -> 1 channels"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("2 -> 3 channels"), std::string::npos) << e.what();
   }
 }
