@@ -1,5 +1,6 @@
 #include "train/setup.h"
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
 #include <stdexcept>
@@ -75,7 +76,13 @@ at::Device choose_device(const config::Config& cfg, const dist::World& world) {
                                 std::to_string(world.rank()) + " on " + world.host());
   if (want == "cpu" || !have) return at::Device(at::kCPU);
   const int count = static_cast<int>(torch::cuda::device_count());
-  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank() % count));
+  const at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank() % count));
+  // Make it this thread's current device, as torch.cuda.set_device(local_rank) does: whatever
+  // runs on the current device (a pinned-memory allocation before any kernel, a library handle)
+  // then lands on this rank's GPU, not as a stray context on GPU 0 of every rank. Through c10's
+  // device-guard interface, so no CUDA header is needed here.
+  c10::impl::getDeviceGuardImpl(at::kCUDA)->setDevice(device);
+  return device;
 }
 
 int compute_threads(const config::Config& cfg, const dist::World& world) {
