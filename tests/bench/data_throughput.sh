@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `coatnet data bench` vs its ceiling (full-size TurboJPEG decode, one core) and vs torchvision
-# ImageFolder + DataLoader + PIL, on the same real-photo JPEGs, same cores, one run.
+# ImageFolder + DataLoader + PIL, on the same real-photo JPEGs, same cores, one run; and both
+# with RandAugment (2, 15) on one thread/worker.
 # Needs scikit-image in .venv for the photos (pip install scikit-image).
 # usage: data_throughput.sh [WORKDIR] [COUNT]
 set -euo pipefail
@@ -19,9 +20,13 @@ o1=$("$coatnet" data bench "$work/shards/train-*.h5" --threads 1 --batches 30 --
 o2=$("$coatnet" data bench "$work/shards/train-*.h5" --threads 2 --batches 30 --json)
 t1=$("$py" "$root/tests/bench/torchvision_bench.py" "$work/photos" --workers 1 --batches 15)
 t2=$("$py" "$root/tests/bench/torchvision_bench.py" "$work/photos" --workers 2 --batches 15)
-"$py" - "$o1" "$o2" "$t1" "$t2" <<'PY'
+# The same with RandAugment (2, 15), the CoAtNet ImageNet recipe's, on one thread/worker.
+r1=$("$coatnet" data bench "$work/shards/train-*.h5" --threads 1 --batches 20 --randaugment 2,15 --json)
+rt=$("$py" "$root/tests/bench/torchvision_bench.py" "$work/photos" --workers 1 --batches 8 \
+  --randaugment 2,15)
+"$py" - "$o1" "$o2" "$t1" "$t2" "$r1" "$rt" <<'PY'
 import json, sys
-o1, o2, t1, t2 = (json.loads(a) for a in sys.argv[1:])
+o1, o2, t1, t2, r1, rt = (json.loads(a) for a in sys.argv[1:])
 print(json.dumps({
     "coatnet_1_thread": o1["images_per_s"], "coatnet_2_threads": o2["images_per_s"],
     "ceiling_full_decode_one_core": o1["ceiling_full_decode_images_per_s_one_core"],
@@ -29,5 +34,8 @@ print(json.dumps({
     "scaling_1_to_2_threads": o2["images_per_s"] / o1["images_per_s"],
     "torchvision_1_worker": t1["images_per_s"], "torchvision_2_workers": t2["images_per_s"],
     "vs_torchvision_1": o1["images_per_s"] / t1["images_per_s"],
-    "vs_torchvision_2": o2["images_per_s"] / t2["images_per_s"]}))
+    "vs_torchvision_2": o2["images_per_s"] / t2["images_per_s"],
+    "coatnet_randaugment_1_thread": r1["images_per_s"],
+    "torchvision_randaugment_1_worker": rt["images_per_s"],
+    "vs_torchvision_randaugment_1": r1["images_per_s"] / rt["images_per_s"]}))
 PY
