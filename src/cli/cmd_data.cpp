@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <numeric>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -226,7 +227,8 @@ int bench(int argc, char** argv) {
     }  // the loader's prefetching threads stop here
     if (encoding == "jpeg") ceilings.push_back(full_decode_rate());
     const double ceiling =
-        ceilings.empty() ? 0 : (ceilings.front() + ceilings.back()) / ceilings.size();
+        ceilings.empty() ? 0
+                         : std::accumulate(ceilings.begin(), ceilings.end(), 0.0) / ceilings.size();
     double ips = static_cast<double>(batches) * o.sampler.global_batch / s;
     double per_thread = ips / o.threads;
     if (p.has("json")) {

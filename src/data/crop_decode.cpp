@@ -53,7 +53,7 @@ bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y
                   static_cast<int>(cinfo.jpeg_color_space));
     std::longjmp(err.jump, 1);
   }
-  cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : channels == 4 ? JCS_EXT_RGBX : JCS_RGB;
+  cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
   cinfo.dct_method = JDCT_IFAST;
   cinfo.scale_num = static_cast<unsigned>(scale_num);
   cinfo.scale_denom = 8;

@@ -18,7 +18,7 @@ struct DecodedRegion {
 };
 
 // Decodes the region [x, x+w) × [y, y+h) (in scaled-image pixels, clamped) of `jpeg` at scale
-// num/8 as `channels` per pixel: 1 (luma), 3 (RGB) or 4 (RGBX, the 4th byte unused). Returns
+// num/8 as `channels` per pixel: 1 (luma) or 3 (RGB). Returns
 // false, with `error` set, for a JPEG that libjpeg cannot decode. Only YCbCr and grayscale JPEGs
 // (what `coatnet pack` writes) are decoded here.
 bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y, int w, int h,

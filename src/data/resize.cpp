@@ -66,15 +66,14 @@ void columns_portable(const uint16_t* v, int c, const int* col, const int32_t* w
 }
 
 #if defined(__SSE2__)
-// RGB (C = 3) or RGBX (C = 4) rows: each output pixel is one unaligned load (both neighbours),
+// RGB rows: each output pixel is one unaligned load (both neighbours: 3 + 3 of its 8 lanes),
 // one interleave and one pmaddwd; four pixels are then transposed to planar R, G, B.
-template <int C>
-int columns_sse2(const uint16_t* v, const int* col, const int32_t* weights, int size,
-                 uint8_t* row) {
+int columns_rgb_sse2(const uint16_t* v, const int* col, const int32_t* weights, int size,
+                     uint8_t* row) {
   const __m128i round = _mm_set1_epi32(kRound);
   auto pixel = [&](int i) {
-    __m128i ab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + C * col[i]));
-    __m128i pairs = _mm_unpacklo_epi16(ab, _mm_srli_si128(ab, 2 * C));  // a_r b_r a_g b_g ...
+    __m128i ab = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + 3 * col[i]));
+    __m128i pairs = _mm_unpacklo_epi16(ab, _mm_srli_si128(ab, 6));  // a_r b_r a_g b_g a_b b_b
     return _mm_madd_epi16(pairs, _mm_set1_epi32(weights[i]));
   };
   auto four = [&](int i, __m128i* r, __m128i* g, __m128i* b) {
@@ -103,7 +102,7 @@ int columns_sse2(const uint16_t* v, const int* col, const int32_t* weights, int 
 #endif
 
 void check_channels(int c, int out_c) {
-  const bool ok = (c == 1 || c == 3 || c == 4) && (out_c == 1 || out_c == 3);
+  const bool ok = (c == 1 || c == 3) && (out_c == 1 || out_c == 3);
   if (!ok)
     throw std::invalid_argument("resize_crop: " + std::to_string(c) + " -> " +
                                 std::to_string(out_c) + " channels is not supported");
@@ -131,10 +130,10 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
   s.blended.assign(span + 2 * static_cast<size_t>(c) + 8, 0);
   // Colour to one channel: resample the colour row, then take its luma (ITU-R 601, as PIL's
   // convert("L")).
-  const bool to_luma = c >= 3 && out.channels == 1;
+  const bool to_luma = c == 3 && out.channels == 1;
   const int row_c = to_luma ? 3 : out.channels;
   s.row.resize(static_cast<size_t>(size) * row_c);
-  const bool colour_simd = simd && (c == 3 || c == 4) && row_c == 3;
+  const bool rgb_simd = simd && c == 3;
   for (int j = 0; j < size; ++j) {
     Tap t = tap(box.y, sy, j, h);
     const uint8_t* r0 = src + (static_cast<size_t>(t.at) * w + lo) * c;
@@ -145,9 +144,7 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
       v[x] = static_cast<uint16_t>(r0[x] * wa + r1[x] * wb);
     int done = 0;
 #if defined(__SSE2__)
-    if (colour_simd)
-      done = (c == 3 ? columns_sse2<3> : columns_sse2<4>)(v, s.col.data(), s.weights.data(), size,
-                                                          s.row.data());
+    if (rgb_simd) done = columns_rgb_sse2(v, s.col.data(), s.weights.data(), size, s.row.data());
 #endif
     uint8_t* row = s.row.data();
     columns_portable(v, c, s.col.data(), s.weights.data(), done, size, row_c, row);
@@ -159,11 +156,7 @@ void resize(const uint8_t* src, int h, int w, int c, const CropBox& box, const I
   }
 }
 
-}  // namespace
-
-namespace {
-
-// Planar row -> interleaved pixels (and back), with the channel count known to the compiler.
+// Planar row -> interleaved pixels, with the channel count known to the compiler.
 template <int N, typename T, typename F>
 void interleave(const uint8_t* row, int s, T* p, F&& f) {
   for (int i = 0; i < s; ++i)
@@ -176,6 +169,14 @@ void interleave(const uint8_t* row, int s, int n, T* p, F&& f) {
   if (n == 1) return interleave<1>(row, s, p, f);
   for (int i = 0; i < s; ++i)
     for (int k = 0; k < n; ++k) p[i * n + k] = f(row[k * s + i], k);
+}
+
+// Interleaved pixels -> planar row.
+template <int N>
+void deinterleave(const uint8_t* in, int s, int n, uint8_t* row) {
+  const int c = N > 0 ? N : n;
+  for (int i = 0; i < s; ++i)
+    for (int k = 0; k < c; ++k) row[k * s + i] = in[i * c + k];
 }
 
 }  // namespace
@@ -213,13 +214,7 @@ void write_hwc(const ImageOut& out, const uint8_t* hwc) {
   row.resize(static_cast<size_t>(s) * n);
   for (int j = 0; j < s; ++j) {
     const uint8_t* in = hwc + static_cast<size_t>(j) * s * n;
-    if (n == 3) {
-      for (int i = 0; i < s; ++i)
-        for (int k = 0; k < 3; ++k) row[k * s + i] = in[i * 3 + k];
-    } else {
-      for (int i = 0; i < s; ++i)
-        for (int k = 0; k < n; ++k) row[k * s + i] = in[i * n + k];
-    }
+    (n == 3 ? deinterleave<3> : deinterleave<0>)(in, s, n, row.data());
     write_row(out, j, row.data());
   }
 }

@@ -4,7 +4,7 @@
 // Why this shape: at 224 px the resize and the float store cost as much as decoding the crop
 // (0.47 ms and about 0.2 ms against 0.7 ms, measured on real photos). So the resize blends the
 // two source rows first (contiguous, vectorised), then samples columns from that one blended
-// row (SSE2 for 3- and 4-byte pixels: one 16-byte load holds both neighbours of an output pixel),
+// row (SSE2 for RGB: one 16-byte load holds both neighbours of an output pixel),
 // and hands each finished output row, planar and in cache, to `write_row`, which normalises it
 // into the batch. No full-size intermediate image, no second pass over the pixels.
 #pragma once
@@ -41,7 +41,7 @@ void write_hwc(const ImageOut& out, const uint8_t* hwc);
 void write_black(const ImageOut& out);
 
 // Crops `box` out of an h×w×c uint8 image and resizes it to out.size × out.size, mirrored when
-// box.flip. c is 1, 3, or 4 (RGBX: the 4th byte is ignored); out.channels is 1 or 3. A single
+// box.flip. c (source channels) and out.channels are 1 or 3. A single
 // channel is replicated to 3; colour to one channel is its luma (299 R + 587 G + 114 B) / 1000.
 void resize_crop(const uint8_t* src, int h, int w, int c, const CropBox& box, const ImageOut& out);
 
