@@ -117,6 +117,10 @@ TEST(Config, SetOverridesAreTypedBySchema) {
   expect_contains(error_of_set("optim.lrr=1"), "did you mean 'optim.lr'");
   expect_contains(error_of_set("optim.lr"), "expected KEY=VALUE");
   expect_contains(error_of_set("optim.lr=-1"), "optim.lr = -1 (--set optim.lr=-1)");
+  std::string dtype = error_of_set("data.dtype=float16");
+  expect_contains(dtype, "data.dtype");
+  expect_contains(dtype, "float16");
+  expect_contains(dtype, "auto|float32|uint8");
 }
 
 TEST(Config, DumpReadsBackToTheSameConfig) {

@@ -153,6 +153,21 @@ TEST_F(LoaderTest, UInt8AndChannelsLastBatchesHoldTheSameImages) {
   }
 }
 
+TEST_F(LoaderTest, MeanAndStdNeedOneValuePerChannel) {
+  // uint8 batches too: images_on normalises them with the same values later.
+  LoaderOptions o = options(1);
+  o.normalize = false;
+  o.std = {0.5, 0.5};
+  try {
+    Loader l(o);
+    FAIL() << "2 std values for 3 channels were accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("data.mean and data.std need 3 values"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("got 3 and 2"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(LoaderTest, PinnedBatchesReachTheGpuNormalised) {
   if (!torch::cuda::is_available())
     GTEST_SKIP() << "no CUDA device: pinned host memory and GPU normalisation need one";
