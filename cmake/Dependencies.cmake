@@ -44,32 +44,42 @@ if(TARGET torch_cuda OR CAFFE2_USE_CUDA OR TORCH_CUDA_LIBRARIES)
 endif()
 coatnet_report("LibTorch" "found" "${Torch_VERSION} (${Torch_DIR}), CUDA build: ${COATNET_TORCH_CUDA}")
 
-# --- CUDA parts: only when LibTorch has CUDA and nvcc is present ------------------------------
-include(CheckLanguage)
-check_language(CUDA)
+# --- GPU components: one line each -----------------------------------------------------------
+# comm-nccl is plain C++: it needs a CUDA LibTorch, the CUDA runtime's headers and NCCL, all of
+# which the toolkit or the torch wheel's nvidia/ packages provide. nvcc is needed only for the
+# kernels in src/cuda. (A CUDA LibTorch's own CMake config already asks for a toolkit with nvcc:
+# Caffe2/public/cuda.cmake calls find_package(CUDA).)
 set(COATNET_WITH_CUDA OFF)
 set(COATNET_WITH_NCCL OFF)
-if(COATNET_TORCH_CUDA AND CMAKE_CUDA_COMPILER)
-  enable_language(CUDA)
-  set(COATNET_WITH_CUDA ON)
-  coatnet_report("CUDA" "found" "nvcc ${CMAKE_CUDA_COMPILER_VERSION}: CUDA sources (src/cuda, comm-nccl) build with it")
-  # NCCL: the copy LibTorch itself runs with (the wheel's), else the toolkit's.
+if(COATNET_TORCH_CUDA)
+  file(GLOB _wheel_cuda_includes "${_torch_root}/../nvidia/*/include")
+  find_path(COATNET_CUDART_INCLUDE_DIR cuda_runtime_api.h
+            HINTS ${CUDAToolkit_INCLUDE_DIRS} ${CUDA_INCLUDE_DIRS} /usr/local/cuda/include
+                  ${_wheel_cuda_includes})
+  # NCCL: the copy LibTorch itself runs with (the wheel's), else the toolkit's: libtorch_cuda
+  # needs the wheel's newer symbols, and one process must not load two NCCLs.
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS "${_torch_root}/../nvidia/nccl/include"
-            "${CUDAToolkit_INCLUDE_DIRS}" /usr/local/cuda/include)
-  # The wheel's copy first: libtorch_cuda needs its newer symbols, and one process must not
-  # load two NCCLs.
+            ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
   find_library(NCCL_LIBRARY NAMES libnccl.so.2 nccl NAMES_PER_DIR
-               HINTS "${_torch_root}/../nvidia/nccl/lib" /usr/local/cuda/lib64)
-  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+               HINTS "${_torch_root}/../nvidia/nccl/lib" ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY AND COATNET_CUDART_INCLUDE_DIR)
     set(COATNET_WITH_NCCL ON)
     coatnet_report("NCCL" "found" "${NCCL_LIBRARY}: comm-nccl builds")
   else()
-    coatnet_report("NCCL" "off" "(nccl.h or libnccl not found: no comm-nccl)")
+    coatnet_report("NCCL" "off" "(nccl.h: ${NCCL_INCLUDE_DIR}, libnccl: ${NCCL_LIBRARY}, cuda_runtime_api.h: ${COATNET_CUDART_INCLUDE_DIR}): no comm-nccl")
   endif()
-elseif(NOT COATNET_TORCH_CUDA)
-  coatnet_report("CUDA" "off" "(LibTorch is a CPU build)")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    enable_language(CUDA)
+    set(COATNET_WITH_CUDA ON)
+    coatnet_report("CUDA kernels" "found" "nvcc ${CMAKE_CUDA_COMPILER_VERSION}: src/cuda builds")
+  else()
+    coatnet_report("CUDA kernels" "off" "(no nvcc found; set CMAKE_CUDA_COMPILER): ATen ops only")
+  endif()
 else()
-  coatnet_report("CUDA" "off" "(no nvcc found; set CMAKE_CUDA_COMPILER)")
+  coatnet_report("NCCL" "off" "(LibTorch is a CPU build)")
+  coatnet_report("CUDA kernels" "off" "(LibTorch is a CPU build)")
 endif()
 
 # --- MPI ---------------------------------------------------------------------------------------

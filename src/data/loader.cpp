@@ -70,15 +70,17 @@ void Loader::submit_one() {
   p->batch.epoch = p->after.epoch;
   const int64_t b = static_cast<int64_t>(p->batch.indices.size());
   const TransformOptions& t = opt_.transform;
-  // Workers write each row in its final layout, so finishing a batch costs nothing.
-  // Pinned blocks come from CUDA's caching host allocator: after the first batches no
-  // cudaHostAlloc happens on this path.
+  // Workers write each row in its final layout, so finishing a batch costs nothing. The
+  // layout is the allocation's own: re-laying out afterwards would copy into ordinary memory
+  // and lose the pinning. Pinned blocks come from CUDA's caching host allocator: after the
+  // first batches no cudaHostAlloc happens on this path.
+  const auto layout =
+      opt_.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   p->batch.images =
       at::empty({b, t.channels, t.size, t.size}, at::TensorOptions()
                                                      .dtype(opt_.normalize ? at::kFloat : at::kByte)
-                                                     .pinned_memory(opt_.pin_memory));
-  if (opt_.channels_last)
-    p->batch.images = p->batch.images.contiguous(at::MemoryFormat::ChannelsLast);
+                                                     .pinned_memory(opt_.pin_memory)
+                                                     .memory_format(layout));
   const ShardMeta& meta = dataset_->meta();
   p->batch.valid = at::zeros({b}, at::kBool);
   p->batch.targets = meta.multi_label ? at::zeros({b, meta.num_classes}, at::kFloat)

@@ -29,7 +29,7 @@ std::unique_ptr<Comm> make_comm(const std::string& backend, const World& world,
     if (std::find(names.begin(), names.end(), "nccl") == names.end())
       throw std::invalid_argument(
           "dist.backend = nccl, but the nccl plugin is not there (it builds when CMake finds a "
-          "CUDA LibTorch, nvcc and NCCL); comm plugins found: " +
+          "CUDA LibTorch and NCCL's headers and library); comm plugins found: " +
           text::join(names, ", "));
   }
   CommArgs args;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The Python peer of `coatnet train`: timm's same model in a plain PyTorch training loop with
 the same optimizer and step (AdamW, label-smoothed cross-entropy, clip by global norm), on
-in-memory random batches (it does no data loading at all). Prints one JSON object."""
+in-memory random batches (it does no data loading at all). On a GPU it runs as a timm user
+would: --amp bf16 (autocast), --channels-last, --compile (torch.compile of the model), fused
+AdamW. Prints one JSON object."""
 import argparse
 import json
 import sys
@@ -24,8 +26,16 @@ ap.add_argument("--batch", type=int, default=256)
 ap.add_argument("--warmup", type=int, default=3)
 ap.add_argument("--steps", type=int, default=20)
 ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--device", default="cpu", help="cpu or cuda")
+ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                help="autocast dtype (fp16 with a GradScaler)")
+ap.add_argument("--channels-last", action="store_true", help="NHWC model and batches")
+ap.add_argument("--compile", action="store_true", help="torch.compile the model")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
+device = torch.device(args.device)
+if device.type == "cuda":
+    torch.backends.cudnn.benchmark = True
 
 if args.model == "demo":  # configs/demo_fashion_mnist.yaml
     cfg = MaxxVitCfg(embed_dim=(32, 64, 128, 128), depths=(1, 2, 2, 1),
@@ -35,29 +45,52 @@ if args.model == "demo":  # configs/demo_fashion_mnist.yaml
 else:
     model = timm.create_model(args.model, img_size=args.image_size, in_chans=args.in_chans,
                               num_classes=args.num_classes)
-model.train()
+model.train().to(device)
+if args.channels_last:
+    model = model.to(memory_format=torch.channels_last)
+fwd = torch.compile(model) if args.compile else model
 decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "relative_position" not in n]
 no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "relative_position" not in n)]
 opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
-                         {"params": no_decay, "weight_decay": 0.0}], lr=1e-3)
-x = torch.randn(args.batch, args.in_chans, args.image_size, args.image_size)
-y = torch.randint(args.num_classes, (args.batch,))
+                         {"params": no_decay, "weight_decay": 0.0}], lr=1e-3,
+                        fused=device.type == "cuda")
+x = torch.randn(args.batch, args.in_chans, args.image_size, args.image_size, device=device)
+if args.channels_last:
+    x = x.contiguous(memory_format=torch.channels_last)
+y = torch.randint(args.num_classes, (args.batch,), device=device)
+amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 
 
 def step():
     opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.1)
-    loss.backward()
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        loss = torch.nn.functional.cross_entropy(fwd(x), y, label_smoothing=0.1)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
+    scaler.step(opt)
+    scaler.update()
 
 
+def sync():
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+t_compile = time.perf_counter()
 for _ in range(args.warmup):
     step()
+sync()
+warmup_s = time.perf_counter() - t_compile
 t0 = time.perf_counter()
 for _ in range(args.steps):
     step()
+sync()
 seconds = time.perf_counter() - t0
-print(json.dumps({"impl": "timm+pytorch", "model": args.model, "batch": args.batch,
-                  "image_size": args.image_size, "threads": torch.get_num_threads(),
-                  "steps": args.steps, "images_per_s": args.batch * args.steps / seconds}))
+print(json.dumps({"impl": "timm+pytorch" + (" compiled" if args.compile else ""),
+                  "model": args.model, "batch": args.batch, "image_size": args.image_size,
+                  "threads": torch.get_num_threads(), "device": args.device, "amp": args.amp,
+                  "channels_last": args.channels_last, "steps": args.steps,
+                  "warmup_s": round(warmup_s, 2),
+                  "images_per_s": args.batch * args.steps / seconds}))

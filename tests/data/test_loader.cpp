@@ -183,6 +183,25 @@ TEST_F(LoaderTest, PinnedBatchesReachTheGpuNormalised) {
   EXPECT_LT((on_gpu.cpu() - bf.images).abs().max().item<float>(), 1e-5);
 }
 
+TEST_F(LoaderTest, ChannelsLastBatchesArePinned) {
+  // The channels-last layout must be the pinned allocation's own: re-laying a pinned NCHW
+  // batch out afterwards copied it into pageable memory, and the copy to the GPU was then
+  // synchronous.
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: pinned host memory needs one";
+  LoaderOptions o = options(2);
+  Loader contiguous(o);
+  o.channels_last = true;
+  o.pin_memory = true;
+  Loader cl(o);
+  Batch bc = contiguous.next(), b = cl.next();
+  EXPECT_TRUE(b.images.is_pinned());
+  EXPECT_TRUE(b.images.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(at::equal(b.images, bc.images));
+  at::Tensor on_gpu = cl.images_on(b, at::Device(at::kCUDA, 0));
+  EXPECT_TRUE(on_gpu.is_contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(at::equal(on_gpu.cpu(), bc.images));
+}
+
 TEST_F(LoaderTest, DctScaledDecodeMatchesFullDecode) {
   // The transform decodes at a reduced DCT scale; resizing a full-size decode of the same crop
   // must give nearly the same pixels.

@@ -8,11 +8,14 @@
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "dist/sync_bn.h"
 #include "dist/world.h"
+#include "train/precision.h"
 
 using namespace coatnet;
 
@@ -99,16 +102,26 @@ TEST(Comm, RejectsWhatItCannotDo) {
   EXPECT_THROW(dist::make_comm("gloo", *g_world, o, false), std::invalid_argument);
 }
 
-TEST(Comm, NcclAllreduceClosedFormOnGpu) {
+// Why the nccl tests cannot run here, or "" when they can.
+std::string nccl_unavailable() {
   const auto compiled = dist::comm_backends();
   if (std::find(compiled.begin(), compiled.end(), "nccl") == compiled.end())
-    GTEST_SKIP() << "built without NCCL (needs a CUDA LibTorch and nvcc at configure time)";
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU visible: the nccl backend needs CUDA";
+    return "built without NCCL (needs a CUDA LibTorch and NCCL's headers at configure time)";
+  if (!torch::cuda::is_available()) return "no GPU visible: the nccl backend needs CUDA";
   if (static_cast<int>(torch::cuda::device_count()) < g_world->local_size())
-    GTEST_SKIP() << "fewer GPUs than ranks on this node";
+    return "fewer GPUs than ranks on this node (one GPU holds one NCCL rank)";
+  return "";
+}
+
+std::unique_ptr<dist::Comm> make_nccl() {
   dist::CommOptions o;
   o.timeout_s = 60;
-  auto comm = dist::make_comm("nccl", *g_world, o, true);
+  return dist::make_comm("nccl", *g_world, o, true);
+}
+
+TEST(Comm, NcclAllreduceClosedFormOnGpu) {
+  if (auto why = nccl_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  auto comm = make_nccl();
   const int r = comm->rank(), w = comm->size();
   const auto dev = at::TensorOptions().device(at::kCUDA, g_world->local_rank());
   at::Tensor t = at::full({1 << 20}, static_cast<float>(r + 1), dev);
@@ -218,6 +231,93 @@ TEST(SyncBatchNorm, EqualsBatchNormOverTheGlobalBatch) {
   EXPECT_TRUE(at::allclose(gw, ref_bn->weight.grad(), 1e-4, 1e-4));
   EXPECT_TRUE(at::allclose(sync_bn->running_mean, ref_bn->running_mean, 1e-5, 1e-6));
   EXPECT_TRUE(at::allclose(sync_bn->running_var, ref_bn->running_var, 1e-4, 1e-5));
+}
+
+// max |a - b| / max |b|: an error relative to the tensor's scale, not to each element (an
+// element near zero would otherwise ask for absolute precision).
+double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
+// Under bf16/fp16 autocast the activations are low precision but SyncBatchNorm's statistics
+// and reductions must stay float32 (PyTorch's SyncBatchNorm does the same): a bf16 mean has 8
+// significant bits, and comm-mpi reduces no 16-bit type at all. Reference: the float32
+// SyncBatchNorm on the same values upcast, so statistics agree to float32 rounding and the
+// output to the low-precision dtype's rounding; and against the unrounded float32 input, within
+// what rounding the input itself costs.
+void expect_low_precision_close_to_fp32(at::ScalarType dtype, double ulp, dist::Comm* comm,
+                                        at::Device device) {
+  const int r = comm->rank(), w = comm->size();
+  at::manual_seed(5);
+  at::Tensor x = (at::randn({4 * w, 6, 5, 5}) * 3 + 1).to(device);
+  at::Tensor dy = at::randn({4 * w, 6, 5, 5}).to(device);
+  at::Tensor x_low = x.to(dtype), x_rounded = x_low.to(at::kFloat);
+  torch::nn::BatchNorm2d low_bn(6), ref_bn(6), exact_bn(6);
+  for (auto* bn : {&low_bn, &ref_bn, &exact_bn}) (*bn)->to(device);
+  {
+    at::NoGradGuard ng;
+    low_bn->weight.uniform_(0.5, 1.5);
+    ref_bn->weight.copy_(low_bn->weight);
+    exact_bn->weight.copy_(low_bn->weight);
+  }
+  at::Tensor xs = slice(x_low, r, w).clone().requires_grad_(true);
+  at::Tensor y;
+  {
+    train::AutocastScope scope(device.type(), dtype);
+    y = dist::sync_batch_norm(*low_bn, xs, *comm);
+  }
+  (y.to(at::kFloat) * slice(dy, r, w)).sum().backward();
+  ASSERT_EQ(y.scalar_type(), dtype);
+  ASSERT_EQ(xs.grad().scalar_type(), dtype);
+
+  auto reference = [&](torch::nn::BatchNorm2d& bn, const at::Tensor& input) {
+    at::Tensor xr = slice(input, r, w).clone().requires_grad_(true);
+    at::Tensor yr = dist::sync_batch_norm(*bn, xr, *comm);
+    (yr * slice(dy, r, w)).sum().backward();
+    return std::make_pair(yr.detach(), xr.grad());
+  };
+  auto [y_ref, dx_ref] = reference(ref_bn, x_rounded);
+  auto [y_exact, dx_exact] = reference(exact_bn, x);
+
+  // Statistics: float32 arithmetic on the same values.
+  EXPECT_TRUE(at::allclose(low_bn->running_mean, ref_bn->running_mean, 1e-6, 1e-6))
+      << "max |diff| " << (low_bn->running_mean - ref_bn->running_mean).abs().max().item<float>();
+  EXPECT_TRUE(at::allclose(low_bn->running_var, ref_bn->running_var, 1e-6, 1e-6))
+      << "max |diff| " << (low_bn->running_var - ref_bn->running_var).abs().max().item<float>();
+  // Output and input gradient: the float32 result, rounded once to the dtype (half an ulp,
+  // `ulp` here); dy reaches the function rounded too (the cast's backward), so the input
+  // gradient may carry two roundings and the small mean terms' error: three.
+  EXPECT_LE(max_rel_diff(y.to(at::kFloat), y_ref), ulp) << "output";
+  EXPECT_LE(max_rel_diff(xs.grad().to(at::kFloat), dx_ref), 3 * ulp) << "input gradient";
+  at::Tensor gw = low_bn->weight.grad().clone(), gw_ref = ref_bn->weight.grad().clone();
+  comm->allreduce(gw, "test weight grad");
+  comm->allreduce(gw_ref, "test weight grad (reference)");
+  EXPECT_LE(max_rel_diff(gw, gw_ref), 3 * ulp) << "weight gradient";
+  // Against the float32 input: what rounding the input to the dtype costs (|x| < 16 here).
+  const double y_vs_exact = max_rel_diff(y.to(at::kFloat), y_exact);
+  EXPECT_LE(y_vs_exact, 8 * ulp) << "output against float32 on the unrounded input";
+  std::printf(
+      "[rank %d] %s SyncBatchNorm against float32: output %.3g, input gradient %.3g "
+      "(max |diff| / max |fp32|)\n",
+      r, c10::toString(dtype), y_vs_exact, max_rel_diff(xs.grad().to(at::kFloat), dx_exact));
+}
+
+TEST(SyncBatchNorm, Bfloat16AutocastKeepsFloat32Statistics) {
+  auto comm = make();
+  expect_low_precision_close_to_fp32(at::kBFloat16, std::ldexp(1.0, -8), comm.get(), at::kCPU);
+}
+
+TEST(SyncBatchNorm, Float16AutocastKeepsFloat32Statistics) {
+  auto comm = make();
+  expect_low_precision_close_to_fp32(at::kHalf, std::ldexp(1.0, -11), comm.get(), at::kCPU);
+}
+
+TEST(SyncBatchNorm, LowPrecisionOnGpuOverNccl) {
+  if (auto why = nccl_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  auto comm = make_nccl();
+  const at::Device gpu(at::kCUDA, g_world->local_rank());
+  expect_low_precision_close_to_fp32(at::kBFloat16, std::ldexp(1.0, -8), comm.get(), gpu);
+  expect_low_precision_close_to_fp32(at::kHalf, std::ldexp(1.0, -11), comm.get(), gpu);
 }
 
 int main(int argc, char** argv) {

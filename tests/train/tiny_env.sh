@@ -14,6 +14,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
   --records-per-shard 40 >/dev/null
 common=(--config "$tiny_dir/tiny.yaml" --set "data.train=[$work/train-*.h5]"
         --set "data.val=[$work/val-*.h5]" --set "train.run_dir=$work/runs")
+# COATNET_TEST_DEVICE=cuda runs the same tests on the GPU (launch/gpu-check.sh does).
+[[ -z ${COATNET_TEST_DEVICE:-} ]] || common+=(--set "train.device=$COATNET_TEST_DEVICE")
 
 # "ABS REL": max |a - b| over all tensors of two safetensors files, and that over max |a|.
 compare() {
