@@ -1,8 +1,12 @@
 // NCCL backend of dist::Comm, for CUDA tensors. The communicator is made from a unique id that
 // rank 0 creates and MPI broadcasts. Collectives run on a stream of their own: each waits for
 // the work queued so far on the caller's stream (the gradients it reduces), and the caller's
-// stream waits for it in Work::wait(). The host polls the completion event so a collective
-// that never completes aborts the communicator and the job after the timeout.
+// stream waits for it in Work::wait() — on the device: the host never waits for a bucket.
+// Deadlines are kept by a watchdog thread (as PyTorch's ProcessGroupNCCL does): it polls every
+// collective's completion event and NCCL's asynchronous error, and when a collective is not
+// done within dist.timeout_s it aborts the communicator and the job, naming the rank, the
+// operation and the step. A host read that waits for a hung collective (a loss's .item()) is
+// therefore ended by the watchdog too, instead of hanging.
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -12,6 +16,10 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -53,20 +61,28 @@ ncclDataType_t nccl_type(const at::Tensor& t, const std::string& what) {
   }
 }
 
+// A completion event, shared by the Work handed to the caller and the watchdog's entry.
+struct Event {
+  cudaEvent_t e = nullptr;
+  Event() { check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"); }
+  ~Event() {
+    if (e) cudaEventDestroy(e);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+};
+
 class NcclComm;
 
 class NcclWork : public Work {
  public:
-  NcclWork(NcclComm& comm, std::string what, at::Tensor keep);
-  ~NcclWork() override;
-  bool done() override { return cudaEventQuery(event_) == cudaSuccess; }
-  void wait() override;
-  cudaEvent_t event_ = nullptr;
+  NcclWork(NcclComm& comm, std::shared_ptr<Event> event) : comm_(comm), event_(std::move(event)) {}
+  bool done() override;
+  void wait() override;  // orders the caller's stream after the collective; no host wait
 
  private:
   NcclComm& comm_;
-  std::string what_;
-  at::Tensor keep_;
+  std::shared_ptr<Event> event_;
 };
 
 class NcclComm : public Comm {
@@ -78,98 +94,180 @@ class NcclComm : public Comm {
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     if (MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
       throw std::runtime_error("comm-nccl: MPI_Bcast of the NCCL unique id failed");
-    check_nccl(ncclCommInitRank(&comm_, size_, id, rank_), "ncclCommInitRank");
+    init_with_deadline(id);
     stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_);
+    watchdog_ = std::thread([this] { watch(); });
   }
   ~NcclComm() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    if (watchdog_.joinable()) watchdog_.join();
     if (comm_) ncclCommDestroy(comm_);
+  }
+  // ncclCommInitRank waits for every rank: one that never arrives would hang it. It runs on a
+  // thread of its own while this one keeps the deadline (a timed-out init cannot be aborted:
+  // the communicator does not exist yet, so the job is).
+  void init_with_deadline(const ncclUniqueId& id) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool finished = false;
+    ncclResult_t rc = ncclSuccess;
+    std::thread init([&] {
+      cudaSetDevice(device_);
+      ncclResult_t r = ncclCommInitRank(&comm_, size_, id, rank_);
+      std::lock_guard<std::mutex> lock(m);
+      rc = r;
+      finished = true;
+      cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(m);
+    if (!cv.wait_for(lock, std::chrono::duration<double>(opt_.timeout_s),
+                     [&] { return finished; })) {
+      init.detach();
+      abort_on_timeout(rank_, "ncclCommInitRank", step_, opt_.timeout_s);
+    }
+    lock.unlock();
+    init.join();
+    check_nccl(rc, "ncclCommInitRank");
   }
   std::string name() const override { return "nccl"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  double timeout_s() const { return opt_.timeout_s; }
-  [[noreturn]] void abort(const std::string& what) {
-    ncclCommAbort(comm_);
-    comm_ = nullptr;
-    abort_on_timeout(rank_, what, step_, opt_.timeout_s);
-  }
 
-  // Runs `launch` on the comm stream after the caller's queued work; returns its Work.
+  // Runs `launch` on the comm stream after the caller's queued work; the watchdog keeps `keep`
+  // (the tensors the collective reads and writes) alive until it is done.
   template <typename Launch>
-  std::unique_ptr<NcclWork> enqueue(const at::Tensor& t, const std::string& what, Launch launch) {
+  std::unique_ptr<NcclWork> enqueue(const at::Tensor& t, const std::string& what, Launch launch,
+                                    std::vector<at::Tensor> keep) {
     if (!t.is_cuda())
       throw std::invalid_argument("comm-nccl: " + what + ": tensor is on " + t.device().str() +
                                   "; the nccl backend takes CUDA tensors");
     if (!t.is_contiguous()) throw std::invalid_argument("comm-nccl: " + what + ": not contiguous");
     c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(device_);
-    cudaEvent_t ready;
-    check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreate");
-    check_cuda(cudaEventRecord(ready, caller.stream()), "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(stream_.stream(), ready, 0), "cudaStreamWaitEvent");
-    cudaEventDestroy(ready);
+    Event ready;
+    check_cuda(cudaEventRecord(ready.e, caller.stream()), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream_.stream(), ready.e, 0), "cudaStreamWaitEvent");
     check_nccl(launch(stream_.stream()), what);
-    auto w = std::make_unique<NcclWork>(*this, what, t);
-    check_cuda(cudaEventRecord(w->event_, stream_.stream()), "cudaEventRecord");
-    return w;
+    auto done = std::make_shared<Event>();
+    check_cuda(cudaEventRecord(done->e, stream_.stream()), "cudaEventRecord");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back({done, std::chrono::steady_clock::now(), what, step_, std::move(keep)});
+    }
+    return std::make_unique<NcclWork>(*this, done);
   }
 
   std::unique_ptr<Work> allreduce_async(at::Tensor t, const std::string& what) override {
-    return enqueue(t, what, [&](cudaStream_t s) {
-      return ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t, what), ncclSum,
-                           comm_, s);
-    });
+    return enqueue(t, what,
+                   [&](cudaStream_t s) {
+                     return ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t, what),
+                                          ncclSum, comm_, s);
+                   },
+                   {t});
   }
   void broadcast(at::Tensor t, int root, const std::string& what) override {
-    enqueue(t, what, [&](cudaStream_t s) {
-      return ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t, what), root, comm_,
-                           s);
-    })->wait();
+    enqueue(t, what,
+            [&](cudaStream_t s) {
+              return ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t, what), root,
+                                   comm_, s);
+            },
+            {t})
+        ->wait();
   }
   at::Tensor allgather(const at::Tensor& t, const std::string& what) override {
     at::Tensor in = t.contiguous();
     std::vector<int64_t> shape{size_};
     for (int64_t d : in.sizes()) shape.push_back(d);
     at::Tensor out = at::empty(shape, in.options());
-    enqueue(in, what, [&](cudaStream_t s) {
-      return ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in, what), comm_,
-                           s);
-    })->wait();
+    enqueue(in, what,
+            [&](cudaStream_t s) {
+              return ncclAllGather(in.data_ptr(), out.data_ptr(), in.numel(), nccl_type(in, what),
+                                   comm_, s);
+            },
+            {in, out})
+        ->wait();
     return out;
   }
   void barrier(const std::string& what) override {
     at::Tensor one = at::ones({1}, at::TensorOptions().device(at::kCUDA, device_));
-    allreduce(one, what);
-    check_cuda(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream(device_).stream()), what);
+    auto work = allreduce_async(one, what);
+    work->wait();
+    // A barrier is a host wait by nature: poll, so that the deadline still holds.
+    while (!work->done()) std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
 
   c10::cuda::CUDAStream caller_stream() const { return c10::cuda::getCurrentCUDAStream(device_); }
 
  private:
+  struct Pending {
+    std::shared_ptr<Event> done;
+    std::chrono::steady_clock::time_point started;
+    std::string what;
+    int64_t step;
+    std::vector<at::Tensor> keep;
+  };
+
+  // Collectives complete in the order they were enqueued on the one comm stream, so only the
+  // oldest pending one can be late.
+  void watch() {
+    cudaSetDevice(device_);
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(20));
+      while (!pending_.empty()) {
+        const cudaError_t rc = cudaEventQuery(pending_.front().done->e);
+        if (rc == cudaSuccess) {
+          pending_.pop_front();
+          continue;
+        }
+        if (rc != cudaErrorNotReady)  // a real error, not "still running"
+          fail(pending_.front(), std::string("CUDA error: ") + cudaGetErrorString(rc));
+        const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                         pending_.front().started)
+                               .count();
+        if (age > opt_.timeout_s) {
+          ncclCommAbort(comm_);
+          abort_on_timeout(rank_, pending_.front().what, pending_.front().step, opt_.timeout_s);
+        }
+        break;
+      }
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess &&
+          async != ncclInProgress && !pending_.empty())
+        fail(pending_.front(), std::string("NCCL error: ") + ncclGetErrorString(async));
+    }
+  }
+
+  [[noreturn]] void fail(const Pending& p, const std::string& why) {
+    std::fprintf(stderr, "[rank %d] coatnet: error: collective '%s' at step %lld failed: %s\n",
+                 rank_, p.what.c_str(), static_cast<long long>(p.step), why.c_str());
+    std::fflush(stderr);
+    ncclCommAbort(comm_);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+    std::_Exit(3);
+  }
+
   CommOptions opt_;
   int rank_, size_, device_ = 0;
   ncclComm_t comm_ = nullptr;
   c10::cuda::CUDAStream stream_{c10::cuda::getDefaultCUDAStream()};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Pending> pending_;
+  bool stop_ = false;
+  std::thread watchdog_;
 };
 
-NcclWork::NcclWork(NcclComm& comm, std::string what, at::Tensor keep)
-    : comm_(comm), what_(std::move(what)), keep_(std::move(keep)) {
-  check_cuda(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreate");
-}
-
-NcclWork::~NcclWork() {
-  if (event_) cudaEventDestroy(event_);
+bool NcclWork::done() {
+  return cudaEventQuery(event_->e) == cudaSuccess;
 }
 
 void NcclWork::wait() {
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  // The caller's stream waits on the device; the host only checks that it ever completes.
-  check_cuda(cudaStreamWaitEvent(comm_.caller_stream().stream(), event_, 0), "cudaStreamWaitEvent");
-  while (!done()) {
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-    if (std::chrono::duration<double>(clock::now() - start).count() > comm_.timeout_s())
-      comm_.abort(what_);
-  }
+  check_cuda(cudaStreamWaitEvent(comm_.caller_stream().stream(), event_->e, 0),
+             "cudaStreamWaitEvent");
 }
 
 void* create(const void* args) {

@@ -10,39 +10,52 @@
 namespace coatnet::train {
 
 namespace {
+// torch.amp.GradScaler's arithmetic, with its ATen ops: the scale and the clean-step count
+// are device tensors, created on the device of the first loss they scale.
 class Fp16 : public Precision {
  public:
-  explicit Fp16(const ScalerOptions& o) : opt_(o), scale_(o.init_scale) {}
+  explicit Fp16(const ScalerOptions& o) : opt_(o) {}
   std::string name() const override { return "fp16"; }
   std::unique_ptr<AutocastScope> autocast(const at::Device& d) const override {
     return std::make_unique<AutocastScope>(d.type(), at::kHalf);
   }
-  at::Tensor scale_loss(const at::Tensor& loss) const override { return loss * scale_; }
-  bool unscale_and_check(at::Tensor& grads) override {
-    grads.mul_(1.0 / scale_);
-    return grads.isfinite().all().item<bool>();
+  at::Tensor scale_loss(const at::Tensor& loss) const override {
+    on(loss.device());
+    return loss * scale_;
   }
-  void update(bool finite) override {
-    if (!finite) {
-      scale_ *= opt_.backoff_factor;
-      clean_ = 0;
-    } else if (++clean_ >= opt_.growth_interval) {
-      scale_ *= opt_.growth_factor;
-      clean_ = 0;
-    }
+  void unscale(at::Tensor& grads, at::Tensor& found_inf) override {
+    on(grads.device());
+    at::_amp_foreach_non_finite_check_and_unscale_({grads}, found_inf, scale_.reciprocal());
   }
+  void update(const at::Tensor& found_inf) override {
+    on(found_inf.device());
+    at::_amp_update_scale_(scale_, clean_, found_inf, opt_.growth_factor, opt_.backoff_factor,
+                           opt_.growth_interval);
+  }
+  bool skips_steps_normally() const override { return true; }
   std::map<std::string, double> state() const override {
-    return {{"scale", scale_}, {"clean_steps", static_cast<double>(clean_)}};
+    on(at::kCPU);
+    return {{"scale", scale_.item<double>()}, {"clean_steps", clean_.item<double>()}};
   }
   void load_state(const std::map<std::string, double>& s) override {
-    scale_ = s.at("scale");
-    clean_ = static_cast<int64_t>(s.at("clean_steps"));
+    on(at::kCPU);
+    scale_.fill_(s.at("scale"));
+    clean_.fill_(s.at("clean_steps"));
   }
 
  private:
+  // The state lives where the gradients are; made (from the options) on first use.
+  void on(const at::Device& d) const {
+    if (!scale_.defined()) {
+      scale_ = at::full({}, opt_.init_scale, at::TensorOptions().dtype(at::kFloat).device(d));
+      clean_ = at::zeros({}, at::TensorOptions().dtype(at::kInt).device(d));
+    } else if (scale_.device() != d && !d.is_cpu()) {
+      scale_ = scale_.to(d);
+      clean_ = clean_.to(d);
+    }
+  }
   ScalerOptions opt_;
-  double scale_;
-  int64_t clean_ = 0;
+  mutable at::Tensor scale_, clean_;
 };
 
 void* create(const void* args) {

@@ -55,7 +55,9 @@ std::vector<KeySpec> build() {
           10),
       key("data.crop_pct", K::Float, "0.875", "eval: center crop / resized shorter side", 0.1, 1),
       key("data.multi_label", K::Bool, "false", "JFT-style multi-label targets"),
-      key("data.channels_last", K::Bool, "false", "batches in NHWC memory format"),
+      choice("data.channels_last", "auto", {"auto", "true", "false"},
+             "batches in NHWC memory format, so the convolutional stages run channels-last; "
+             "auto: true on a GPU, false on CPU"),
       choice("data.dtype", "auto", {"auto", "float32", "uint8"},
              "batches from the loader: uint8 is normalised on the device (4x less host-to-device "
              "traffic); auto = uint8 on CUDA, float32 on CPU"),
@@ -104,6 +106,9 @@ std::vector<KeySpec> build() {
           "step-… directory, or a checkpoint directory; empty = start fresh"),
       choice("train.device", "auto", {"auto", "cpu", "cuda"},
              "auto: the GPU of this rank's local rank when CUDA is available, else the CPU"),
+      key("train.deterministic", K::Bool, "false",
+          "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
+          "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),
       choice("train.progress", "auto", {"auto", "bar", "lines"},
              "rank 0's progress: a live bar, plain lines every log step, or auto (bar on a "
              "terminal; under mpirun set it, as mpirun gives ranks a terminal)"),
@@ -119,9 +124,10 @@ std::vector<KeySpec> build() {
           1e6),
       key("dist.sync_bn", K::Bool, "false", "synchronise BatchNorm statistics across ranks"),
       // plugins ---------------------------------------------------------------------------
-      key("precision.backend", K::String, "fp32",
+      key("precision.backend", K::String, "auto",
           "precision plugin: fp32, bf16 (autocast, fp32 master weights), fp16 (autocast + "
-          "dynamic loss scaling), or another listed by `coatnet plugins`"),
+          "dynamic loss scaling), another listed by `coatnet plugins`, or auto (bf16 on a GPU, "
+          "fp32 on CPU)"),
       key("precision.max_bad_steps", K::Int, "10", "stop after N consecutive non-finite steps", 1,
           1e9),
       key("checkpoint.enabled", K::Bool, "true",

@@ -16,7 +16,7 @@
 
 #include <boost/dll/alias.hpp>
 
-#define COATNET_PLUGIN_ABI 2
+#define COATNET_PLUGIN_ABI 3
 
 namespace coatnet::plugin {
 

@@ -15,10 +15,13 @@ ModelEma::ModelEma(FlatParams& flat, torch::nn::Module& model, double decay)
   }
 }
 
-void ModelEma::update() {
+void ModelEma::update(const at::Tensor& found_inf) {
   at::NoGradGuard no_grad;
-  values.lerp_(flat_.values, 1 - decay_);
-  for (size_t i = 0; i < buffers.size(); ++i) buffers[i].lerp_(live_buffers[i], 1 - decay_);
+  // A skipped step moves nothing: the weight is 0 then, decided on the device.
+  const at::Tensor w = (1 - decay_) * (1 - found_inf);
+  values.lerp_(flat_.values, w);
+  for (size_t i = 0; i < buffers.size(); ++i)
+    buffers[i].lerp_(live_buffers[i], w.to(buffers[i].dtype()));
 }
 
 void ModelEma::swap() {

@@ -3,7 +3,7 @@
 // weights, so the EMA model is evaluated by the same code as the model itself.
 //
 //   ModelEma ema(flat, *net, 0.9999);
-//   ema.update();                 // after each optimizer step
+//   ema.update(found_inf);        // after each optimizer step (found_inf 1: it was skipped)
 //   ema.swap(); evaluate(...); ema.swap();
 #pragma once
 
@@ -18,7 +18,7 @@ namespace coatnet::train {
 class ModelEma {
  public:
   ModelEma(FlatParams& flat, torch::nn::Module& model, double decay);
-  void update();
+  void update(const at::Tensor& found_inf);
   void swap();
   double decay() const { return decay_; }
   at::Tensor values;                // EMA of FlatParams::values

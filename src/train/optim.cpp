@@ -11,29 +11,52 @@ namespace coatnet::train {
 AdamW::AdamW(FlatParams& flat, AdamWOptions options) : flat_(flat), opt_(options) {
   exp_avg = at::zeros_like(flat.values);
   exp_avg_sq = at::zeros_like(flat.values);
-}
-
-void AdamW::step(double lr) {
-  at::NoGradGuard no_grad;
-  ++steps_;
-  at::Tensor& p = flat_.values;
-  const at::Tensor& g = flat_.grads;
-  if (opt_.weight_decay > 0) p.addcmul_(p, flat_.decay_mask, -lr * opt_.weight_decay);
-  exp_avg.lerp_(g, 1 - opt_.beta1);
-  exp_avg_sq.mul_(opt_.beta2).addcmul_(g, g, 1 - opt_.beta2);
-  const double bias1 = 1 - std::pow(opt_.beta1, static_cast<double>(steps_));
-  const double bias2 = 1 - std::pow(opt_.beta2, static_cast<double>(steps_));
-  at::Tensor denom = (exp_avg_sq.sqrt() / std::sqrt(bias2)).add_(opt_.eps);
-  p.addcdiv_(exp_avg, denom, -lr / bias1);
-}
-
-double clip_grad_norm(at::Tensor& grads, double max_norm) {
-  at::NoGradGuard no_grad;
-  const double norm = grads.norm().item<double>();
-  if (max_norm > 0 && std::isfinite(norm)) {
-    const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1) grads.mul_(coef);
+  steps_ = at::zeros({}, flat.values.options());
+  Group decay{opt_.weight_decay, {}}, no_decay{0.0, {}};
+  for (const FlatEntry& e : flat.entries) {
+    std::vector<Run>& runs = (e.decay ? decay : no_decay).runs;
+    if (!runs.empty() && runs.back().offset + runs.back().numel == e.offset)
+      runs.back().numel += e.numel;
+    else
+      runs.push_back({e.offset, e.numel});
   }
+  for (Group* g : {&decay, &no_decay})
+    if (!g->runs.empty()) groups_.push_back(std::move(*g));
+}
+
+void AdamW::step(double lr, const at::Tensor& found_inf) {
+  at::NoGradGuard no_grad;
+  // As torch.optim.AdamW(fused=True): count the step first, take it back if it was skipped.
+  steps_.add_(1);
+  for (const Group& g : groups_) {
+    std::vector<at::Tensor> p, grad, m, v, steps;
+    for (const Run& r : g.runs) {
+      p.push_back(flat_.values.narrow(0, r.offset, r.numel));
+      grad.push_back(flat_.grads.narrow(0, r.offset, r.numel));
+      m.push_back(exp_avg.narrow(0, r.offset, r.numel));
+      v.push_back(exp_avg_sq.narrow(0, r.offset, r.numel));
+      steps.push_back(steps_);
+    }
+    at::_fused_adamw_(p, grad, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, opt_.beta1, opt_.beta2,
+                      g.weight_decay, opt_.eps, /*amsgrad=*/false, /*maximize=*/false,
+                      /*grad_scale=*/std::nullopt, found_inf);
+  }
+  steps_.sub_(found_inf);
+}
+
+int64_t AdamW::steps() const {
+  return static_cast<int64_t>(steps_.item<float>());
+}
+
+void AdamW::set_steps(int64_t s) {
+  steps_.fill_(static_cast<double>(s));
+}
+
+at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf) {
+  at::NoGradGuard no_grad;
+  at::Tensor norm = grads.norm();
+  found_inf.copy_(at::maximum(found_inf, norm.isfinite().logical_not().to(found_inf.dtype())));
+  if (max_norm > 0) grads.mul_((max_norm / (norm + 1e-6)).clamp_max_(1.0));
   return norm;
 }
 

@@ -2,15 +2,21 @@
 // none on norms, biases and bias tables), gradient clipping by global norm, and the learning
 // rate schedule (linear warm-up in steps, then cosine or linear decay to a minimum).
 //
-//   AdamW opt(flat, {.lr = 1e-3, .weight_decay = 0.05});
-//   double norm = clip_grad_norm(flat.grads, 1.0);
-//   opt.step(lr_at(schedule, step));
+//   AdamW opt(flat, {.weight_decay = 0.05});
+//   at::Tensor found_inf = at::zeros({}, flat.values.options());   // 1 = skip this step
+//   at::Tensor norm = clip_grad_norm(flat.grads, 1.0, found_inf);
+//   opt.step(lr_at(schedule, step), found_inf);
+//
+// Nothing here reads a value back to the host: whether a step is taken is decided on the
+// device, so a GPU step never waits for the CPU (torch.nn.utils.clip_grad_norm_ and
+// torch.optim.AdamW(fused=True) work the same way).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "train/flat_params.h"
 
@@ -20,24 +26,37 @@ struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.05;
 };
 
-// torch.optim.AdamW's update, on the whole flat buffer at once.
+// torch.optim.AdamW's update through ATen's fused kernel (_fused_adamw_, CPU and CUDA): one
+// multi-tensor launch per weight-decay group over contiguous runs of the flat buffer.
 class AdamW {
  public:
   AdamW(FlatParams& flat, AdamWOptions options);
-  void step(double lr);
-  int64_t steps() const { return steps_; }
+  // Updates every parameter unless found_inf (0-dim float32 on the parameters' device) is 1:
+  // then parameters, moments and the step count stay as they were.
+  void step(double lr, const at::Tensor& found_inf);
+  int64_t steps() const;  // a host read: for checkpoints and reports, not for the loop
+  void set_steps(int64_t s);
   at::Tensor exp_avg, exp_avg_sq;  // the optimizer state, laid out as FlatParams::values
-  void set_steps(int64_t s) { steps_ = s; }
 
  private:
+  struct Run {
+    int64_t offset, numel;
+  };
+  struct Group {
+    double weight_decay;
+    std::vector<Run> runs;
+  };
   FlatParams& flat_;
   AdamWOptions opt_;
-  int64_t steps_ = 0;
+  std::vector<Group> groups_;  // maximal runs of the flat buffer with and without decay
+  at::Tensor steps_;           // float32, 0-dim, on the parameters' device
 };
 
-// Scales `grads` so that its L2 norm is at most max_norm (0 = off); returns the norm before.
-// The gradients are already averaged over ranks, so this is the global norm on every rank.
-double clip_grad_norm(at::Tensor& grads, double max_norm);
+// Scales `grads` by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_ does
+// (max_norm 0 = off) and returns the norm before, as a 0-dim tensor on the device. A norm
+// that is not finite sets found_inf to 1 (the step is then skipped). The gradients are
+// already averaged over ranks, so this is the global norm on every rank.
+at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf);
 
 struct ScheduleOptions {
   std::string type = "cosine";  // cosine | linear | constant

@@ -10,9 +10,14 @@
 //   auto precision = make_precision("fp16");
 //   { auto scope = precision->autocast(device); loss = criterion(net->forward(x)); }
 //   precision->scale_loss(loss).backward();
-//   bool finite = precision->unscale_and_check(flat.grads);  // same on every rank
-//   if (finite) optimizer.step(lr);
-//   precision->update(finite);
+//   at::Tensor found_inf = at::zeros({}, grads.options());
+//   precision->unscale(flat.grads, found_inf);   // same on every rank
+//   ... clip (may set found_inf too), optimizer.step(lr, found_inf) ...
+//   precision->update(found_inf);
+//
+// All on the device, as torch.amp.GradScaler: the scale is a device tensor, the inf/nan check
+// and the unscale are one fused ATen op, and the scale's update reads found_inf there; only
+// state() (for logs and checkpoints) reads back to the host.
 #pragma once
 
 #include <ATen/autocast_mode.h>
@@ -65,14 +70,18 @@ class Precision {
   // nullptr for fp32: no autocast.
   virtual std::unique_ptr<AutocastScope> autocast(const at::Device& device) const = 0;
   virtual at::Tensor scale_loss(const at::Tensor& loss) const { return loss; }
-  // Unscales the (already averaged) gradients in place; false when any is inf or nan. (The
-  // default does nothing and returns true: the trainer also checks the gradient norm.)
-  virtual bool unscale_and_check(at::Tensor& grads) {
+  // Unscales the (already averaged) gradients in place and sets found_inf (0-dim float32 on
+  // their device) to 1 when any is inf or nan. The default does nothing: the trainer checks
+  // the gradient norm anyway.
+  virtual void unscale(at::Tensor& grads, at::Tensor& found_inf) {
     (void)grads;
-    return true;
+    (void)found_inf;
   }
-  // After the step: whether it was taken (fp16 grows or backs off its scale).
-  virtual void update(bool finite) { (void)finite; }
+  // After the step: found_inf says whether it was skipped (fp16 grows or backs off its scale).
+  virtual void update(const at::Tensor& found_inf) { (void)found_inf; }
+  // Whether skipped steps are part of normal operation (a dynamic loss scale settling), so
+  // the trainer need not report each one.
+  virtual bool skips_steps_normally() const { return false; }
   // What a checkpoint must keep to resume exactly (fp16: scale and clean-step count).
   virtual std::map<std::string, double> state() const { return {}; }
   virtual void load_state(const std::map<std::string, double>& s) { (void)s; }

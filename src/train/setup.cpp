@@ -46,7 +46,7 @@ data::LoaderOptions loader_options(const config::Config& cfg, const dist::World&
   o.prefetch = static_cast<int>(cfg.get_int("data.prefetch"));
   o.mean = cfg.get_floats("data.mean");
   o.std = cfg.get_floats("data.std");
-  o.channels_last = cfg.get_bool("data.channels_last");
+  o.channels_last = channels_last(cfg, device);
   const std::string dtype = cfg.get_string("data.dtype");
   o.normalize = dtype == "float32" || (dtype == "auto" && !device.is_cuda());
   o.pin_memory = device.is_cuda() && cfg.get_bool("data.pin_memory");
@@ -83,6 +83,29 @@ at::Device choose_device(const config::Config& cfg, const dist::World& world) {
   // device-guard interface, so no CUDA header is needed here.
   c10::impl::getDeviceGuardImpl(at::kCUDA)->setDevice(device);
   return device;
+}
+
+config::Config resolved_for(const config::Config& cfg, const at::Device& device) {
+  config::Config out = cfg;
+  if (cfg.get_string("precision.backend") == "auto")
+    out.set(std::string("precision.backend=") + (device.is_cuda() ? "bf16" : "fp32"));
+  if (cfg.get_string("data.channels_last") == "auto")
+    out.set(std::string("data.channels_last=") + (device.is_cuda() ? "true" : "false"));
+  return out;
+}
+
+bool channels_last(const config::Config& cfg, const at::Device& device) {
+  const std::string v = cfg.get_string("data.channels_last");
+  return v == "true" || (v == "auto" && device.is_cuda());
+}
+
+void configure_gpu_kernels(const config::Config& cfg, const at::Device& device) {
+  if (!device.is_cuda()) return;
+  const bool deterministic = cfg.get_bool("train.deterministic");
+  at::globalContext().setBenchmarkCuDNN(!deterministic);
+  at::globalContext().setDeterministicCuDNN(deterministic);
+  // warn_only: an op without a deterministic implementation warns instead of failing the run.
+  if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
 }
 
 int compute_threads(const config::Config& cfg, const dist::World& world) {

@@ -2,6 +2,8 @@
 // `coatnet eval`: the device of this rank, its thread counts, and the loaders.
 #pragma once
 
+#include <string>
+
 #include <c10/core/Device.h>
 
 #include "data/loader.h"
@@ -20,6 +22,14 @@ namespace coatnet::train {
 
 // train.device: this local rank's GPU when CUDA is available (auto/cuda), else the CPU.
 at::Device choose_device(const config::Config& cfg, const dist::World& world);
+// The config with its device-dependent defaults resolved: precision.backend auto is bf16 on a
+// GPU and fp32 on CPU, data.channels_last auto is true on a GPU (the paper's recipes then run
+// as a GPU user expects unless the config says otherwise).
+config::Config resolved_for(const config::Config& cfg, const at::Device& device);
+// data.channels_last with auto resolved: NHWC batches on a GPU.
+bool channels_last(const config::Config& cfg, const at::Device& device);
+// cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
+void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.
 int compute_threads(const config::Config& cfg, const dist::World& world);
 int decode_threads(const config::Config& cfg, int compute_threads);

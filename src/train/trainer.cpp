@@ -12,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -181,20 +182,34 @@ void maybe_stall(int rank, int64_t step) {
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
-TrainSummary train(const config::Config& cfg, dist::World& world) {
+// Fault injection for the tests: COATNET_FAULT_NAN_STEPS=A-B makes the loss of steps A..B
+// (inclusive) NaN on every rank, so their gradients are not finite.
+bool nan_fault(int64_t step) {
+  const char* v = std::getenv("COATNET_FAULT_NAN_STEPS");
+  if (!v) return false;
+  long long a = 0, b = -1;
+  if (std::sscanf(v, "%lld-%lld", &a, &b) != 2) return false;
+  return step >= a && step <= b;
+}
+
+TrainSummary train(const config::Config& requested, dist::World& world) {
   const auto t_start = clock_type::now();
   const bool root = world.is_root();
-  Progress progress(root, cfg.get_string("train.progress"));
+  Progress progress(root, requested.get_string("train.progress"));
 
   // --- processes and devices ---
-  const int threads = compute_threads(cfg, world);
+  const int threads = compute_threads(requested, world);
   at::set_num_threads(threads);
-  const int workers = decode_threads(cfg, threads);
-  const at::Device device = choose_device(cfg, world);
+  const int workers = decode_threads(requested, threads);
+  const at::Device device = choose_device(requested, world);
+  // From here on the config with its device-dependent "auto"s resolved: what runs is what the
+  // run directory's config and the checkpoints record.
+  const config::Config cfg = resolved_for(requested, device);
   dist::CommOptions comm_opts;
   comm_opts.timeout_s = cfg.get_float("dist.timeout_s");
   comm_opts.device_index = device.is_cuda() ? device.index() : -1;
   auto comm = dist::make_comm(cfg.get_string("dist.backend"), world, comm_opts, device.is_cuda());
+  configure_gpu_kernels(cfg, device);
   auto precision = make_precision(cfg.get_string("precision.backend"));
   if (cfg.get_bool("checkpoint.enabled"))
     checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
@@ -384,7 +399,14 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   double total_data = 0, total_comm = 0, total_time = 0;
   int64_t window_steps = 0;
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-  int64_t bad_steps = 0, skipped_steps = resumed ? resumed->skipped_steps : 0;
+  int64_t skipped_steps = resumed ? resumed->skipped_steps : 0;
+  // Skipped steps are counted on the device and read back only at log steps and saves
+  // (settle_skipped below), so a step never waits for the host.
+  const auto on_device = at::TensorOptions().dtype(at::kFloat).device(device);
+  at::Tensor found_inf = at::zeros({}, on_device), grad_norm = at::zeros({}, on_device);
+  at::Tensor skipped = at::zeros({}, on_device);   // since the last read
+  at::Tensor bad_run = at::zeros({}, on_device);   // non-finite steps in a row, now
+  at::Tensor bad_most = at::zeros({}, on_device);  // the longest such run since the last read
   int64_t epoch = resumed ? resumed->epoch : 0;
   double data_hash = 0;
   const bool reduce_bn = !cfg.get_bool("dist.sync_bn");  // SyncBN keeps them equal already
@@ -427,7 +449,25 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
   const int64_t eval_every = cfg.get_int("train.eval_every_steps");
   const double max_bad = static_cast<double>(cfg.get_int("precision.max_bad_steps"));
   const int64_t ckpt_every = cfg.get_int("checkpoint.every_steps");
+  const double clip = cfg.get_float("optim.clip_grad");
+  auto settle_skipped = [&](int64_t done) {
+    const at::Tensor counts = at::stack({skipped, bad_most}).cpu();  // one host read
+    const auto window = static_cast<int64_t>(counts[0].item<float>());
+    const auto most = static_cast<int64_t>(counts[1].item<float>());
+    skipped.zero_();
+    bad_most.copy_(bad_run);
+    skipped_steps += window;
+    if (most >= max_bad)
+      throw std::runtime_error(
+          "the gradients were not finite for " + std::to_string(most) +
+          " steps in a row (precision.max_bad_steps, precision " + precision->name() +
+          "); the run diverged — lower optim.lr, raise schedule.warmup_steps, or try bf16");
+    if (window > 0 && !precision->skips_steps_normally())
+      progress.message("[train] " + std::to_string(window) + " step(s) up to step " +
+                       std::to_string(done) + ": non-finite gradients, step skipped");
+  };
   auto resume_point = [&](int64_t done) {
+    settle_skipped(done);
     checkpoint::ResumePoint p;
     const data::SamplerState st = train_loader.state();
     p.step = done;
@@ -468,33 +508,26 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
         auto autocast = precision->autocast(device);
         loss = classification_loss(net->forward(images), soft, batch.valid.to(device), loss_type);
       }
+      if (nan_fault(step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
       buckets.begin_backward(/*sync=*/micro == accum - 1);
       precision->scale_loss(loss / static_cast<double>(accum)).backward();
       buckets.finish();
       comm_wait += buckets.last_wait_s();
       loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(accum);
     }
-    // Gradients are identical on every rank now, so every rank takes the same decision.
-    bool finite = precision->unscale_and_check(flat.grads);
-    const double norm = finite ? clip_grad_norm(flat.grads, cfg.get_float("optim.clip_grad")) : NAN;
-    finite = finite && std::isfinite(norm);
-    precision->update(finite);
+    // Gradients are identical on every rank now, so every rank takes the same decision, and
+    // takes it on the device: a non-finite gradient (fp16's check, or the norm) sets
+    // found_inf, and the optimizer, the EMA and the loss scale read it there.
+    found_inf.zero_();
+    precision->unscale(flat.grads, found_inf);
+    grad_norm = clip_grad_norm(flat.grads, clip, found_inf);
+    precision->update(found_inf);
     if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
-    if (!finite) {
-      ++skipped_steps;
-      if (++bad_steps >= max_bad)
-        throw std::runtime_error(
-            "the gradients were not finite for " + std::to_string(bad_steps) +
-            " steps in a row (precision.max_bad_steps, precision " + precision->name() +
-            "); the run diverged — lower optim.lr, raise schedule.warmup_steps, or try bf16");
-      if (precision->name() != "fp16")  // fp16 skips a few steps while its scale settles
-        progress.message("[train] step " + std::to_string(step) +
-                         ": non-finite gradients, step skipped");
-    } else {
-      bad_steps = 0;
-      optimizer.step(lr);
-      if (ema) ema->update();
-    }
+    optimizer.step(lr, found_inf);
+    if (ema) ema->update(found_inf);
+    skipped.add_(found_inf);
+    bad_run.add_(found_inf).mul_(found_inf);
+    at::maximum_out(bad_most, bad_most, bad_run);
     const double dt = seconds_since(t_step);
     window_time += dt;
     window_data += data_wait;
@@ -507,6 +540,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       // On the device: nccl reduces CUDA tensors.
       at::Tensor l = at::cat({loss_sum.reshape({1}), at::full({1}, data_hash, loss_sum.options())});
       comm->allreduce(l, "loss for logging");
+      settle_skipped(done);
       const double mean_loss = l[0].item<double>() / world.size() / window_steps;
       loss_sum.zero_();
       const double ips = window_steps * global_batch * accum / std::max(window_time, 1e-9);
@@ -516,7 +550,7 @@ TrainSummary train(const config::Config& cfg, dist::World& world) {
       rec["epoch"] = epoch;
       rec["loss"] = mean_loss;
       rec["lr"] = lr;
-      rec["grad_norm"] = norm;
+      rec["grad_norm"] = grad_norm.item<double>();
       rec["data_hash"] = l[1].item<double>();
       data_hash = 0;
       rec["skipped_steps"] = skipped_steps;

@@ -70,9 +70,9 @@ resume)
   # 20 steps straight vs 10 steps, stop, resume, 10 more: identical parameters, optimizer
   # state and EMA (byte-equal shards), identical data order and losses; at W=2 and W=1.
   # W=1 runs fp16, whose loss scale and clean-step count must be restored too.
-  # COATNET_TEST_RESUME_NP: the world sizes to try (one GPU holds one NCCL rank: gpu-check.sh
-  # sets 1).
-  for np in ${COATNET_TEST_RESUME_NP:-2 1}; do
+  sizes="2 1"
+  [[ $(ranks 2) == 2 ]] || sizes=1  # on one GPU: W=1 only
+  for np in $sizes; do
     p=(--set precision.backend=$([[ $np == 1 ]] && echo fp16 || echo fp32))
     mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=20 --set train.name=s$np >/dev/null
     mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=10 --set train.name=r$np >/dev/null

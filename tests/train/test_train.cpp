@@ -64,11 +64,24 @@ TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
       flat.grads.narrow(0, e.offset, e.numel).copy_(g.flatten());
       named[e.name].mutable_grad() = g.clone();
     }
-    opt.step(lr);
+    opt.step(lr, at::zeros({}));
     torch_opt.step();
   }
   for (const train::FlatEntry& e : flat.entries)
     EXPECT_TRUE(at::allclose(e.param, named[e.name], 1e-5, 1e-6)) << e.name;
+  EXPECT_EQ(opt.steps(), 5);
+  // found_inf = 1: the step is skipped on the device — parameters, moments and the step
+  // count stay exactly as they were.
+  at::Tensor p0 = flat.values.clone(), m0 = opt.exp_avg.clone(), v0 = opt.exp_avg_sq.clone();
+  flat.grads.normal_();
+  opt.step(0.01, at::ones({}));
+  EXPECT_TRUE(at::equal(flat.values, p0));
+  EXPECT_TRUE(at::equal(opt.exp_avg, m0));
+  EXPECT_TRUE(at::equal(opt.exp_avg_sq, v0));
+  EXPECT_EQ(opt.steps(), 5);
+  opt.step(0.01, at::zeros({}));
+  EXPECT_FALSE(at::equal(flat.values, p0));
+  EXPECT_EQ(opt.steps(), 6);
 }
 
 TEST(FlatParams, ParametersAreViewsAndDecayFollowsTimmsRule) {
@@ -140,7 +153,9 @@ TEST(Ema, UpdatesTowardsTheWeightsAndSwaps) {
   train::ModelEma ema(flat, m, 0.9);
   at::Tensor start = flat.values.clone();
   flat.values.add_(1.0);
-  ema.update();
+  ema.update(at::ones({}));  // a skipped step moves nothing
+  EXPECT_TRUE(at::equal(ema.values, start));
+  ema.update(at::zeros({}));
   EXPECT_TRUE(at::allclose(ema.values, start + 0.1, 1e-6, 1e-6));
   at::Tensor live = flat.values.clone();
   ema.swap();
@@ -150,12 +165,20 @@ TEST(Ema, UpdatesTowardsTheWeightsAndSwaps) {
 }
 
 TEST(ClipGradNorm, ScalesToTheMaximumAndReportsTheNormBefore) {
+  at::Tensor found_inf = at::zeros({});
   at::Tensor g = at::full({4}, 3.0);  // norm 6
-  EXPECT_NEAR(train::clip_grad_norm(g, 1.5), 6.0, 1e-6);
+  EXPECT_NEAR(train::clip_grad_norm(g, 1.5, found_inf).item<double>(), 6.0, 1e-6);
   EXPECT_NEAR(g.norm().item<double>(), 1.5, 1e-5);
   at::Tensor small = at::full({4}, 0.1);
-  train::clip_grad_norm(small, 1.5);
-  EXPECT_NEAR(small[0].item<double>(), 0.1, 1e-7);
+  train::clip_grad_norm(small, 1.5, found_inf);
+  EXPECT_EQ(small[0].item<float>(), 0.1f);  // a coefficient of exactly 1: values unchanged
+  EXPECT_EQ(found_inf.item<float>(), 0.0f);
+  at::Tensor bad = at::ones({4});
+  bad[1] = NAN;
+  train::clip_grad_norm(bad, 1.5, found_inf);
+  EXPECT_EQ(found_inf.item<float>(), 1.0f);  // a non-finite norm marks the step for skipping
+  train::clip_grad_norm(small, 1.5, found_inf);
+  EXPECT_EQ(found_inf.item<float>(), 1.0f);  // and a finite one never clears the mark
 }
 
 TEST(Precision, Fp16ScalerSkipsBacksOffAndGrows) {
@@ -163,25 +186,35 @@ TEST(Precision, Fp16ScalerSkipsBacksOffAndGrows) {
   o.init_scale = 1024;
   o.growth_interval = 3;
   auto p = train::make_precision("fp16", o);
+  EXPECT_TRUE(p->skips_steps_normally());
   at::Tensor loss = at::full({}, 2.0);
   EXPECT_DOUBLE_EQ(p->scale_loss(loss).item<double>(), 2048.0);
+  at::Tensor found_inf = at::zeros({});
   at::Tensor g = at::full({4}, 1024.0);
-  EXPECT_TRUE(p->unscale_and_check(g));  // unscaled to 1
+  p->unscale(g, found_inf);  // unscaled to 1
+  EXPECT_EQ(found_inf.item<float>(), 0.0f);
   EXPECT_DOUBLE_EQ(g[0].item<double>(), 1.0);
   for (double bad : {INFINITY, NAN}) {
     at::Tensor h = at::ones({4});
     h[2] = bad;
-    EXPECT_FALSE(p->unscale_and_check(h));
-    p->update(false);
+    found_inf.zero_();
+    p->unscale(h, found_inf);
+    EXPECT_EQ(found_inf.item<float>(), 1.0f);
+    p->update(found_inf);
   }
   EXPECT_DOUBLE_EQ(p->state().at("scale"), 256.0);  // halved twice
-  for (int i = 0; i < 2; ++i) p->update(true);
+  found_inf.zero_();
+  for (int i = 0; i < 2; ++i) p->update(found_inf);
   EXPECT_DOUBLE_EQ(p->state().at("scale"), 256.0);
-  p->update(true);  // the third clean step in a row
+  EXPECT_DOUBLE_EQ(p->state().at("clean_steps"), 2.0);
+  p->update(found_inf);  // the third clean step in a row
   EXPECT_DOUBLE_EQ(p->state().at("scale"), 512.0);
+  EXPECT_DOUBLE_EQ(p->state().at("clean_steps"), 0.0);
   auto q = train::make_precision("fp16", o);
   q->load_state(p->state());
   EXPECT_EQ(q->state(), p->state());
+  EXPECT_DOUBLE_EQ(q->scale_loss(loss).item<double>(), 1024.0);
+  EXPECT_FALSE(train::make_precision("bf16")->skips_steps_normally());
   EXPECT_THROW(train::make_precision("fp8"), std::invalid_argument);
 }
 

@@ -14,8 +14,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
   --records-per-shard 40 >/dev/null
 common=(--config "$tiny_dir/tiny.yaml" --set "data.train=[$work/train-*.h5]"
         --set "data.val=[$work/val-*.h5]" --set "train.run_dir=$work/runs")
-# COATNET_TEST_DEVICE=cuda runs the same tests on the GPU (launch/gpu-check.sh does).
-[[ -z ${COATNET_TEST_DEVICE:-} ]] || common+=(--set "train.device=$COATNET_TEST_DEVICE")
+# COATNET_TEST_DEVICE=cuda runs the same tests on the GPU (launch/gpu-check.sh does), and
+# COATNET_TEST_MAX_NP caps the ranks a test starts (one GPU holds one NCCL rank).
+ranks() { local n=$1 max=${COATNET_TEST_MAX_NP:-64}; echo $((n < max ? n : max)); }
+[[ -z ${COATNET_TEST_DEVICE:-} ]] ||
+  common+=(--set "train.device=$COATNET_TEST_DEVICE" --set train.deterministic=true)
 
 # "ABS REL": max |a - b| over all tensors of two safetensors files, and that over max |a|.
 compare() {

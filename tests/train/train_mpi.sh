@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `coatnet train` and `coatnet eval` under real mpirun on a small synthetic IDX dataset.
 # usage: train_mpi.sh MODE COATNET PYTHON
-#   MODE: equivalence | eval_counts | timeout | errors | precision
+#   MODE: equivalence | eval_counts | timeout | errors | nonfinite | precision
 set -euo pipefail
 mode=$1 coatnet=$2 py=$3
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,6 +89,53 @@ errors)
   [[ $rc == 1 ]] || fail "nccl without a GPU: expected exit 1, got $rc"
   echo "$out" | grep -q "nccl needs a GPU" || { echo "$out"; fail "no message about nccl"; }
   echo "PASS: errors"
+  ;;
+nonfinite)
+  # Non-finite gradients, decided on the device and read back at log steps: steps 3-4 (NaN
+  # loss) are skipped — weights, moments and EMA unchanged — reported, and counted in
+  # skipped_steps; a longer run of them stops the job with the count, also between log steps.
+  run_nan() {  # NAME NAN_STEPS EXTRA...
+    local name=$1 steps=$2; shift 2
+    COATNET_FAULT_NAN_STEPS=$steps mpirun --oversubscribe -np "$(ranks 2)" -x COATNET_FAULT_NAN_STEPS \
+      "$coatnet" train "${common[@]}" --set train.max_steps=12 --set "data.val=[]" \
+      --set precision.max_bad_steps=4 --set train.name=$name "$@"
+  }
+  run_nan skip 3-4 --set train.log_every_steps=5 >"$work/skip.log" 2>&1 ||
+    { cat "$work/skip.log"; fail "2 NaN steps stopped the run"; }
+  grep -q "2 step(s) up to step 5: non-finite gradients, step skipped" "$work/skip.log" ||
+    { cat "$work/skip.log"; fail "the skipped steps were not reported at the log step"; }
+  "$py" - "$work/runs/skip/metrics.jsonl" <<'PY'
+import json, sys
+tr = [json.loads(l) for l in open(sys.argv[1])]
+tr = [r for r in tr if r["type"] == "train"]
+assert [r["skipped_steps"] for r in tr] == [2, 2, 2], [r["skipped_steps"] for r in tr]
+PY
+  set +e
+  run_nan stop 3-11 --set train.log_every_steps=100 >"$work/stop.log" 2>&1
+  rc=$?
+  set -e
+  [[ $rc != 0 ]] || { cat "$work/stop.log"; fail "9 NaN steps in a row did not stop the run"; }
+  grep -q "the gradients were not finite for [4-9] steps in a row (precision.max_bad_steps" \
+    "$work/stop.log" || { cat "$work/stop.log"; fail "no message with the count"; }
+  # A skipped step changes no parameter: NaN at step 3 of 4 gives the parameters of 3 clean
+  # steps (with a constant learning rate, so the step numbers do not matter). BatchNorm's
+  # running statistics did see step 3's forward, as under torch.amp.GradScaler.
+  c=(--set schedule.type=constant --set schedule.warmup_steps=0 --set "data.val=[]"
+     --set train.ema_decay=0.9)
+  "$coatnet" train "${common[@]}" "${c[@]}" --set train.max_steps=3 --set train.name=three >/dev/null
+  COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${c[@]}" --set train.max_steps=4 \
+    --set train.name=four >/dev/null
+  "$py" - "$work/runs/three/final.safetensors" "$work/runs/four/final.safetensors" <<'PY' ||
+import sys
+from safetensors.numpy import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+stats = ("running_mean", "running_var", "num_batches_tracked")
+params = [k for k in a if not k.endswith(stats)]
+bad = [k for k in params if (a[k] != b[k]).any()]
+sys.exit(f"a skipped step changed {bad}" if bad else 0)
+PY
+    fail "a skipped step changed parameters"
+  echo "PASS: nonfinite"
   ;;
 precision)
   # bf16 (autocast) and fp16 (autocast + loss scaling) training agree with fp32 over 300 steps:
