@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# The one command that verifies and measures the GPU path, on any machine with an NVIDIA GPU
+# and a Python torch with CUDA (python3 on PATH, or $COATNET_GPU_PYTHON):
+#
+#   launch/gpu-check.sh [--bundle DIR] [--out DIR] [--skip-build] [--help]
+#
+#   --bundle DIR   what launch/gpu-bundle.sh DIR made elsewhere: the project's system libraries
+#                  (Open MPI, HDF5, yaml-cpp, Boost, libjpeg-turbo, xxHash, GoogleTest, ...) for
+#                  a machine that lacks them
+#   --out DIR      where the table (gpu-check.txt), one JSON (gpu-check.json) and the logs go
+#                  (default: $OUT if set, else ./gpu-check-out)
+#   --skip-build   reuse build-gpu/ from an earlier run on the same machine
+#
+# 1. builds the project into build-gpu/ against that python's torch (Torch_DIR from
+#    torch.utils.cmake_prefix_path), with all cores;
+# 2. runs the GPU tests: NCCL collectives and SyncBatchNorm at world size 1 (one GPU holds one
+#    NCCL rank) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
+#    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
+#    the GPU and resumed bit-exactly;
+# 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
+#    (ours, timm eager AMP channels-last, timm + torch.compile), MFU against the datasheet and
+#    against a bf16 matrix product measured here, and the loader's images/s on this machine's
+#    cores (photo-like JPEGs made here from scikit-image's photos) against what the GPU consumes.
+# Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+bundle="" out=${OUT:-$PWD/gpu-check-out} skip_build=0
+while (($#)); do
+  case $1 in
+    --bundle) bundle=${2:?--bundle needs a directory}; shift 2 ;;
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
+    --skip-build) skip_build=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "gpu-check: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+py=${COATNET_GPU_PYTHON:-$(command -v python3 || true)}
+say() { printf '[gpu-check %(%T)T] %s\n' -1 "$*"; }
+t_start=$(date +%s)
+
+# --- a GPU, or exit 77 with the plan -----------------------------------------------------------
+why=""
+if ! command -v nvidia-smi >/dev/null; then
+  why="nvidia-smi not found"
+elif ! nvidia-smi -L >/dev/null 2>&1; then
+  why="nvidia-smi sees no GPU"
+elif [[ -z $py ]] || ! "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  why="python3's torch sees no CUDA device (python: ${py:-none})"
+fi
+if [[ -n $why ]]; then
+  echo "gpu-check: no GPU here ($why): skipped. On a machine with an NVIDIA GPU it would"
+  echo "  build build-gpu/ against that machine's torch, run the GPU tests (NCCL and SyncBatchNorm"
+  echo "  at W=1, MPI across 2 ranks, pinned loader, bf16/fp16 vs fp32 training, GPU checkpoint"
+  echo "  resumed bit-exactly), then time coatnet_0_224 bf16 training (ours, timm eager, timm +"
+  echo "  torch.compile), MFU, and the loader against what the GPU consumes."
+  exit 77
+fi
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d /tmp/coatnet-gpu-check.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+results="$out/results.tsv"  # name <TAB> status <TAB> seconds <TAB> detail (JSON or text)
+: >"$results"
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$results"; }
+gpu_name=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)
+say "GPU: $gpu_name; $(nproc) cores; torch $("$py" -c 'import torch; print(torch.__version__)')"
+
+# --- the bundle: system libraries this machine lacks --------------------------------------------
+if [[ -n $bundle ]]; then
+  archive="$bundle/coatnet-gpu-bundle.tar.xz"
+  [[ -f $archive ]] || { echo "gpu-check: $archive not found (make it with launch/gpu-bundle.sh)" >&2; exit 1; }
+  source "$root/launch/gpu-env.sh" "$archive" || exit 1
+  prefix_path="$B/usr"
+  say "bundle: $B ($(ls "$B/fallback-used" | wc -l) fallback libraries used)"
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+
+# --- 1. build -----------------------------------------------------------------------------------
+build="$root/build-gpu"
+torch_prefix=$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
+  say "building $build against $torch_prefix"
+  t0=$(date +%s)
+  if TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} cmake -S "$root" -B "$build" -G Ninja \
+       -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix${prefix_path:+;$prefix_path}" \
+       -DCOATNET_PYTHON="$py" -DCMAKE_CUDA_ARCHITECTURES=90 >"$out/configure.log" 2>&1 &&
+     cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1; then
+    record build pass $(($(date +%s) - t0)) "$(grep -o 'coatnet: [A-Za-z ]* *found[^"]*' "$out/configure.log" | head -3 | tr '\n' ';')"
+  else
+    record build FAIL $(($(date +%s) - t0)) "see configure.log / build.log"
+    tail -30 "$out/configure.log" "$out/build.log"
+  fi
+fi
+coatnet="$build/bin/coatnet"
+[[ -x $coatnet ]] || { say "no build: stopping"; cat "$results"; exit 1; }
+
+# --- 2. tests -------------------------------------------------------------------------------------
+# test NAME COMMAND...: pass, FAIL, or skip (exit 77 / gtest skips only), with its log.
+test_step() {
+  local name=$1; shift
+  local t0=$(date +%s) rc
+  say "test: $name"
+  "$@" >"$out/test-$name.log" 2>&1
+  rc=$?
+  local secs=$(($(date +%s) - t0)) status=pass
+  ((rc == 77)) && status=skip
+  ((rc != 0 && rc != 77)) && status=FAIL
+  grep -q "SKIPPED \] [1-9]" "$out/test-$name.log" && [[ $status == pass ]] &&
+    status="pass (some skipped: $(grep -m1 -A1 'Skipped' "$out/test-$name.log" | tail -1))"
+  record "test $name" "$status" "$secs" "$(grep -E 'PASS|against float32|resumed|mean' "$out/test-$name.log" | head -4 | tr '\n' ';')"
+  [[ $status == FAIL ]] && tail -20 "$out/test-$name.log"
+}
+test_step nccl_syncbn_w1 "$build/bin/coatnet_dist_tests"
+test_step mpi_w2 mpirun -np 2 --bind-to none "$build/bin/coatnet_dist_tests"
+test_step pinned_loader "$build/bin/coatnet_tests" --gtest_filter='*Pinned*:*Gpu*'
+test_step precision_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+  bash "$root/tests/train/train_mpi.sh" precision "$coatnet" "$py"
+test_step nonfinite_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+  bash "$root/tests/train/train_mpi.sh" nonfinite "$coatnet" "$py"
+test_step resume_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+  bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
+record "kernels vs reference" "none yet" 0 "src/cuda holds no kernels yet: every GPU op is an ATen op"
+
+# --- 3. benchmarks --------------------------------------------------------------------------------
+bench() {  # NAME SECONDS_LIMIT COMMAND... : its last line of output (JSON) is the result
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  say "bench: $name"
+  if timeout "$limit" "$@" >"$out/bench-$name.log" 2>&1; then
+    record "bench $name" ok $(($(date +%s) - t0)) "$(grep '^{' "$out/bench-$name.log" | tail -1)"
+  else
+    record "bench $name" FAIL $(($(date +%s) - t0)) "exit $?, see bench-$name.log"
+    tail -5 "$out/bench-$name.log"
+  fi
+}
+bench matmul_bf16 60 "$py" - <<'PY'
+import json, torch
+n = 8192
+a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+for _ in range(3): a @ b
+start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+times = []
+for _ in range(10):
+    start.record(); a @ b; end.record(); torch.cuda.synchronize(); times.append(start.elapsed_time(end))
+ms = sorted(times)[len(times) // 2]
+print(json.dumps({"device": torch.cuda.get_device_name(), "tflops": 2 * n**3 / ms / 1e9}))
+PY
+# Photo-like JPEGs, packed: the data for our training run and the loader benchmark.
+say "making 1000 photo-like JPEGs and packing them"
+"$py" "$root/tests/bench/make_photo_set.py" "$work/photos" 1000 >"$out/photos.log" 2>&1 &&
+  "$coatnet" pack imagefolder "$work/photos" "$work/train" --records-per-shard 250 >>"$out/photos.log" 2>&1 ||
+  { record "photo set" FAIL 0 "see photos.log"; tail -5 "$out/photos.log"; }
+
+ours_args=(--config "$root/configs/coatnet_0_imagenet1k.yaml" --set "data.train=[$work/train-*.h5]"
+           --set "data.val=[]" --set data.batch_size=128 --set precision.backend=bf16
+           --set data.channels_last=true --set model.drop_path=0 --set aug.randaugment_n=0
+           --set aug.mixup=0 --set aug.cutmix=0 --set train.max_steps=50
+           --set train.log_every_steps=10 --set train.device=cuda --set "train.run_dir=$work/runs"
+           --set train.name=ours --set train.progress=lines --set checkpoint.enabled=false)
+# Steady images/s of our run from its metrics.jsonl, leaving out the first (warm-up) window.
+cat >"$work/steady.py" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+tr = [r for r in recs if r["type"] == "train"][1:]
+step = sum(r["step_s"] for r in tr) / len(tr)
+print(json.dumps({"images_per_s": sum(r["images_per_s"] for r in tr) / len(tr),
+                  "step_ms": step * 1e3,
+                  "data_share": sum(r["data_wait_s"] for r in tr) / len(tr) / step}))
+PY
+bench ours_coatnet_0_bf16 180 bash -c 'py=$0 steady=$1 runs=$2; shift 2
+  "$@" >"$runs.log" 2>&1 || { tail -20 "$runs.log"; exit 1; }
+  "$py" "$steady" "$runs/ours"' "$py" "$work/steady.py" "$work/runs" "$coatnet" train "${ours_args[@]}"
+peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --image-size 224
+      --in-chans 3 --num-classes 1000 --batch 128 --device cuda --amp bf16 --channels-last
+      --threads "$(nproc)")
+bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30
+bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
+  --batches 40 --uint8 --json
+bench timm_compile_bf16 240 "${peer[@]}" --compile --warmup 3 --steps 30
+
+# --- the table and the JSON -----------------------------------------------------------------------
+"$py" - "$results" "$out" "$gpu_name" "$(($(date +%s) - t_start))" "$("$coatnet" info --model coatnet_0_224 --json)" <<'PY'
+import json, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+out, gpu, total_s, info = sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
+def bench(name):
+    for r in rows:
+        if r[0] == "bench " + name and r[1] == "ok":
+            try: return json.loads(r[3])
+            except json.JSONDecodeError: return None
+ours, eager, comp = bench("ours_coatnet_0_bf16"), bench("timm_eager_bf16"), bench("timm_compile_bf16")
+mm, loader = bench("matmul_bf16"), bench("loader_cores")
+flops_per_image = 3 * 2 * info["gmacs"] * 1e9  # forward + backward (twice the forward)
+datasheet = 989.4e12 if "H100" in gpu or "H200" in gpu else None  # dense bf16, SXM
+summary = {"gpu": gpu, "total_s": total_s, "tests": {}, "bench": {}}
+for r in rows:
+    (summary["tests"] if r[0].startswith(("test", "build", "kernels", "photo")) else summary["bench"])[r[0]] = \
+        {"status": r[1], "seconds": int(r[2]), "detail": r[3]}
+ips = lambda b: b["images_per_s"] if b else None
+goals = []
+def ratio(name, a, b, goal):
+    v = a / b if a and b else None
+    summary[name] = v
+    goals.append((name, v, goal))
+ratio("ours_vs_timm_eager", ips(ours), ips(eager), 1.3)
+ratio("ours_vs_timm_compile", ips(ours), ips(comp), 1.0)
+ratio("loader_vs_gpu_consumption", ips(loader), ips(ours), 2.0)
+for name, b in (("ours", ours), ("timm_eager", eager), ("timm_compile", comp)):
+    if b:
+        summary[f"mfu_{name}_datasheet"] = b["images_per_s"] * flops_per_image / datasheet if datasheet else None
+        summary[f"mfu_{name}_measured_matmul"] = b["images_per_s"] * flops_per_image / (mm["tflops"] * 1e12) if mm else None
+json.dump(summary, open(f"{out}/gpu-check.json", "w"), indent=1)
+lines = [f"gpu-check on {gpu}: {total_s} s end to end (goal <= 480)", "",
+         "| step | status | s | detail |", "| --- | --- | ---: | --- |"]
+for r in rows:
+    lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3][:160]} |")
+lines += ["", "| figure | value | goal |", "| --- | ---: | ---: |"]
+fmt = lambda v, f="{:.1f}": "n/a" if v is None else f.format(v)
+for name, b in (("ours", ours), ("timm eager", eager), ("timm compile", comp), ("loader", loader)):
+    lines.append(f"| {name} images/s | {fmt(ips(b))} | |")
+for name, v, goal in goals:
+    lines.append(f"| {name} | {fmt(v, '{:.2f}')} | >= {goal} |")
+for k in sorted(summary):
+    if k.startswith("mfu_"):
+        lines.append(f"| {k} | {fmt(summary[k], '{:.1%}')} | |")
+lines.append(f"| bf16 matmul 8192^3 TFLOP/s | {fmt(mm and mm['tflops'])} | |")
+open(f"{out}/gpu-check.txt", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+bad = [r[0] for r in rows if r[1] == "FAIL"]
+sys.exit(1 if bad else 0)
+PY
