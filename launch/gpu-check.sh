@@ -18,7 +18,8 @@
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
 #    the GPU and resumed bit-exactly;
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
-#    (ours, timm eager AMP channels-last, timm + torch.compile), MFU against the datasheet and
+#    (ours, ours with the batch_prep kernel, timm eager AMP channels-last, timm +
+#    torch.compile), each kernel of src/cuda against its ATen composite, MFU against the datasheet and
 #    against a bf16 matrix product measured here, and the loader's images/s on this machine's
 #    cores (photo-like JPEGs made here from scikit-image's photos) against what the GPU consumes.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
@@ -84,7 +85,7 @@ if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
   t0=$(date +%s)
   if TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} cmake -S "$root" -B "$build" -G Ninja \
        -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix${prefix_path:+;$prefix_path}" \
-       -DCOATNET_PYTHON="$py" -DCMAKE_CUDA_ARCHITECTURES=90 >"$out/configure.log" 2>&1 &&
+       -DCOATNET_PYTHON="$py" >"$out/configure.log" 2>&1 &&
      cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1; then
     record build pass $(($(date +%s) - t0)) "$(grep -o 'coatnet: [A-Za-z ]* *found[^"]*' "$out/configure.log" | head -3 | tr '\n' ';')"
   else
@@ -120,7 +121,8 @@ test_step nonfinite_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" nonfinite "$coatnet" "$py"
 test_step resume_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
-record "kernels vs reference" "none yet" 0 "src/cuda holds no kernels yet: every GPU op is an ATen op"
+test_step kernels_vs_reference "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*'
+
 
 # --- 3. benchmarks --------------------------------------------------------------------------------
 bench() {  # NAME SECONDS_LIMIT COMMAND... : its last line of output (JSON) is the result
@@ -175,9 +177,14 @@ peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --imag
       --in-chans 3 --num-classes 1000 --batch 128 --device cuda --amp bf16 --channels-last
       --threads "$(nproc)")
 bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30
+bench kernels 60 "$build/bin/bench_kernels" --batch 128 --size 224
+bench ours_coatnet_0_bf16_batch_prep 180 bash -c 'py=$0 steady=$1 runs=$2; shift 2
+  "$@" >"$runs.log" 2>&1 || { tail -20 "$runs.log"; exit 1; }
+  "$py" "$steady" "$runs/ours_bp"' "$py" "$work/steady.py" "$work/runs" "$coatnet" train \
+  "${ours_args[@]}" --set train.name=ours_bp --set "train.cuda_kernels=[batch_prep]"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
   --batches 40 --uint8 --json
-bench timm_compile_bf16 240 "${peer[@]}" --compile --warmup 3 --steps 30
+bench timm_compile_bf16 150 "${peer[@]}" --compile --warmup 3 --steps 30
 
 # --- the table and the JSON -----------------------------------------------------------------------
 "$py" - "$results" "$out" "$gpu_name" "$(($(date +%s) - t_start))" "$("$coatnet" info --model coatnet_0_224 --json)" <<'PY'
@@ -217,7 +224,9 @@ for r in rows:
     lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3][:160]} |")
 lines += ["", "| figure | value | goal |", "| --- | ---: | ---: |"]
 fmt = lambda v, f="{:.1f}": "n/a" if v is None else f.format(v)
-for name, b in (("ours", ours), ("timm eager", eager), ("timm compile", comp), ("loader", loader)):
+ours_bp, kern = bench("ours_coatnet_0_bf16_batch_prep"), bench("kernels")
+for name, b in (("ours", ours), ("ours + batch_prep kernel", ours_bp), ("timm eager", eager),
+                ("timm compile", comp), ("loader", loader)):
     lines.append(f"| {name} images/s | {fmt(ips(b))} | |")
 for name, v, goal in goals:
     lines.append(f"| {name} | {fmt(v, '{:.2f}')} | >= {goal} |")
@@ -225,6 +234,10 @@ for k in sorted(summary):
     if k.startswith("mfu_"):
         lines.append(f"| {k} | {fmt(summary[k], '{:.1%}')} | |")
 lines.append(f"| bf16 matmul 8192^3 TFLOP/s | {fmt(mm and mm['tflops'])} | |")
+if kern:
+    lines.append(f"| batch_prep kernel vs ATen composite | {fmt(kern['speedup'], '{:.2f}')}x "
+                 f"({kern['kernel_ms']:.3f} vs {kern['composite_ms']:.3f} ms, "
+                 f"{kern['kernel_gb_per_s']:.0f} GB/s) | > 1 |")
 open(f"{out}/gpu-check.txt", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 bad = [r[0] for r in rows if r[1] == "FAIL"]

@@ -10,6 +10,7 @@ namespace {
 class Bf16 : public Precision {
  public:
   std::string name() const override { return "bf16"; }
+  at::ScalarType compute_dtype() const override { return at::kBFloat16; }
   std::unique_ptr<AutocastScope> autocast(const at::Device& d) const override {
     return std::make_unique<AutocastScope>(d.type(), at::kBFloat16);
   }

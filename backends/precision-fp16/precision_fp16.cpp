@@ -16,6 +16,7 @@ class Fp16 : public Precision {
  public:
   explicit Fp16(const ScalerOptions& o) : opt_(o) {}
   std::string name() const override { return "fp16"; }
+  at::ScalarType compute_dtype() const override { return at::kHalf; }
   std::unique_ptr<AutocastScope> autocast(const at::Device& d) const override {
     return std::make_unique<AutocastScope>(d.type(), at::kHalf);
   }

@@ -106,6 +106,9 @@ std::vector<KeySpec> build() {
           "step-… directory, or a checkpoint directory; empty = start fresh"),
       choice("train.device", "auto", {"auto", "cpu", "cuda"},
              "auto: the GPU of this rank's local rank when CUDA is available, else the CPU"),
+      key("train.cuda_kernels", K::StringList, "[]",
+          "opt-in CUDA kernels of src/cuda (GPU runs): batch_prep (uint8 batch -> normalise -> "
+          "Mixup/CutMix -> the autocast dtype, channels-last, in one pass)"),
       key("train.deterministic", K::Bool, "false",
           "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
           "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),

@@ -166,6 +166,14 @@ at::Tensor Loader::images_on(const Batch& batch, const at::Device& device) {
   return x.to(at::kFloat).mul_(device_scale_).add_(device_bias_);
 }
 
+at::Tensor Loader::scale() const {
+  return at::tensor(scale_, at::kFloat);
+}
+
+at::Tensor Loader::bias() const {
+  return at::tensor(bias_, at::kFloat);
+}
+
 Batch Loader::next() {
   auto p = pending_.front();
   auto t0 = std::chrono::steady_clock::now();

@@ -51,6 +51,11 @@ class Loader {
   // The batch's images on `device` as normalised float. A uint8 batch (normalize = false) is
   // normalised there, with the same float arithmetic as the loader's (bit-identical on CPU).
   at::Tensor images_on(const Batch& batch, const at::Device& device);
+  // Whether batches are uint8 (normalised later, by images_on or a fused kernel), and the
+  // per-channel normalisation v·scale + bias as (C) float32 tensors.
+  bool uint8_batches() const { return !opt_.normalize; }
+  at::Tensor scale() const;
+  at::Tensor bias() const;
   SamplerState state() const { return delivered_; }
   void restore(SamplerState s);  // drops prefetched batches and continues from s
   const Dataset& dataset() const { return *dataset_; }

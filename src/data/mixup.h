@@ -21,6 +21,7 @@ struct MixOptions {
 };
 
 struct MixInfo {
+  bool mixed = false;  // false: Mixup and CutMix are off, nothing changes
   double lam = 1.0;
   bool cutmix = false;
   int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;  // CutMix box (rows [y0,y1), columns [x0,x1))
@@ -30,7 +31,20 @@ struct MixInfo {
 // one-hot·(1-ε) + ε/K. Used with or without mixing.
 at::Tensor soft_targets(const at::Tensor& targets, int64_t num_classes, double smoothing);
 
-// Mixes `images` (B, C, H, W, float) in place and returns the mixed soft targets.
+// The mixing of one micro-batch, drawn from the keyed stream (images H×W): which of Mixup and
+// CutMix, λ, and CutMix's box (λ then the area kept).
+MixInfo draw_mix(const MixOptions& o, int64_t epoch, int64_t step, int rank, int64_t h, int64_t w);
+// Applies it: images (B, C, H, W, float) in place, with the batch's mirror; soft targets.
+void mix_images(at::Tensor& images, const MixInfo& m);
+at::Tensor mix_targets(const at::Tensor& soft, const MixInfo& m);
+
+// The ATen composite that cuda::prepare_batch fuses, and its reference: a uint8 batch (B, C,
+// H, W) normalised as v·scale + bias (per channel, two rounded float steps, as the loader),
+// mixed, in `dtype`, channels-last.
+at::Tensor prepare_batch_composite(const at::Tensor& images, const at::Tensor& scale,
+                                   const at::Tensor& bias, const MixInfo& m, at::ScalarType dtype);
+
+// All three: mixes `images` in place and returns the mixed soft targets.
 at::Tensor mix_batch(at::Tensor& images, const at::Tensor& targets, const MixOptions& o,
                      int64_t epoch, int64_t step, int rank, MixInfo* info = nullptr);
 

@@ -67,6 +67,9 @@ class Precision {
  public:
   virtual ~Precision() = default;
   virtual std::string name() const = 0;
+  // The dtype autocast computes convolutions and matrix products in (float32 for fp32): what
+  // a fused kernel feeding the model should produce.
+  virtual at::ScalarType compute_dtype() const { return at::kFloat; }
   // nullptr for fp32: no autocast.
   virtual std::unique_ptr<AutocastScope> autocast(const at::Device& device) const = 0;
   virtual at::Tensor scale_loss(const at::Tensor& loss) const { return loss; }

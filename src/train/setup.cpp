@@ -1,5 +1,7 @@
 #include "train/setup.h"
 
+#include "cuda/batch_prep.h"
+
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
@@ -106,6 +108,27 @@ void configure_gpu_kernels(const config::Config& cfg, const at::Device& device) 
   at::globalContext().setDeterministicCuDNN(deterministic);
   // warn_only: an op without a deterministic implementation warns instead of failing the run.
   if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+}
+
+bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
+                           const data::Loader& loader) {
+  bool wanted = false;
+  for (const std::string& k : cfg.get_strings("train.cuda_kernels")) {
+    if (k != "batch_prep")
+      throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + k +
+                                  "'; the kernels of src/cuda are: batch_prep");
+    wanted = true;
+  }
+  if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores it
+  if (!cuda::kernels_built())
+    throw std::invalid_argument(
+        "train.cuda_kernels = [batch_prep], but this coatnet was built without its CUDA "
+        "kernels (no nvcc at configure time; see `coatnet: CUDA kernels` in the configure output)");
+  if (!loader.uint8_batches())
+    throw std::invalid_argument(
+        "train.cuda_kernels: batch_prep takes uint8 batches, but data.dtype = float32 normalises "
+        "them on the loader threads; set data.dtype=auto (or uint8)");
+  return true;
 }
 
 int compute_threads(const config::Config& cfg, const dist::World& world) {

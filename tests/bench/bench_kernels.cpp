@@ -1,0 +1,79 @@
+// Each kernel of src/cuda against the ATen composite it replaces, on the GPU, in one run:
+// median milliseconds over repeated launches (after a warm-up), the achieved bandwidth of the
+// bytes the kernel must move, and the speed-up. One JSON object per kernel; exit 77 (skipped,
+// with the reason) without a GPU or without the kernels.
+//   bench_kernels [--batch 128] [--size 224]
+#include <ATen/ATen.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "cuda/batch_prep.h"
+#include "data/mixup.h"
+
+using namespace coatnet;
+
+namespace {
+
+// Median milliseconds of `fn` over 7 rounds of `reps` launches, synchronising around each.
+double median_ms(const std::function<void()>& fn, int reps) {
+  for (int i = 0; i < 3; ++i) fn();
+  torch::cuda::synchronize();
+  std::vector<double> ms;
+  for (int round = 0; round < 7; ++round) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) fn();
+    torch::cuda::synchronize();
+    ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+        reps);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t batch = 128, size = 224;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--size")) size = std::atoll(argv[i + 1]);
+  }
+  if (!cuda::kernels_built()) {
+    std::fprintf(stderr, "bench_kernels: skipped: built without the CUDA kernels (no nvcc)\n");
+    return 77;
+  }
+  if (!torch::cuda::is_available()) {
+    std::fprintf(stderr, "bench_kernels: skipped: no GPU visible\n");
+    return 77;
+  }
+  const at::Device gpu(at::kCUDA, 0);
+  at::Tensor u8 = at::randint(0, 256, {batch, 3, size, size}, at::TensorOptions().dtype(at::kByte))
+                      .contiguous(at::MemoryFormat::ChannelsLast)
+                      .to(gpu);
+  at::Tensor scale = at::full({3}, 1.0 / (255 * 0.25), at::TensorOptions().device(gpu));
+  at::Tensor bias = at::full({3}, -2.0, at::TensorOptions().device(gpu));
+  data::MixOptions mo;
+  mo.mixup_alpha = 0.8;
+  const data::MixInfo mix = data::draw_mix(mo, 0, 0, 0, size, size);
+  const double elements = static_cast<double>(u8.numel());
+  // Bytes the fused kernel must move: each uint8 read twice (self and mirror), bf16 written.
+  const double bytes = elements * (2 + 2);
+  const double kernel =
+      median_ms([&] { (void)cuda::prepare_batch(u8, scale, bias, mix, at::kBFloat16); }, 50);
+  const double composite = median_ms(
+      [&] { (void)data::prepare_batch_composite(u8, scale, bias, mix, at::kBFloat16); }, 20);
+  std::printf(
+      "{\"kernel\":\"batch_prep\",\"shape\":[%lld,3,%lld,%lld],\"mixup\":true,\"dtype\":\"bf16\","
+      "\"kernel_ms\":%.4f,\"composite_ms\":%.4f,\"speedup\":%.2f,\"kernel_gb_per_s\":%.1f}\n",
+      static_cast<long long>(batch), static_cast<long long>(size), static_cast<long long>(size),
+      kernel, composite, composite / kernel, bytes / kernel / 1e6);
+  return 0;
+}
