@@ -246,6 +246,7 @@ class NcclComm : public Comm {
                  rank_, p.what.c_str(), static_cast<long long>(p.step), why.c_str());
     std::fflush(stderr);
     ncclCommAbort(comm_);
+    exit_after_grace(3);
     MPI_Abort(MPI_COMM_WORLD, 3);
     std::_Exit(3);
   }

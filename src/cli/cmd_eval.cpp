@@ -42,6 +42,7 @@ int cmd_eval(int argc, char** argv) {
       const at::Device device = train::choose_device(cfg, world);
       dist::CommOptions co;
       co.timeout_s = cfg.get_float("dist.timeout_s");
+      world.set_timeout(co.timeout_s);
       auto comm = dist::make_comm(cfg.get_string("dist.backend"), world, co, device.is_cuda());
       at::manual_seed(static_cast<uint64_t>(cfg.get_int("train.seed")));
       model::CoAtNet net(spec);

@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <thread>
+
+#include "dist/abort.h"
 
 namespace coatnet::dist {
 
@@ -23,6 +26,10 @@ void check(int rc, const char* what) {
   int len = 0;
   MPI_Error_string(rc, msg, &len);
   throw std::runtime_error(std::string(what) + " failed: " + std::string(msg, len));
+}
+
+void check(int rc, const std::string& what) {
+  check(rc, what.c_str());
 }
 
 std::unique_ptr<World>& instance() {
@@ -111,35 +118,66 @@ World::~World() {
   if (!finalized) MPI_Finalize();
 }
 
-void World::barrier() const {
-  check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+// Every collective of the World is non-blocking and waited on with a deadline (MPI_Test also
+// drives Open MPI's progress): a rank that stops taking part ends the job with a message
+// naming this rank, its host, the operation and the step, instead of a hang.
+namespace {
+
+void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
+                        const std::string& host, int64_t step, double timeout_s) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (int spins = 0;; ++spins) {
+    int flag = 0;
+    check(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), what);
+    if (flag) return;
+    if (std::chrono::duration<double>(clock::now() - start).count() > timeout_s)
+      abort_on_timeout(rank, what + " (on " + host + ")", step, timeout_s);
+    if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
 }
 
-int64_t World::sum(int64_t v) const {
+}  // namespace
+
+void World::barrier(const std::string& what) const {
+  MPI_Request req;
+  check(MPI_Ibarrier(MPI_COMM_WORLD, &req), what);
+  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
+}
+
+int64_t World::sum(int64_t v, const std::string& what) const {
   int64_t out = 0;
-  check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce(sum)");
+  MPI_Request req;
+  check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), what);
+  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
   return out;
 }
 
-int64_t World::max(int64_t v) const {
+int64_t World::max(int64_t v, const std::string& what) const {
   int64_t out = 0;
-  check(MPI_Allreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce(max)");
+  MPI_Request req;
+  check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), what);
+  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
   return out;
 }
 
-std::vector<std::string> World::gather_strings(const std::string& s) const {
+std::vector<std::string> World::gather_strings(const std::string& s,
+                                               const std::string& what) const {
   int len = static_cast<int>(s.size());
   std::vector<int> lens(size_), displs(size_);
-  check(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+  MPI_Request req;
+  check(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD, &req), what);
+  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
   int total = 0;
   for (int r = 0; r < size_; ++r) {
     displs[r] = total;
     total += lens[r];
   }
   std::string all(total, '\0');
-  check(MPI_Allgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR,
-                       MPI_COMM_WORLD),
-        "MPI_Allgatherv");
+  check(MPI_Iallgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR,
+                        MPI_COMM_WORLD, &req),
+        what);
+  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
   std::vector<std::string> out;
   for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
   return out;
@@ -148,6 +186,7 @@ std::vector<std::string> World::gather_strings(const std::string& s) const {
 void World::abort(int code) const {
   std::fflush(stdout);
   std::fflush(stderr);
+  exit_after_grace(code);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::exit(code);
 }

@@ -29,11 +29,16 @@ class World {
   static int cores_available();
   int threads_per_rank() const;
 
-  void barrier() const;
-  int64_t sum(int64_t v) const;  // all-reduce of one integer
-  int64_t max(int64_t v) const;
+  // Collectives over every rank, each bounded by the timeout (set_timeout): one that does not
+  // complete in time aborts the job naming this rank, its host, `what` and the step.
+  void barrier(const std::string& what = "barrier") const;
+  int64_t sum(int64_t v, const std::string& what = "sum over ranks") const;
+  int64_t max(int64_t v, const std::string& what = "max over ranks") const;
   // Every rank's string, in rank order (for collecting per-rank reports on rank 0).
-  std::vector<std::string> gather_strings(const std::string& s) const;
+  std::vector<std::string> gather_strings(const std::string& s,
+                                          const std::string& what = "gather of reports") const;
+  void set_timeout(double seconds) { timeout_s_ = seconds; }  // dist.timeout_s
+  void set_step(int64_t step) { step_ = step; }               // shown in timeout messages
   [[noreturn]] void abort(int code) const;
 
  private:
@@ -41,6 +46,8 @@ class World {
   void find_local_rank();
   void check_launcher_world() const;  // throws when MPI's world is not what was launched
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  double timeout_s_ = 600;  // dist.timeout_s's default until a command sets it
+  int64_t step_ = -1;
   std::string host_;
 };
 

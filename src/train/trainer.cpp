@@ -19,6 +19,7 @@
 
 #include "checkpoint/checkpointer.h"
 #include "config/config.h"
+#include "cuda/batch_prep.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/mixup.h"
@@ -38,6 +39,7 @@
 #include "train/setup.h"
 #include "util/clock.h"
 #include "util/keyed_random.h"
+#include "util/text.h"
 
 namespace coatnet::train {
 
@@ -173,10 +175,15 @@ double sample_hash(const std::vector<int64_t>& indices) {
 
 }  // namespace
 
-void maybe_stall(int rank, int64_t step) {
+// COATNET_FAULT_STALL_AT: where in the step the rank stalls — "start" (the default: before
+// its forward, so the others wait in the gradient all-reduce) or "boundary" (after the update,
+// so the others wait in the step-boundary agreement).
+void maybe_stall(int rank, int64_t step, const char* where) {
   const char* r = std::getenv("COATNET_FAULT_STALL_RANK");
   const char* s = std::getenv("COATNET_FAULT_STALL_STEP");
+  const char* at = std::getenv("COATNET_FAULT_STALL_AT");
   if (!r || !s || std::atoi(r) != rank || std::atoll(s) != step) return;
+  if (std::string(at ? at : "start") != where) return;
   std::fprintf(stderr, "[rank %d] fault injection: stalling at step %lld\n", rank,
                static_cast<long long>(step));
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -205,6 +212,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   // From here on the config with its device-dependent "auto"s resolved: what runs is what the
   // run directory's config and the checkpoints record.
   const config::Config cfg = resolved_for(requested, device);
+  world.set_timeout(cfg.get_float("dist.timeout_s"));
   dist::CommOptions comm_opts;
   comm_opts.timeout_s = cfg.get_float("dist.timeout_s");
   comm_opts.device_index = device.is_cuda() ? device.index() : -1;
@@ -283,7 +291,10 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   mix.label_smoothing = cfg.get_float("loss.label_smoothing");
   mix.num_classes = spec.num_classes;
   mix.seed = seed;
-  const bool mixing = mix.mixup_alpha > 0 || mix.cutmix_alpha > 0;
+  // train.cuda_kernels: batch_prep normalises, mixes and casts a uint8 batch in one kernel.
+  const bool fused_batch = use_batch_prep_kernel(cfg, device, train_loader);
+  const at::Tensor batch_scale = train_loader.scale().to(device);
+  const at::Tensor batch_bias = train_loader.bias().to(device);
 
   // --- run directory, checkpoints, resume ---
   TrainSummary summary;
@@ -361,7 +372,10 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   auto record = [&](const json::Value& v) {
     if (metrics_file) metrics_file->write(v);
   };
-  std::vector<std::string> hosts = world.gather_strings(world.host() + " " + device.str());
+  // Where every rank runs: host, local rank, threads and device (rank 0 writes them all).
+  const std::vector<std::string> placements =
+      world.gather_strings(world.host() + "\t" + std::to_string(world.local_rank()) + "\t" +
+                           std::to_string(threads) + "\t" + device.str());
   {
     json::Value env = json::Value::object();
     env["type"] = "env";
@@ -369,7 +383,16 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     env["world_size"] = world.size();
     env["ranks_per_node"] = world.local_size();
     json::Value ranks = json::Value::array();
-    for (const auto& h : hosts) ranks.push_back(h);
+    for (size_t r = 0; r < placements.size(); ++r) {
+      const std::vector<std::string> f = text::split(placements[r], '\t');
+      json::Value p = json::Value::object();
+      p["rank"] = static_cast<int64_t>(r);
+      p["host"] = f.at(0);
+      p["local_rank"] = static_cast<int64_t>(std::stoll(f.at(1)));
+      p["threads"] = static_cast<int64_t>(std::stoll(f.at(2)));
+      p["device"] = f.at(3);
+      ranks.push_back(p);
+    }
     env["ranks"] = ranks;
     env["comm"] = comm->name();
     env["threads_per_rank"] = threads;
@@ -488,6 +511,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   for (int64_t step = start_step; step < total_steps; ++step) {
     const auto t_step = clock_type::now();
     comm->set_step(step);
+    world.set_step(step);
     maybe_stall(world.rank(), step);
     at::manual_seed(key_of(rank_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(sched, step);
@@ -498,11 +522,18 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       epoch = batch.epoch;
       data_wait += batch.wait_seconds;
       data_hash += sample_hash(batch.indices);
-      at::Tensor images = train_loader.images_on(batch, device);
-      at::Tensor targets = batch.targets.to(device);
-      at::Tensor soft =
-          mixing ? data::mix_batch(images, targets, mix, batch.epoch, micro_index, world.rank())
-                 : data::soft_targets(targets, spec.num_classes, mix.label_smoothing);
+      const data::MixInfo m = data::draw_mix(mix, batch.epoch, micro_index, world.rank(),
+                                             batch.images.size(2), batch.images.size(3));
+      at::Tensor images;
+      if (fused_batch) {
+        images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), batch_scale,
+                                     batch_bias, m, precision->compute_dtype());
+      } else {
+        images = train_loader.images_on(batch, device);
+        data::mix_images(images, m);
+      }
+      at::Tensor soft = data::mix_targets(
+          data::soft_targets(batch.targets.to(device), spec.num_classes, mix.label_smoothing), m);
       at::Tensor loss;
       {
         auto autocast = precision->autocast(device);
@@ -582,7 +613,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     summary.steps = done;
     if (ckpt) ckpt->poll();
     // Every rank sees the same decision: a stop signal on any rank stops all of them here.
-    const bool stop = world.max(stop_signal.load()) != 0;
+    maybe_stall(world.rank(), step, "boundary");
+    const bool stop = world.max(stop_signal.load(), "stop-signal agreement") != 0;
     if (checkpoints && (stop || done % steps_per_epoch == 0 ||
                         (ckpt_every > 0 && done % ckpt_every == 0) || done == total_steps)) {
       ckpt->save(resume_point(done));

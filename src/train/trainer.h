@@ -36,6 +36,6 @@ TrainSummary train(const config::Config& cfg, dist::World& world);
 
 // Fault injection for the timeout test: rank COATNET_FAULT_STALL_RANK stops taking part
 // (sleeps) at step COATNET_FAULT_STALL_STEP. Off unless both variables are set.
-void maybe_stall(int rank, int64_t step);
+void maybe_stall(int rank, int64_t step, const char* where = "start");
 
 }  // namespace coatnet::train

@@ -71,6 +71,22 @@ timeout)
   grep -q "\[rank 0\] coatnet: error: collective .* at step 2 did not complete within dist.timeout_s = 5" \
     "$work/stall.log" || { cat "$work/stall.log"; fail "no timeout message naming rank, op and step"; }
   (( took < 40 )) || fail "abort took $took s (timeout 5 s)"
+  # Stalled after its update: the other rank waits in the step-boundary agreement (a World
+  # collective, not the comm plugin's), which has the same deadline and names the host.
+  start=$(date +%s)
+  set +e
+  COATNET_FAULT_STALL_RANK=1 COATNET_FAULT_STALL_STEP=2 COATNET_FAULT_STALL_AT=boundary \
+    timeout 120 mpirun --oversubscribe -np 2 -x COATNET_FAULT_STALL_RANK \
+    -x COATNET_FAULT_STALL_STEP -x COATNET_FAULT_STALL_AT "$coatnet" train "${common[@]}" \
+    --set dist.timeout_s=5 --set train.name=stall2 >"$work/stall2.log" 2>&1
+  rc=$?
+  set -e
+  took=$(( $(date +%s) - start ))
+  echo "boundary stall: exit $rc after $took s"
+  [[ $rc != 0 && $rc != 124 ]] || fail "expected an abort at the boundary (rc $rc)"
+  grep -q "\[rank 0\] coatnet: error: collective 'stop-signal agreement (on $(hostname))' at step 2 did not complete within dist.timeout_s = 5" \
+    "$work/stall2.log" || { cat "$work/stall2.log"; fail "no timeout message for the step-boundary agreement"; }
+  (( took < 40 )) || fail "abort took $took s (timeout 5 s)"
   echo "PASS: timeout"
   ;;
 errors)
@@ -88,6 +104,13 @@ errors)
   set -e
   [[ $rc == 1 ]] || fail "nccl without a GPU: expected exit 1, got $rc"
   echo "$out" | grep -q "nccl needs a GPU" || { echo "$out"; fail "no message about nccl"; }
+  set +e
+  out=$("$coatnet" train "${common[@]}" --set "train.cuda_kernels=[batch_prep, fused_all]" 2>&1)
+  rc=$?
+  set -e
+  [[ $rc == 1 ]] || fail "an unknown CUDA kernel: expected exit 1, got $rc"
+  echo "$out" | grep -q "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep" ||
+    { echo "$out"; fail "no message naming the unknown kernel"; }
   echo "PASS: errors"
   ;;
 nonfinite)
