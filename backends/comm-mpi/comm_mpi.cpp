@@ -71,7 +71,7 @@ class MpiWork : public Work {
 
 class MpiComm : public Comm {
  public:
-  explicit MpiComm(const CommOptions& o) : opt_(o) {
+  explicit MpiComm(const CommArgs& a) : opt_(a.options), hosts_(a.hosts) {
     // A communicator of its own: the trainer's collectives never interleave with World's.
     check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
     MPI_Comm_rank(comm_, &rank_);
@@ -86,6 +86,7 @@ class MpiComm : public Comm {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   double timeout_s() const { return opt_.timeout_s; }
+  const std::vector<std::string>& hosts() const { return hosts_; }
 
   std::unique_ptr<Work> allreduce_async(at::Tensor t, const std::string& what) override {
     check_tensor(t, what);
@@ -133,6 +134,7 @@ class MpiComm : public Comm {
 
  private:
   CommOptions opt_;
+  std::vector<std::string> hosts_;  // of every rank, for timeout messages
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
 };
@@ -153,14 +155,15 @@ void MpiWork::wait() {
     // decode threads and compute of other ranks on an oversubscribed node.
     if (polls < 2000) continue;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
-    if ((polls & 255) == 0 &&
-        std::chrono::duration<double>(clock::now() - start).count() > comm_.timeout_s())
-      abort_on_timeout(comm_.rank(), what_, comm_.step(), comm_.timeout_s());
+    if ((polls & 255) != 0) continue;
+    presence::serve();  // answer ranks that ask who is still here
+    if (std::chrono::duration<double>(clock::now() - start).count() > comm_.timeout_s())
+      abort_on_timeout(comm_.rank(), what_, comm_.step(), comm_.timeout_s(), comm_.hosts());
   }
 }
 
 void* create(const void* args) {
-  return static_cast<Comm*>(new MpiComm(static_cast<const CommArgs*>(args)->options));
+  return static_cast<Comm*>(new MpiComm(*static_cast<const CommArgs*>(args)));
 }
 
 const plugin::Descriptor* describe() {

@@ -87,7 +87,8 @@ class NcclWork : public Work {
 
 class NcclComm : public Comm {
  public:
-  explicit NcclComm(const CommArgs& a) : opt_(a.options), rank_(a.rank), size_(a.size) {
+  explicit NcclComm(const CommArgs& a)
+      : opt_(a.options), rank_(a.rank), size_(a.size), hosts_(a.hosts) {
     device_ = opt_.device_index >= 0 ? opt_.device_index : a.local_rank;
     check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
     ncclUniqueId id;
@@ -127,7 +128,7 @@ class NcclComm : public Comm {
     if (!cv.wait_for(lock, std::chrono::duration<double>(opt_.timeout_s),
                      [&] { return finished; })) {
       init.detach();
-      abort_on_timeout(rank_, "ncclCommInitRank", step_, opt_.timeout_s);
+      abort_on_timeout(rank_, "ncclCommInitRank", step_, opt_.timeout_s, hosts_);
     }
     lock.unlock();
     init.join();
@@ -230,7 +231,8 @@ class NcclComm : public Comm {
                                .count();
         if (age > opt_.timeout_s) {
           ncclCommAbort(comm_);
-          abort_on_timeout(rank_, pending_.front().what, pending_.front().step, opt_.timeout_s);
+          abort_on_timeout(rank_, pending_.front().what, pending_.front().step, opt_.timeout_s,
+                           hosts_, /*ask=*/false);  // the watchdog thread may not call MPI
         }
         break;
       }
@@ -253,6 +255,7 @@ class NcclComm : public Comm {
 
   CommOptions opt_;
   int rank_, size_, device_ = 0;
+  std::vector<std::string> hosts_;
   ncclComm_t comm_ = nullptr;
   c10::cuda::CUDAStream stream_{c10::cuda::getDefaultCUDAStream()};
   std::mutex mu_;

@@ -37,6 +37,7 @@ std::unique_ptr<Comm> make_comm(const std::string& backend, const World& world,
   args.rank = world.rank();
   args.size = world.size();
   args.local_rank = world.local_rank();
+  args.hosts = world.hosts();
   return plugin::create<Comm>("comm", name, &args, "dist.backend");
 }
 

@@ -32,6 +32,7 @@ struct CommOptions {
 struct CommArgs {
   CommOptions options;
   int rank = 0, size = 1, local_rank = 0;
+  std::vector<std::string> hosts;  // every rank's host, for timeout messages
 };
 
 // A started collective.

@@ -50,6 +50,7 @@ World& World::init(int& argc, char**& argv) {
   check(MPI_Comm_size(MPI_COMM_WORLD, &w->size_), "MPI_Comm_size");
   w->find_local_rank();
   w->check_launcher_world();
+  w->hosts_ = w->gather_strings(w->host_, "start-up: every rank's host name");
   // Destroy (and finalize) at exit, after every command has returned.
   std::atexit([] { instance().reset(); });
   return *w;
@@ -124,16 +125,19 @@ World::~World() {
 namespace {
 
 void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
-                        const std::string& host, int64_t step, double timeout_s) {
+                        const std::vector<std::string>& hosts, int64_t step, double timeout_s) {
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   for (int spins = 0;; ++spins) {
     int flag = 0;
     check(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), what);
     if (flag) return;
+    if (spins < 1000) continue;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if ((spins & 255) != 0) continue;
+    presence::serve();  // answer ranks that ask who is still here
     if (std::chrono::duration<double>(clock::now() - start).count() > timeout_s)
-      abort_on_timeout(rank, what + " (on " + host + ")", step, timeout_s);
-    if (spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      abort_on_timeout(rank, what, step, timeout_s, hosts);
   }
 }
 
@@ -142,14 +146,14 @@ void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
 void World::barrier(const std::string& what) const {
   MPI_Request req;
   check(MPI_Ibarrier(MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
+  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
 }
 
 int64_t World::sum(int64_t v, const std::string& what) const {
   int64_t out = 0;
   MPI_Request req;
   check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
+  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   return out;
 }
 
@@ -157,7 +161,7 @@ int64_t World::max(int64_t v, const std::string& what) const {
   int64_t out = 0;
   MPI_Request req;
   check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
+  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   return out;
 }
 
@@ -167,7 +171,7 @@ std::vector<std::string> World::gather_strings(const std::string& s,
   std::vector<int> lens(size_), displs(size_);
   MPI_Request req;
   check(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
+  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   int total = 0;
   for (int r = 0; r < size_; ++r) {
     displs[r] = total;
@@ -177,7 +181,7 @@ std::vector<std::string> World::gather_strings(const std::string& s,
   check(MPI_Iallgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR,
                         MPI_COMM_WORLD, &req),
         what);
-  wait_with_deadline(req, what, rank_, host_, step_, timeout_s_);
+  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   std::vector<std::string> out;
   for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
   return out;

@@ -24,6 +24,7 @@ class World {
   int local_rank() const { return local_rank_; }
   int local_size() const { return local_size_; }
   const std::string& host() const { return host_; }
+  const std::vector<std::string>& hosts() const { return hosts_; }  // every rank's, by rank
   // CPU cores this process may run on (its affinity mask), and a fair share of the node's
   // cores for one rank: intra-op threads when the config says 0.
   static int cores_available();
@@ -49,6 +50,7 @@ class World {
   double timeout_s_ = 600;  // dist.timeout_s's default until a command sets it
   int64_t step_ = -1;
   std::string host_;
+  std::vector<std::string> hosts_;
 };
 
 }  // namespace coatnet::dist

@@ -77,11 +77,14 @@ on_host() {
 
 # mpirun across the test hosts, started on host 1: TCP on the test subnet only. Used as
 # `"${mpirun_hosts[@]}" -np 4 PROG ...` (an array, so that on_host can run it).
+# hosts_mpi_opts holds the options alone (for launch/coatnet-mpirun).
 mpirun_hosts=()
+hosts_mpi_opts=()
 hosts_mpirun() {
-  mpirun_hosts=(on_host_cmd 1 mpirun --hostfile "$hosts_file" --mca plm_rsh_agent
-                "$hosts_dir/netns-rsh" --mca btl tcp,self --mca btl_tcp_if_include
-                "$hosts_subnet.0/24" --mca oob_tcp_if_include "$hosts_subnet.0/24" --bind-to none)
+  hosts_mpi_opts=(--hostfile "$hosts_file" --mca plm_rsh_agent "$hosts_dir/netns-rsh"
+                  --mca btl tcp,self --mca btl_tcp_if_include "$hosts_subnet.0/24"
+                  --mca oob_tcp_if_include "$hosts_subnet.0/24" --bind-to none)
+  mpirun_hosts=(on_host_cmd 1 mpirun "${hosts_mpi_opts[@]}")
 }
 on_host_cmd() { on_host "$@"; }
 

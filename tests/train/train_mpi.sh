@@ -68,23 +68,24 @@ timeout)
   took=$(( $(date +%s) - start ))
   echo "exit $rc after $took s"; grep "did not complete" "$work/stall.log" || true
   [[ $rc != 0 && $rc != 124 ]] || fail "expected an abort (rc $rc)"
-  grep -q "\[rank 0\] coatnet: error: collective .* at step 2 did not complete within dist.timeout_s = 5" \
-    "$work/stall.log" || { cat "$work/stall.log"; fail "no timeout message naming rank, op and step"; }
+  grep -q "\[rank 0\] coatnet: error: collective .* at step 2 did not complete within dist.timeout_s = 5 s on $(hostname): rank 1 (on $(hostname)) has stopped taking part" \
+    "$work/stall.log" || { cat "$work/stall.log"; fail "no timeout message naming rank, op, step and the silent rank"; }
   (( took < 40 )) || fail "abort took $took s (timeout 5 s)"
-  # Stalled after its update: the other rank waits in the step-boundary agreement (a World
-  # collective, not the comm plugin's), which has the same deadline and names the host.
+  # Stalled after its update, at 3 ranks: the others wait in the step-boundary agreement (a
+  # World collective, not the comm plugin's), which has the same deadline; the message names
+  # rank 2 alone — rank 1, waiting too, answers.
   start=$(date +%s)
   set +e
-  COATNET_FAULT_STALL_RANK=1 COATNET_FAULT_STALL_STEP=2 COATNET_FAULT_STALL_AT=boundary \
-    timeout 120 mpirun --oversubscribe -np 2 -x COATNET_FAULT_STALL_RANK \
+  COATNET_FAULT_STALL_RANK=2 COATNET_FAULT_STALL_STEP=2 COATNET_FAULT_STALL_AT=boundary \
+    timeout 120 mpirun --oversubscribe -np 3 -x COATNET_FAULT_STALL_RANK \
     -x COATNET_FAULT_STALL_STEP -x COATNET_FAULT_STALL_AT "$coatnet" train "${common[@]}" \
-    --set dist.timeout_s=5 --set train.name=stall2 >"$work/stall2.log" 2>&1
+    --set data.batch_size=12 --set dist.timeout_s=5 --set train.name=stall2 >"$work/stall2.log" 2>&1
   rc=$?
   set -e
   took=$(( $(date +%s) - start ))
   echo "boundary stall: exit $rc after $took s"
   [[ $rc != 0 && $rc != 124 ]] || fail "expected an abort at the boundary (rc $rc)"
-  grep -q "\[rank 0\] coatnet: error: collective 'stop-signal agreement (on $(hostname))' at step 2 did not complete within dist.timeout_s = 5" \
+  grep -q "\[rank 0\] coatnet: error: collective 'stop-signal agreement' at step 2 did not complete within dist.timeout_s = 5 s on $(hostname): rank 2 (on $(hostname)) has stopped taking part" \
     "$work/stall2.log" || { cat "$work/stall2.log"; fail "no timeout message for the step-boundary agreement"; }
   (( took < 40 )) || fail "abort took $took s (timeout 5 s)"
   echo "PASS: timeout"
