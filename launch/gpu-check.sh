@@ -85,7 +85,7 @@ if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
   t0=$(date +%s)
   if TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} cmake -S "$root" -B "$build" -G Ninja \
        -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix${prefix_path:+;$prefix_path}" \
-       -DCOATNET_PYTHON="$py" >"$out/configure.log" 2>&1 &&
+       -DCOATNET_PYTHON="$py" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 >"$out/configure.log" 2>&1 &&
      cmake --build "$build" -j "$(nproc)" >"$out/build.log" 2>&1; then
     record build pass $(($(date +%s) - t0)) "$(grep -o 'coatnet: [A-Za-z ]* *found[^"]*' "$out/configure.log" | head -3 | tr '\n' ';')"
   else

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "dist/abort.h"
+#include "dist/check.h"
 #include "dist/comm.h"
 #include "plugin/abi.h"
 
@@ -41,14 +42,6 @@ void check_tensor(const at::Tensor& t, const std::string& what) {
     throw std::invalid_argument("comm-mpi: " + what + ": tensor is not contiguous");
 }
 
-void check(int rc, const std::string& what) {
-  if (rc == MPI_SUCCESS) return;
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  throw std::runtime_error("comm-mpi: " + what + " failed: " + std::string(msg, len));
-}
-
 class MpiComm;
 
 class MpiWork : public Work {
@@ -73,7 +66,7 @@ class MpiComm : public Comm {
  public:
   explicit MpiComm(const CommArgs& a) : opt_(a.options), hosts_(a.hosts) {
     // A communicator of its own: the trainer's collectives never interleave with World's.
-    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+    COATNET_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
@@ -91,18 +84,18 @@ class MpiComm : public Comm {
   std::unique_ptr<Work> allreduce_async(at::Tensor t, const std::string& what) override {
     check_tensor(t, what);
     auto w = std::make_unique<MpiWork>(*this, what, t);
-    check(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what),
-                         MPI_SUM, comm_, &w->request),
-          "MPI_Iallreduce (" + what + ")");
+    COATNET_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
+                                     mpi_type(t, what), MPI_SUM, comm_, &w->request),
+                      "MPI_Iallreduce (" + what + ")");
     return w;
   }
 
   void broadcast(at::Tensor t, int root, const std::string& what) override {
     check_tensor(t, what);
     MpiWork w(*this, what, t);
-    check(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what), root, comm_,
-                     &w.request),
-          "MPI_Ibcast (" + what + ")");
+    COATNET_MPI_CHECK(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t, what), root,
+                                 comm_, &w.request),
+                      "MPI_Ibcast (" + what + ")");
     w.wait();
   }
 
@@ -114,16 +107,16 @@ class MpiComm : public Comm {
     at::Tensor out = at::empty(shape, in.options());
     MpiWork w(*this, what, out);
     const int n = static_cast<int>(in.numel());
-    check(MPI_Iallgather(in.data_ptr(), n, mpi_type(in, what), out.data_ptr(), n,
-                         mpi_type(in, what), comm_, &w.request),
-          "MPI_Iallgather (" + what + ")");
+    COATNET_MPI_CHECK(MPI_Iallgather(in.data_ptr(), n, mpi_type(in, what), out.data_ptr(), n,
+                                     mpi_type(in, what), comm_, &w.request),
+                      "MPI_Iallgather (" + what + ")");
     w.wait();
     return out;
   }
 
   void barrier(const std::string& what) override {
     MpiWork w(*this, what, at::Tensor());
-    check(MPI_Ibarrier(comm_, &w.request), "MPI_Ibarrier (" + what + ")");
+    COATNET_MPI_CHECK(MPI_Ibarrier(comm_, &w.request), "MPI_Ibarrier (" + what + ")");
     w.wait();
   }
 
@@ -142,7 +135,7 @@ class MpiComm : public Comm {
 bool MpiWork::done() {
   if (finished_) return true;
   int flag = 0;
-  check(MPI_Test(&request, &flag, MPI_STATUS_IGNORE), "MPI_Test (" + what_ + ")");
+  COATNET_MPI_CHECK(MPI_Test(&request, &flag, MPI_STATUS_IGNORE), "MPI_Test (" + what_ + ")");
   finished_ = flag != 0;
   return finished_;
 }

@@ -24,21 +24,13 @@
 #include <thread>
 
 #include "dist/abort.h"
+#include "dist/check.h"
 #include "dist/comm.h"
 #include "plugin/abi.h"
 
 namespace coatnet::dist {
 
 namespace {
-
-void check_cuda(cudaError_t rc, const std::string& what) {
-  if (rc != cudaSuccess)
-    throw std::runtime_error("comm-nccl: " + what + ": " + cudaGetErrorString(rc));
-}
-void check_nccl(ncclResult_t rc, const std::string& what) {
-  if (rc != ncclSuccess)
-    throw std::runtime_error("comm-nccl: " + what + ": " + ncclGetErrorString(rc));
-}
 
 ncclDataType_t nccl_type(const at::Tensor& t, const std::string& what) {
   switch (t.scalar_type()) {
@@ -64,7 +56,9 @@ ncclDataType_t nccl_type(const at::Tensor& t, const std::string& what) {
 // A completion event, shared by the Work handed to the caller and the watchdog's entry.
 struct Event {
   cudaEvent_t e = nullptr;
-  Event() { check_cuda(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate"); }
+  Event() {
+    COATNET_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+  }
   ~Event() {
     if (e) cudaEventDestroy(e);
   }
@@ -90,9 +84,9 @@ class NcclComm : public Comm {
   explicit NcclComm(const CommArgs& a)
       : opt_(a.options), rank_(a.rank), size_(a.size), hosts_(a.hosts) {
     device_ = opt_.device_index >= 0 ? opt_.device_index : a.local_rank;
-    check_cuda(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+    COATNET_CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
     ncclUniqueId id;
-    if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    if (rank_ == 0) COATNET_NCCL_CHECK(ncclGetUniqueId(&id), "ncclGetUniqueId");
     if (MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
       throw std::runtime_error("comm-nccl: MPI_Bcast of the NCCL unique id failed");
     init_with_deadline(id);
@@ -132,7 +126,7 @@ class NcclComm : public Comm {
     }
     lock.unlock();
     init.join();
-    check_nccl(rc, "ncclCommInitRank");
+    COATNET_NCCL_CHECK(rc, "ncclCommInitRank");
   }
   std::string name() const override { return "nccl"; }
   int rank() const override { return rank_; }
@@ -149,11 +143,11 @@ class NcclComm : public Comm {
     if (!t.is_contiguous()) throw std::invalid_argument("comm-nccl: " + what + ": not contiguous");
     c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(device_);
     Event ready;
-    check_cuda(cudaEventRecord(ready.e, caller.stream()), "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(stream_.stream(), ready.e, 0), "cudaStreamWaitEvent");
-    check_nccl(launch(stream_.stream()), what);
+    COATNET_CUDA_CHECK(cudaEventRecord(ready.e, caller.stream()), "cudaEventRecord");
+    COATNET_CUDA_CHECK(cudaStreamWaitEvent(stream_.stream(), ready.e, 0), "cudaStreamWaitEvent");
+    COATNET_NCCL_CHECK(launch(stream_.stream()), what);
     auto done = std::make_shared<Event>();
-    check_cuda(cudaEventRecord(done->e, stream_.stream()), "cudaEventRecord");
+    COATNET_CUDA_CHECK(cudaEventRecord(done->e, stream_.stream()), "cudaEventRecord");
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back({done, std::chrono::steady_clock::now(), what, step_, std::move(keep)});
@@ -270,8 +264,8 @@ bool NcclWork::done() {
 }
 
 void NcclWork::wait() {
-  check_cuda(cudaStreamWaitEvent(comm_.caller_stream().stream(), event_->e, 0),
-             "cudaStreamWaitEvent");
+  COATNET_CUDA_CHECK(cudaStreamWaitEvent(comm_.caller_stream().stream(), event_->e, 0),
+                     "cudaStreamWaitEvent");
 }
 
 void* create(const void* args) {

@@ -15,22 +15,11 @@
 #include <thread>
 
 #include "dist/abort.h"
+#include "dist/check.h"
 
 namespace coatnet::dist {
 
 namespace {
-
-void check(int rc, const char* what) {
-  if (rc == MPI_SUCCESS) return;
-  char msg[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  MPI_Error_string(rc, msg, &len);
-  throw std::runtime_error(std::string(what) + " failed: " + std::string(msg, len));
-}
-
-void check(int rc, const std::string& what) {
-  check(rc, what.c_str());
-}
 
 std::unique_ptr<World>& instance() {
   static std::unique_ptr<World> w;
@@ -44,10 +33,14 @@ World& World::init(int& argc, char**& argv) {
   if (w) return *w;
   int provided = 0;
   // Worker threads (decoders, the comm backend) never call MPI; the main thread does.
-  check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+  COATNET_MPI_CHECK(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided),
+                    "MPI_Init_thread");
   w.reset(new World());
-  check(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_), "MPI_Comm_rank");
-  check(MPI_Comm_size(MPI_COMM_WORLD, &w->size_), "MPI_Comm_size");
+  // Errors come back as return codes, so the checks below can say where they happened
+  // (COATNET_MPI_CHECK), instead of MPI aborting with a message that names none of it.
+  COATNET_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "start-up");
+  COATNET_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_), "MPI_Comm_rank");
+  COATNET_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &w->size_), "MPI_Comm_size");
   w->find_local_rank();
   w->check_launcher_world();
   w->hosts_ = w->gather_strings(w->host_, "start-up: every rank's host name");
@@ -75,14 +68,15 @@ void World::check_launcher_world() const {
 
 void World::find_local_rank() {
   MPI_Comm node;
-  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
-        "MPI_Comm_split_type");
-  check(MPI_Comm_rank(node, &local_rank_), "MPI_Comm_rank(node)");
-  check(MPI_Comm_size(node, &local_size_), "MPI_Comm_size(node)");
+  COATNET_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+      "MPI_Comm_split_type");
+  COATNET_MPI_CHECK(MPI_Comm_rank(node, &local_rank_), "MPI_Comm_rank(node)");
+  COATNET_MPI_CHECK(MPI_Comm_size(node, &local_size_), "MPI_Comm_size(node)");
   MPI_Comm_free(&node);
   char name[MPI_MAX_PROCESSOR_NAME];
   int len = 0;
-  check(MPI_Get_processor_name(name, &len), "MPI_Get_processor_name");
+  COATNET_MPI_CHECK(MPI_Get_processor_name(name, &len), "MPI_Get_processor_name");
   host_.assign(name, len);
   // The launcher's own idea of the local rank must agree, or GPUs would be shared by accident
   // (e.g. a hostfile listing one node twice under two names).
@@ -130,7 +124,7 @@ void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
   const auto start = clock::now();
   for (int spins = 0;; ++spins) {
     int flag = 0;
-    check(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), what);
+    COATNET_MPI_CHECK(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), what);
     if (flag) return;
     if (spins < 1000) continue;
     std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -145,14 +139,14 @@ void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
 
 void World::barrier(const std::string& what) const {
   MPI_Request req;
-  check(MPI_Ibarrier(MPI_COMM_WORLD, &req), what);
+  COATNET_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req), what);
   wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
 }
 
 int64_t World::sum(int64_t v, const std::string& what) const {
   int64_t out = 0;
   MPI_Request req;
-  check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), what);
+  COATNET_MPI_CHECK(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), what);
   wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   return out;
 }
@@ -160,7 +154,7 @@ int64_t World::sum(int64_t v, const std::string& what) const {
 int64_t World::max(int64_t v, const std::string& what) const {
   int64_t out = 0;
   MPI_Request req;
-  check(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), what);
+  COATNET_MPI_CHECK(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), what);
   wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   return out;
 }
@@ -170,7 +164,8 @@ std::vector<std::string> World::gather_strings(const std::string& s,
   int len = static_cast<int>(s.size());
   std::vector<int> lens(size_), displs(size_);
   MPI_Request req;
-  check(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD, &req), what);
+  COATNET_MPI_CHECK(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD, &req),
+                    what);
   wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   int total = 0;
   for (int r = 0; r < size_; ++r) {
@@ -178,9 +173,9 @@ std::vector<std::string> World::gather_strings(const std::string& s,
     total += lens[r];
   }
   std::string all(total, '\0');
-  check(MPI_Iallgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR,
-                        MPI_COMM_WORLD, &req),
-        what);
+  COATNET_MPI_CHECK(MPI_Iallgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(),
+                                    MPI_CHAR, MPI_COMM_WORLD, &req),
+                    what);
   wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
   std::vector<std::string> out;
   for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));

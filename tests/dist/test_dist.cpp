@@ -3,14 +3,18 @@
 // checked on every rank; failures are summed across ranks into the exit code).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
+#include "dist/check.h"
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "dist/sync_bn.h"
@@ -318,6 +322,25 @@ TEST(SyncBatchNorm, LowPrecisionOnGpuOverNccl) {
   const at::Device gpu(at::kCUDA, g_world->local_rank());
   expect_low_precision_close_to_fp32(at::kBFloat16, std::ldexp(1.0, -8), comm.get(), gpu);
   expect_low_precision_close_to_fp32(at::kHalf, std::ldexp(1.0, -11), comm.get(), gpu);
+}
+
+TEST(Check, MpiErrorsNameTheCallFileLineRankAndHost) {
+  // World::init makes MPI return errors; the check turns one into an error saying where.
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  try {
+    COATNET_MPI_CHECK(MPI_Send(nullptr, 0, MPI_INT, g_world->size() + 7, 0, MPI_COMM_WORLD),
+                      "a send to no rank");
+    FAIL() << "a send to a rank that does not exist was accepted";
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("MPI error at tests/dist/test_dist.cpp:"), std::string::npos) << m;
+    EXPECT_NE(m.find("(rank " + std::to_string(g_world->rank()) + " on " + host + ")"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("a send to no rank: MPI_Send("), std::string::npos) << m;
+    if (g_world->is_root()) std::printf("the message: %s\n", m.c_str());
+  }
 }
 
 int main(int argc, char** argv) {

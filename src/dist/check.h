@@ -1,0 +1,76 @@
+// Checked calls to MPI, CUDA and NCCL. A failing call throws an error that names the library,
+// the call as written, its file:line, the library's own message, what it was doing, and this
+// process's rank and host: in a job of hundreds of ranks, a failure says where it happened.
+// Header-only, so the comm plugins use it without linking the core.
+//
+//   COATNET_MPI_CHECK(MPI_Ibarrier(comm, &req), "barrier before the commit");
+//   COATNET_CUDA_CHECK(cudaEventRecord(e, stream), "bucket 3");
+//   COATNET_NCCL_CHECK(ncclAllReduce(...), "gradient all-reduce");
+//
+// MPI reports errors to these checks only because World::init sets MPI_ERRORS_RETURN on
+// MPI_COMM_WORLD; otherwise MPI aborts by itself with a message that names none of this.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace coatnet::dist {
+
+// "rank 3 on node07", from the launcher's environment (mpirun, srun), so that it works before
+// MPI is up and in code that does not link MPI.
+inline std::string where_am_i() {
+  const char* r = nullptr;
+  for (const char* v : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"})
+    if (!r) r = std::getenv(v);
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  return std::string("rank ") + (r ? r : "0") + " on " + host;
+}
+
+// The source path from src/ or backends/ on: short, and the same on every machine.
+inline const char* source_path(const char* file) {
+  for (const char* root : {"/src/", "/backends/", "/tests/"})
+    if (const char* p = std::strstr(file, root)) return p + 1;
+  return file;
+}
+
+[[noreturn]] inline void check_failed(const char* lib, const char* call, const char* file, int line,
+                                      const std::string& message, const std::string& what) {
+  throw std::runtime_error(std::string(lib) + " error at " + source_path(file) + ":" +
+                           std::to_string(line) + " (" + where_am_i() + ")" +
+                           (what.empty() ? "" : ", " + what) + ": " + call + ": " + message);
+}
+
+}  // namespace coatnet::dist
+
+#define COATNET_MPI_CHECK(call, what)                                                 \
+  do {                                                                                \
+    const int coatnet_rc_ = (call);                                                   \
+    if (coatnet_rc_ != MPI_SUCCESS) {                                                 \
+      char coatnet_msg_[MPI_MAX_ERROR_STRING];                                        \
+      int coatnet_len_ = 0;                                                           \
+      MPI_Error_string(coatnet_rc_, coatnet_msg_, &coatnet_len_);                     \
+      ::coatnet::dist::check_failed("MPI", #call, __FILE__, __LINE__,                 \
+                                    std::string(coatnet_msg_, coatnet_len_), (what)); \
+    }                                                                                 \
+  } while (0)
+
+#define COATNET_CUDA_CHECK(call, what)                                        \
+  do {                                                                        \
+    const cudaError_t coatnet_rc_ = (call);                                   \
+    if (coatnet_rc_ != cudaSuccess)                                           \
+      ::coatnet::dist::check_failed("CUDA", #call, __FILE__, __LINE__,        \
+                                    cudaGetErrorString(coatnet_rc_), (what)); \
+  } while (0)
+
+#define COATNET_NCCL_CHECK(call, what)                                        \
+  do {                                                                        \
+    const ncclResult_t coatnet_rc_ = (call);                                  \
+    if (coatnet_rc_ != ncclSuccess)                                           \
+      ::coatnet::dist::check_failed("NCCL", #call, __FILE__, __LINE__,        \
+                                    ncclGetErrorString(coatnet_rc_), (what)); \
+  } while (0)
