@@ -25,6 +25,7 @@ int cmd_pack(int argc, char** argv);
 int cmd_data(int argc, char** argv);
 int cmd_ckpt(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_plan(int argc, char** argv);
 
 // `coatnet train` stopped by a signal after saving a checkpoint (EX_TEMPFAIL): the Slurm
 // scripts requeue the job on it, and the next start resumes.

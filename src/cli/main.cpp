@@ -9,6 +9,7 @@
 //   cli/cmd_data.cpp      data     inspect and verify packed shards
 //   cli/cmd_ckpt.cpp      ckpt     list, verify and describe checkpoints
 //   cli/cmd_export.cpp    export   a checkpoint's weights as safetensors
+//   cli/cmd_plan.cpp      plan     predicted scaling from an alpha-beta model of the buckets
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -39,6 +40,8 @@ const Command kCommands[] = {
     {"ckpt", "list, verify or describe checkpoints", coatnet::cli::cmd_ckpt},
     {"export", "write a checkpoint's weights as safetensors (timm names)",
      coatnet::cli::cmd_export},
+    {"plan", "predicted step time and scaling efficiency from 8 to 1,024 GPUs (alpha-beta model)",
+     coatnet::cli::cmd_plan},
     {"plugins", "list the plugins found (precision, comm, checkpoint backends)",
      coatnet::cli::cmd_plugins},
 };

@@ -30,7 +30,11 @@ expect() {
 expect 2 "usage: coatnet <command>" -- "$coatnet"
 expect 0 "commands:" -- "$coatnet" --help
 expect 2 "unknown command 'infoo' \(did you mean 'info'\?\)" -- "$coatnet" infoo
-for cmd in info forward train pack "pack idx" data "data inspect" "data verify" "data bench"; do
+expect 1 "--step-ms is needed: one GPU.s step time" -- "$coatnet" plan --model coatnet_0_224
+expect 1 "--link-gbps = .fast.: expected a positive number" -- "$coatnet" plan --model coatnet_0_224 --step-ms 100 --link-gbps fast
+expect 0 '"gpus":1024,"nodes":128' -- "$coatnet" plan --model coatnet_0_224 --step-ms 100 --json
+expect 0 "efficiency" -- "$coatnet" plan --model coatnet_0_224 --step-ms 100 --gpus 8,64
+for cmd in info forward train pack "pack idx" data "data inspect" "data verify" "data bench" plan; do
   expect 0 "usage: coatnet $cmd" -- "$coatnet" $cmd --help
 done
 expect 2 "unknown command 'inspekt' \(did you mean 'inspect'\?\)" -- "$coatnet" data inspekt x
