@@ -141,18 +141,8 @@ bool MpiWork::done() {
 }
 
 void MpiWork::wait() {
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  for (int polls = 0; !done(); ++polls) {
-    // Spin briefly (the usual case: the peer is just behind), then yield the core to the
-    // decode threads and compute of other ranks on an oversubscribed node.
-    if (polls < 2000) continue;
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-    if ((polls & 255) != 0) continue;
-    presence::serve();  // answer ranks that ask who is still here
-    if (std::chrono::duration<double>(clock::now() - start).count() > comm_.timeout_s())
-      abort_on_timeout(comm_.rank(), what_, comm_.step(), comm_.timeout_s(), comm_.hosts());
-  }
+  poll_until([&] { return done(); }, what_, comm_.rank(), comm_.step(), comm_.timeout_s(),
+             comm_.hosts());
 }
 
 void* create(const void* args) {

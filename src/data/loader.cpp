@@ -154,24 +154,17 @@ at::Tensor Loader::images_on(const Batch& batch, const at::Device& device) {
   // Asynchronous from pinned memory; a synchronous copy otherwise.
   at::Tensor x = batch.images.to(device, /*non_blocking=*/true);
   if (opt_.normalize) return x;
-  if (!device_scale_.defined() || device_scale_.device() != device) {
-    const int64_t c = opt_.transform.channels;
-    auto on = [&](const std::vector<float>& v) {
-      return at::tensor(v, at::kFloat).view({1, c, 1, 1}).to(device);
-    };
-    device_scale_ = on(scale_);
-    device_bias_ = on(bias_);
-  }
+  const int64_t c = opt_.transform.channels;
+  const Normalisation n = normalisation_on(device);
   // Two rounded steps, as the loader's own v·scale + bias: the same floats on CPU.
-  return x.to(at::kFloat).mul_(device_scale_).add_(device_bias_);
+  return x.to(at::kFloat).mul_(n.scale.view({1, c, 1, 1})).add_(n.bias.view({1, c, 1, 1}));
 }
 
-at::Tensor Loader::scale() const {
-  return at::tensor(scale_, at::kFloat);
-}
-
-at::Tensor Loader::bias() const {
-  return at::tensor(bias_, at::kFloat);
+Loader::Normalisation Loader::normalisation_on(const at::Device& device) {
+  if (!device_norm_.scale.defined() || device_norm_.scale.device() != device)
+    device_norm_ = {at::tensor(scale_, at::kFloat).to(device),
+                    at::tensor(bias_, at::kFloat).to(device)};
+  return device_norm_;
 }
 
 Batch Loader::next() {

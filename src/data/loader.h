@@ -52,10 +52,13 @@ class Loader {
   // normalised there, with the same float arithmetic as the loader's (bit-identical on CPU).
   at::Tensor images_on(const Batch& batch, const at::Device& device);
   // Whether batches are uint8 (normalised later, by images_on or a fused kernel), and the
-  // per-channel normalisation v·scale + bias as (C) float32 tensors.
+  // per-channel normalisation v·scale + bias as (C) float32 tensors on `device` (made there
+  // once; images_on uses the same).
   bool uint8_batches() const { return !opt_.normalize; }
-  at::Tensor scale() const;
-  at::Tensor bias() const;
+  struct Normalisation {
+    at::Tensor scale, bias;
+  };
+  Normalisation normalisation_on(const at::Device& device);
   SamplerState state() const { return delivered_; }
   void restore(SamplerState s);  // drops prefetched batches and continues from s
   const Dataset& dataset() const { return *dataset_; }
@@ -70,8 +73,8 @@ class Loader {
   void drain();
   // Row k of the batch as the transform's destination (dtype, layout, normalisation).
   ImageOut slot(at::Tensor& images, int64_t k) const;
-  std::vector<float> scale_, bias_;        // per channel: normalized = v·scale + bias
-  at::Tensor device_scale_, device_bias_;  // (1, C, 1, 1) on the last device images_on used
+  std::vector<float> scale_, bias_;  // per channel: normalized = v·scale + bias
+  Normalisation device_norm_;        // scale_ and bias_ on the last device asked for
 
   LoaderOptions opt_;
   std::unique_ptr<Dataset> dataset_;

@@ -124,4 +124,22 @@ inline std::string name_ranks(const std::vector<int>& ranks,
   std::_Exit(3);
 }
 
+// Polls `done` until it is true: spinning at first (the usual case: the peer is just behind),
+// then yielding the core to other ranks' work, answering "are you there?", and ending the job
+// with abort_on_timeout once `timeout_s` has passed. MPI_Test inside `done` also drives Open
+// MPI's progress. Shared by the World's collectives and comm-mpi's.
+template <typename Done>
+void poll_until(Done done, const std::string& what, int rank, int64_t step, double timeout_s,
+                const std::vector<std::string>& hosts) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int polls = 0; !done(); ++polls) {
+    if (polls < 2000) continue;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if ((polls & 255) != 0) continue;
+    presence::serve();
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s)
+      abort_on_timeout(rank, what, step, timeout_s, hosts);
+  }
+}
+
 }  // namespace coatnet::dist

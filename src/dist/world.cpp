@@ -113,26 +113,19 @@ World::~World() {
   if (!finalized) MPI_Finalize();
 }
 
-// Every collective of the World is non-blocking and waited on with a deadline (MPI_Test also
-// drives Open MPI's progress): a rank that stops taking part ends the job with a message
-// naming this rank, its host, the operation and the step, instead of a hang.
+// Every collective of the World is non-blocking and waited on with a deadline (poll_until):
+// a rank that stops taking part ends the job with a message naming this rank, its host, the
+// operation, the step and the ranks that do not answer, instead of a hang.
 namespace {
 
-void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
-                        const std::vector<std::string>& hosts, int64_t step, double timeout_s) {
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  for (int spins = 0;; ++spins) {
-    int flag = 0;
-    COATNET_MPI_CHECK(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), what);
-    if (flag) return;
-    if (spins < 1000) continue;
-    std::this_thread::sleep_for(std::chrono::microseconds(50));
-    if ((spins & 255) != 0) continue;
-    presence::serve();  // answer ranks that ask who is still here
-    if (std::chrono::duration<double>(clock::now() - start).count() > timeout_s)
-      abort_on_timeout(rank, what, step, timeout_s, hosts);
-  }
+void wait(MPI_Request& req, const std::string& what, const World& w) {
+  poll_until(
+      [&] {
+        int flag = 0;
+        COATNET_MPI_CHECK(MPI_Test(&req, &flag, MPI_STATUS_IGNORE), what);
+        return flag != 0;
+      },
+      what, w.rank(), w.step(), w.timeout_s(), w.hosts());
 }
 
 }  // namespace
@@ -140,14 +133,14 @@ void wait_with_deadline(MPI_Request& req, const std::string& what, int rank,
 void World::barrier(const std::string& what) const {
   MPI_Request req;
   COATNET_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
+  wait(req, what, *this);
 }
 
 int64_t World::sum(int64_t v, const std::string& what) const {
   int64_t out = 0;
   MPI_Request req;
   COATNET_MPI_CHECK(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
+  wait(req, what, *this);
   return out;
 }
 
@@ -155,7 +148,7 @@ int64_t World::max(int64_t v, const std::string& what) const {
   int64_t out = 0;
   MPI_Request req;
   COATNET_MPI_CHECK(MPI_Iallreduce(&v, &out, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD, &req), what);
-  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
+  wait(req, what, *this);
   return out;
 }
 
@@ -166,7 +159,7 @@ std::vector<std::string> World::gather_strings(const std::string& s,
   MPI_Request req;
   COATNET_MPI_CHECK(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, MPI_COMM_WORLD, &req),
                     what);
-  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
+  wait(req, what, *this);
   int total = 0;
   for (int r = 0; r < size_; ++r) {
     displs[r] = total;
@@ -176,7 +169,7 @@ std::vector<std::string> World::gather_strings(const std::string& s,
   COATNET_MPI_CHECK(MPI_Iallgatherv(s.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(),
                                     MPI_CHAR, MPI_COMM_WORLD, &req),
                     what);
-  wait_with_deadline(req, what, rank_, hosts_, step_, timeout_s_);
+  wait(req, what, *this);
   std::vector<std::string> out;
   for (int r = 0; r < size_; ++r) out.push_back(all.substr(displs[r], lens[r]));
   return out;

@@ -40,6 +40,8 @@ class World {
                                           const std::string& what = "gather of reports") const;
   void set_timeout(double seconds) { timeout_s_ = seconds; }  // dist.timeout_s
   void set_step(int64_t step) { step_ = step; }               // shown in timeout messages
+  double timeout_s() const { return timeout_s_; }
+  int64_t step() const { return step_; }
   [[noreturn]] void abort(int code) const;
 
  private:

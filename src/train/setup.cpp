@@ -91,8 +91,8 @@ config::Config resolved_for(const config::Config& cfg, const at::Device& device)
   config::Config out = cfg;
   if (cfg.get_string("precision.backend") == "auto")
     out.set(std::string("precision.backend=") + (device.is_cuda() ? "bf16" : "fp32"));
-  if (cfg.get_string("data.channels_last") == "auto")
-    out.set(std::string("data.channels_last=") + (device.is_cuda() ? "true" : "false"));
+  if (cfg.get_string("data.channels_last") == "auto")  // one rule: channels_last() below
+    out.set(std::string("data.channels_last=") + (channels_last(cfg, device) ? "true" : "false"));
   return out;
 }
 

@@ -293,8 +293,6 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   mix.seed = seed;
   // train.cuda_kernels: batch_prep normalises, mixes and casts a uint8 batch in one kernel.
   const bool fused_batch = use_batch_prep_kernel(cfg, device, train_loader);
-  const at::Tensor batch_scale = train_loader.scale().to(device);
-  const at::Tensor batch_bias = train_loader.bias().to(device);
 
   // --- run directory, checkpoints, resume ---
   TrainSummary summary;
@@ -526,8 +524,9 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                                              batch.images.size(2), batch.images.size(3));
       at::Tensor images;
       if (fused_batch) {
-        images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), batch_scale,
-                                     batch_bias, m, precision->compute_dtype());
+        const data::Loader::Normalisation n = train_loader.normalisation_on(device);
+        images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), n.scale,
+                                     n.bias, m, precision->compute_dtype());
       } else {
         images = train_loader.images_on(batch, device);
         data::mix_images(images, m);

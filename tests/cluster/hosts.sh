@@ -84,9 +84,8 @@ hosts_mpirun() {
   hosts_mpi_opts=(--hostfile "$hosts_file" --mca plm_rsh_agent "$hosts_dir/netns-rsh"
                   --mca btl tcp,self --mca btl_tcp_if_include "$hosts_subnet.0/24"
                   --mca oob_tcp_if_include "$hosts_subnet.0/24" --bind-to none)
-  mpirun_hosts=(on_host_cmd 1 mpirun "${hosts_mpi_opts[@]}")
+  mpirun_hosts=(on_host 1 mpirun "${hosts_mpi_opts[@]}")
 }
-on_host_cmd() { on_host "$@"; }
 
 # host_link I up|down: connects or cuts host I (its interface in its namespace).
 host_link() { ip -n "$(host_name "$1")" link set eth0 "$2"; }

@@ -103,7 +103,7 @@ hostcut | kill | stop)
      --set model.drop_path=0 --set optim.eps=1e-5)
   mpi 2 "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=straight >/dev/null 2>&1 ||
     fail "the uninterrupted run failed"
-  on_host_cmd 1 "$here/../../launch/coatnet-mpirun" "${hosts_mpi_opts[@]}" --map-by node -np 2 \
+  on_host 1 "$here/../../launch/coatnet-mpirun" "${hosts_mpi_opts[@]}" --map-by node -np 2 \
     "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=f >"$work/f.log" 2>&1 &
   job=$!
   step=0
@@ -176,7 +176,7 @@ netem)
       { echo "SKIP: neither tc netem nor tbf is available here"; exit 77; }
   fi
   t0=$(date +%s)
-  on_host_cmd 1 "$here/../../launch/coatnet-mpirun" "${hosts_mpi_opts[@]}" --map-by node -np 2 \
+  on_host 1 "$here/../../launch/coatnet-mpirun" "${hosts_mpi_opts[@]}" --map-by node -np 2 \
     "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=slow >"$work/slow.log" 2>&1 ||
     { cat "$work/slow.log"; fail "the job aborted on a slow, lossy link"; }
   took=$(($(date +%s) - t0))
