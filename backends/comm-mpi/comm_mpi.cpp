@@ -9,9 +9,9 @@
 #include <thread>
 
 #include "dist/abort.h"
-#include "dist/check.h"
 #include "dist/comm.h"
 #include "plugin/abi.h"
+#include "util/check.h"
 
 namespace coatnet::dist {
 

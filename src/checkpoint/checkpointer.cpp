@@ -23,6 +23,7 @@
 #include "train/flat_params.h"
 #include "train/optim.h"
 #include "train/precision.h"
+#include "util/atomic_file.h"
 #include "util/clock.h"
 
 namespace coatnet::checkpoint {
@@ -139,11 +140,14 @@ at::Tensor mean_of_rows(const std::string& dir, const Manifest& m, const std::st
   return sum / static_cast<double>(m.world_size);
 }
 
-// Fault injection for the SIGKILL-during-save test: this rank dies half-way through writing
-// its shard at that step. Off unless both variables are set.
-bool kill_during_save(int rank, int64_t step) {
-  const char* r = std::getenv("COATNET_FAULT_KILL_SAVE_RANK");
-  const char* s = std::getenv("COATNET_FAULT_KILL_SAVE_STEP");
+// Fault injection for the tests, each off unless both of its variables are set:
+// COATNET_FAULT_KILL_SAVE_RANK/_STEP: that rank dies half-way through writing its shard at
+// that step; COATNET_FAULT_HOLD_SAVE_RANK/_STEP: it holds for 5 s before writing it, so that
+// a test can cut its host off while the checkpoint is being saved and committed.
+bool save_fault(const char* what, int rank, int64_t step) {
+  const std::string var = std::string("COATNET_FAULT_") + what + "_SAVE_";
+  const char* r = std::getenv((var + "RANK").c_str());
+  const char* s = std::getenv((var + "STEP").c_str());
   return r && s && std::atoi(r) == rank && std::atoll(s) == step;
 }
 
@@ -217,7 +221,12 @@ struct Checkpointer::InFlight {
       if (!segments.empty()) {
         char name[64];
         std::snprintf(name, sizeof name, "shard-%05d-of-%05d.h5", rank, world);
-        if (kill_during_save(rank, manifest.step)) {
+        if (save_fault("HOLD", rank, manifest.step)) {
+          std::fprintf(stderr, "[rank %d] fault injection: holding before writing %s/%s\n", rank,
+                       dir.c_str(), name);
+          std::this_thread::sleep_for(std::chrono::seconds(5));
+        }
+        if (save_fault("KILL", rank, manifest.step)) {
           write_shard(dir, name, {segments.front()});
           std::fprintf(stderr, "[rank %d] fault injection: killed while writing %s/%s\n", rank,
                        dir.c_str(), name);
@@ -267,7 +276,7 @@ void Checkpointer::save(const ResumePoint& at) {
     std::error_code ec;
     fs::remove_all(f->dir, ec);  // an interrupted save of this step, or a stale one
     fs::create_directories(f->dir);
-    std::ofstream(fs::path(f->dir) / kConfigName) << opt_.config_text;
+    util::write_text_atomically((fs::path(f->dir) / kConfigName).string(), opt_.config_text);
   }
   world_.barrier();
 

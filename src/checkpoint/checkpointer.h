@@ -1,5 +1,5 @@
-// Saving and resuming the whole training state (DESIGN.md "Checkpoints"), collectively on
-// every rank:
+// Saving and resuming the whole training state (docs/ARCHITECTURE.md "Checkpoint format"),
+// collectively on every rank:
 //   save    each rank copies its range of the flat fp32 state (parameters, AdamW moments, EMA)
 //           to host memory — the plugin `checkpoint.backend` picks the ranges — and writes it to
 //           its own HDF5 shard, both in a background thread when `checkpoint.async` (the copy

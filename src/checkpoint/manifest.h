@@ -1,6 +1,6 @@
-// A checkpoint's manifest.yaml (DESIGN.md "Checkpoints"): everything needed to resume, and a
-// map of every flat tensor onto the shard files that hold it. Read back with every name,
-// range and path validated before any shard is touched: a manifest can only name files inside
+// A checkpoint's manifest.yaml (docs/ARCHITECTURE.md "Checkpoint format"): everything needed to
+// resume, and a map of every flat tensor onto the shard files that hold it. Read back with every
+// name, range and path validated before any shard is touched: a manifest can only name files inside
 // its own directory, and its segments must tile each tensor exactly.
 //
 //   Manifest m = read_manifest("runs/x/checkpoints/step-00001200");  // throws ManifestError

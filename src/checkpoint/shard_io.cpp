@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "data/hdf5_util.h"
+#include "util/atomic_file.h"
 
 namespace coatnet::checkpoint {
 
@@ -39,16 +40,6 @@ std::string errno_text() {
 }
 
 }  // namespace
-
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw ShardError(path + ": cannot open to fsync" + errno_text());
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  errno = err;
-  if (rc != 0) throw ShardError(path + ": fsync failed" + errno_text());
-}
 
 uint64_t hash_file(const std::string& path, int64_t* bytes, bool fsync_too) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -129,8 +120,8 @@ ShardFile write_shard(const std::string& dir, const std::string& name,
     std::string sync_error;
     std::thread syncer([&] {
       try {
-        fsync_path(path);
-      } catch (const ShardError& e) {
+        util::fsync_path(path);
+      } catch (const util::IoError& e) {
         sync_error = e.what();
       }
     });

@@ -43,6 +43,5 @@ void read_tensor(const std::string& dir, const Manifest& m, const std::string& t
                  int64_t begin, int64_t end, void* out);
 
 uint64_t hash_file(const std::string& path, int64_t* bytes = nullptr, bool fsync_too = false);
-void fsync_path(const std::string& path);  // a file or a directory
 
 }  // namespace coatnet::checkpoint

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "checkpoint/shard_io.h"
+#include "util/atomic_file.h"
 
 namespace coatnet::checkpoint {
 
@@ -24,18 +25,6 @@ int64_t parse_step(const std::string& name) {
   const std::string digits = name.substr(5);
   if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
   return std::stoll(digits);
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw ShardError(tmp + ": write failed (disk full?)");
-  }
-  fsync_path(tmp);
-  fs::rename(tmp, path);
 }
 
 }  // namespace
@@ -109,10 +98,9 @@ std::string resolve_checkpoint(const std::string& path, std::vector<std::string>
 void commit(const std::string& root, const std::string& dir, Manifest manifest) {
   manifest.config_xxh3 = hash_file(dir + "/" + kConfigName, nullptr, /*fsync_too=*/true);
   validate(manifest, dir);
-  write_file_atomically(dir + "/" + kManifestName, to_yaml(manifest));
-  fsync_path(dir);
-  write_file_atomically(root + "/latest", fs::path(dir).filename().string() + "\n");
-  fsync_path(root);
+  // Each fsyncs its directory too: the manifest's rename is on disk before `latest` names it.
+  util::write_text_atomically(dir + "/" + kManifestName, to_yaml(manifest));
+  util::write_text_atomically(root + "/latest", fs::path(dir).filename().string() + "\n");
 }
 
 std::vector<std::string> prune(const std::string& root, int64_t keep_last, int64_t keep_every) {

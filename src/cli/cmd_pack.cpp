@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "data/pack.h"
 #include "dist/world.h"
+#include "util/atomic_file.h"
 #include "util/text.h"
 
 namespace coatnet::cli {
@@ -57,11 +58,11 @@ int report(dist::World& world, const data::PackResult& r, const std::string& pre
     for (auto& l : text::split(s, '\n'))
       if (!l.empty()) conv_lines.push_back(l);
   std::string path = prefix + "-report.txt";
-  std::ofstream out(path);
-  out << "skipped " << skip_lines.size() << "\n";
-  for (const auto& l : skip_lines) out << "  " << l << "\n";
-  out << "converted " << conv_lines.size() << "\n";
-  for (const auto& l : conv_lines) out << "  " << l << "\n";
+  std::string report = "skipped " + std::to_string(skip_lines.size()) + "\n";
+  for (const auto& l : skip_lines) report += "  " + l + "\n";
+  report += "converted " + std::to_string(conv_lines.size()) + "\n";
+  for (const auto& l : conv_lines) report += "  " + l + "\n";
+  util::write_text_atomically(path, report);
   std::printf(
       "packed %lld records into %lld shards (%s-*.h5) with %d rank(s); %zu skipped, %zu "
       "converted (listed in %s)\n",

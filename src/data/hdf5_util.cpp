@@ -44,6 +44,34 @@ Id no_times_dcpl() {
 
 }  // namespace
 
+std::string file_of(hid_t obj) {
+  const ssize_t n = H5Fget_name(obj, nullptr, 0);
+  if (n <= 0) return "(HDF5 object " + std::to_string(obj) + ")";
+  std::string name(static_cast<size_t>(n), '\0');
+  H5Fget_name(obj, name.data(), name.size() + 1);
+  return name;
+}
+
+std::string last_error() {
+  // The innermost entry of the stack (the first walked upward) says what went wrong at the
+  // bottom, e.g. a system call's error; the outer ones only say which API call it was in.
+  std::string msg;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+        auto* m = static_cast<std::string*>(out);
+        if (m->empty() && e->desc) *m = e->desc;
+        return 0;
+      },
+      &msg);
+  return msg.empty() ? "no message on HDF5's error stack" : msg;
+}
+
+void failed(const char* call, const char* src, int line, const std::string& file,
+            const std::string& what) {
+  throw Error(util::check_message("HDF5", call, src, line, last_error(), file + ": " + what));
+}
+
 QuietErrors::QuietErrors() {
   H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -115,12 +143,14 @@ void write_all(hid_t group, const std::string& name, const std::vector<T>& data,
                const std::vector<hsize_t>& dims) {
   Id space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   Id dcpl = no_times_dcpl();
-  Id d(H5Dcreate2(group, name.c_str(), native_type<T>(), space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+  QuietErrors quiet;
+  Id d(COATNET_H5_ID(
+           H5Dcreate2(group, name.c_str(), native_type<T>(), space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+           file_of(group), "creating dataset " + name),
        H5Dclose);
-  if (d < 0) throw Error("cannot create dataset " + name);
-  if (!data.empty() &&
-      H5Dwrite(d, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0)
-    throw Error("cannot write dataset " + name + " (disk full?)");
+  if (!data.empty())
+    COATNET_H5_CHECK(H5Dwrite(d, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()),
+                     file_of(group), "writing dataset " + name + " (disk full?)");
 }
 
 #define COATNET_H5_INSTANTIATE(T)                                                    \
@@ -150,8 +180,12 @@ int64_t read_int_attr(hid_t obj, const std::string& name, const std::string& pat
 
 void write_int_attr(hid_t obj, const std::string& name, int64_t v) {
   Id space(H5Screate(H5S_SCALAR), H5Sclose);
-  Id a(H5Acreate2(obj, name.c_str(), H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) throw Error("cannot write attribute " + name);
+  QuietErrors quiet;
+  Id a(COATNET_H5_ID(
+           H5Acreate2(obj, name.c_str(), H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT),
+           file_of(obj), "creating attribute " + name),
+       H5Aclose);
+  COATNET_H5_CHECK(H5Awrite(a, H5T_NATIVE_INT64, &v), file_of(obj), "writing attribute " + name);
 }
 
 std::vector<std::string> read_strings_attr(hid_t obj, const std::string& name,
@@ -185,9 +219,12 @@ void write_strings_attr(hid_t obj, const std::string& name, const std::vector<st
   H5Tset_cset(type, H5T_CSET_UTF8);
   std::vector<const char*> raw;
   for (const auto& s : v) raw.push_back(s.c_str());
-  Id a(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (a < 0 || (n > 0 && H5Awrite(a, type, raw.data()) < 0))
-    throw Error("cannot write attribute " + name);
+  QuietErrors quiet;
+  Id a(COATNET_H5_ID(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT),
+                     file_of(obj), "creating attribute " + name),
+       H5Aclose);
+  if (n > 0)
+    COATNET_H5_CHECK(H5Awrite(a, type, raw.data()), file_of(obj), "writing attribute " + name);
 }
 
 void write_string_attr(hid_t obj, const std::string& name, const std::string& v) {

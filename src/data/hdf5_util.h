@@ -4,6 +4,8 @@
 
 #include <hdf5.h>
 
+#include "util/check.h"
+
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,6 +54,20 @@ class QuietErrors {
   void* data_ = nullptr;
 };
 
+// For errors: the name of the file an HDF5 object belongs to, and the innermost message on
+// HDF5's error stack (e.g. "No space left on device" under "unable to write to file").
+std::string file_of(hid_t obj);
+std::string last_error();
+
+// What COATNET_H5_CHECK and COATNET_H5_ID (below) call.
+[[noreturn]] void failed(const char* call, const char* src, int line, const std::string& file,
+                         const std::string& what);
+inline hid_t checked_id(hid_t id, const char* call, const char* src, int line,
+                        const std::string& file, const std::string& what) {
+  if (id < 0) failed(call, src, line, file, what);
+  return id;
+}
+
 Id open_file(const std::string& path);
 Id create_file(const std::string& path);
 Id open_dataset(hid_t file, const std::string& name, const std::string& path);
@@ -75,3 +91,14 @@ void write_strings_attr(hid_t obj, const std::string& name, const std::vector<st
 bool has_attr(hid_t obj, const std::string& name);
 
 }  // namespace coatnet::data::h5
+
+// COATNET_H5_CHECK(call, file, what): an HDF5 call that returns a negative value throws
+// h5::Error naming the call, its file:line, the data file, what it was doing, HDF5's own
+// message, and this process's rank and host (as COATNET_MPI_CHECK does for MPI).
+// COATNET_H5_ID(call, file, what): the same for a call that returns an id, which it returns.
+#define COATNET_H5_CHECK(call, file, what)                                                  \
+  do {                                                                                      \
+    if ((call) < 0) ::coatnet::data::h5::failed(#call, __FILE__, __LINE__, (file), (what)); \
+  } while (0)
+#define COATNET_H5_ID(call, file, what) \
+  ::coatnet::data::h5::checked_id((call), #call, __FILE__, __LINE__, (file), (what))

@@ -1,4 +1,4 @@
-// Deterministic, resumable, world-size-independent sampling (DESIGN.md "Data").
+// Deterministic, resumable, world-size-independent sampling (docs/ARCHITECTURE.md "Data format").
 //
 // The order of epoch e is a permutation of the dataset keyed by (seed, e). Global batch i is
 // positions [i·G, (i+1)·G) of that order and rank r takes its contiguous slice of G/W. So the

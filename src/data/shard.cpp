@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "data/hdf5_util.h"
+#include "util/atomic_file.h"
 
 namespace coatnet::data {
 
@@ -31,7 +32,6 @@ void ShardWriter::add(Record r) {
 }
 
 void ShardWriter::commit() {
-  const std::string tmp = path_ + ".tmp";
   const size_t n = records_.size();
   std::vector<uint64_t> offsets(n + 1, 0);
   for (size_t i = 0; i < n; ++i) offsets[i + 1] = offsets[i] + records_[i].bytes.size();
@@ -43,61 +43,54 @@ void ShardWriter::commit() {
     bytes.insert(bytes.end(), r.bytes.begin(), r.bytes.end());
     shape.insert(shape.end(), {r.height, r.width, r.channels});
   }
-  {
+  util::write_atomically(path_, [&](const std::string& tmp) {
     h5::Id file = h5::create_file(tmp);
-    h5::Id images(H5Gcreate2(file, "images", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    h5::Id labels(H5Gcreate2(file, "labels", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    try {
-      h5::write_all(images, "bytes", bytes, {bytes.size()});
-      h5::write_all(images, "offsets", offsets, {n + 1});
-      h5::write_all(images, "shape", shape, {n, 3});
-      h5::write_string_attr(images, "encoding", meta_.encoding);
-      if (meta_.multi_label) {
-        std::vector<uint64_t> loff(n + 1, 0);
-        std::vector<int32_t> idx;
-        std::vector<float> w;
-        bool weighted = false;
-        for (size_t i = 0; i < n; ++i) {
-          loff[i + 1] = loff[i] + records_[i].labels.size();
-          idx.insert(idx.end(), records_[i].labels.begin(), records_[i].labels.end());
-          weighted = weighted || !records_[i].label_weights.empty();
-        }
-        for (const auto& r : records_) {
-          if (!weighted) break;
-          if (r.label_weights.empty())
-            w.insert(w.end(), r.labels.size(), 1.0f);
-          else
-            w.insert(w.end(), r.label_weights.begin(), r.label_weights.end());
-        }
-        h5::write_all(labels, "offsets", loff, {n + 1});
-        h5::write_all(labels, "indices", idx, {idx.size()});
-        if (weighted) h5::write_all(labels, "weights", w, {w.size()});
-      } else {
-        std::vector<int32_t> cls(n);
-        for (size_t i = 0; i < n; ++i) cls[i] = records_[i].label;
-        h5::write_all(labels, "class", cls, {n});
+    h5::QuietErrors quiet;
+    h5::Id images(COATNET_H5_ID(H5Gcreate2(file, "images", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                tmp, "creating group images"),
+                  H5Gclose);
+    h5::Id labels(COATNET_H5_ID(H5Gcreate2(file, "labels", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                tmp, "creating group labels"),
+                  H5Gclose);
+    h5::write_all(images, "bytes", bytes, {bytes.size()});
+    h5::write_all(images, "offsets", offsets, {n + 1});
+    h5::write_all(images, "shape", shape, {n, 3});
+    h5::write_string_attr(images, "encoding", meta_.encoding);
+    if (meta_.multi_label) {
+      std::vector<uint64_t> loff(n + 1, 0);
+      std::vector<int32_t> idx;
+      std::vector<float> w;
+      bool weighted = false;
+      for (size_t i = 0; i < n; ++i) {
+        loff[i + 1] = loff[i] + records_[i].labels.size();
+        idx.insert(idx.end(), records_[i].labels.begin(), records_[i].labels.end());
+        weighted = weighted || !records_[i].label_weights.empty();
       }
-      h5::write_int_attr(file, "format_version", kFormatVersion);
-      h5::write_int_attr(file, "num_classes", meta_.num_classes);
-      h5::write_strings_attr(file, "class_names", meta_.class_names);
-      h5::write_string_attr(file, "source", meta_.source);
-      h5::write_int_attr(file, "records", static_cast<int64_t>(n));
-      h5::write_int_attr(file, "multi_label", meta_.multi_label ? 1 : 0);
-      h5::write_int_attr(file, "bytes_xxh3",
-                         static_cast<int64_t>(XXH3_64bits(bytes.data(), bytes.size())));
-    } catch (const h5::Error& e) {
-      throw h5::Error(tmp + ": " + e.what());
+      for (const auto& r : records_) {
+        if (!weighted) break;
+        if (r.label_weights.empty())
+          w.insert(w.end(), r.labels.size(), 1.0f);
+        else
+          w.insert(w.end(), r.label_weights.begin(), r.label_weights.end());
+      }
+      h5::write_all(labels, "offsets", loff, {n + 1});
+      h5::write_all(labels, "indices", idx, {idx.size()});
+      if (weighted) h5::write_all(labels, "weights", w, {w.size()});
+    } else {
+      std::vector<int32_t> cls(n);
+      for (size_t i = 0; i < n; ++i) cls[i] = records_[i].label;
+      h5::write_all(labels, "class", cls, {n});
     }
-    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw h5::Error(tmp + ": flush failed (disk full?)");
-  }
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw h5::Error(tmp + ": fsync failed: " + std::strerror(errno));
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path_.c_str()) != 0)
-    throw h5::Error(path_ + ": rename from .tmp failed: " + std::strerror(errno));
+    h5::write_int_attr(file, "format_version", kFormatVersion);
+    h5::write_int_attr(file, "num_classes", meta_.num_classes);
+    h5::write_strings_attr(file, "class_names", meta_.class_names);
+    h5::write_string_attr(file, "source", meta_.source);
+    h5::write_int_attr(file, "records", static_cast<int64_t>(n));
+    h5::write_int_attr(file, "multi_label", meta_.multi_label ? 1 : 0);
+    h5::write_int_attr(file, "bytes_xxh3",
+                       static_cast<int64_t>(XXH3_64bits(bytes.data(), bytes.size())));
+    COATNET_H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), tmp, "flushing the shard (disk full?)");
+  });
   committed_ = true;
 }
 

@@ -1,4 +1,5 @@
-// Dataset shards: self-describing HDF5 files (format in DESIGN.md and README "Data format").
+// Dataset shards: self-describing HDF5 files (format in docs/ARCHITECTURE.md and README "Data
+// format").
 //
 //   /images/bytes    uint8, every record's encoded bytes back to back (contiguous, unfiltered)
 //   /images/offsets  uint64 (N+1)      /images/shape  uint32 (N, 3) = h, w, c

@@ -4,6 +4,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -53,7 +54,7 @@ inline std::vector<int> silent_ranks(int self, int size, double wait_s = 3) {
     if (r != self && MPI_Isend(&token, 1, MPI_CHAR, r, kPing, MPI_COMM_WORLD, &req) == MPI_SUCCESS)
       MPI_Request_free(&req);
   }
-  std::vector<char> heard(size, 0);
+  std::vector<char> heard(std::max(size, self + 1), 0);  // never empty: GCC warned of heard[self]
   heard[self] = 1;
   int missing = size - 1;
   const auto start = std::chrono::steady_clock::now();

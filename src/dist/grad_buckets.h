@@ -1,10 +1,10 @@
-// Gradient buckets (DESIGN.md "Distributed"): every parameter's .grad is a view into one flat
-// gradient buffer (no copies), cut into buckets of contiguous ranges — the first small (~1 MiB)
-// so communication starts early, the rest ~25 MiB. The buffer is laid out in the order backward
-// produces gradients (the reverse of registration order), and a hook on each parameter's
-// gradient accumulator counts it ready; a bucket's all-reduce starts as soon as all of its
-// gradients are ready and the buckets before it have started (the same order on every rank),
-// so it overlaps the rest of backward.
+// Gradient buckets (docs/ARCHITECTURE.md "One training step"): every parameter's .grad is a view
+// into one flat gradient buffer (no copies), cut into buckets of contiguous ranges — the first
+// small (~1 MiB) so communication starts early, the rest ~25 MiB. The buffer is laid out in the
+// order backward produces gradients (the reverse of registration order), and a hook on each
+// parameter's gradient accumulator counts it ready; a bucket's all-reduce starts as soon as all of
+// its gradients are ready and the buckets before it have started (the same order on every rank), so
+// it overlaps the rest of backward.
 //
 //   GradBuckets buckets(params, flat_grads, offsets, comm, 1 << 20, 25 << 20);
 //   buckets.zero();

@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "dist/abort.h"
-#include "dist/check.h"
+#include "util/check.h"
 
 namespace coatnet::dist {
 

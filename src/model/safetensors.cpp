@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "util/atomic_file.h"
 #include "util/json.h"
 
 namespace coatnet::model {
@@ -216,20 +217,16 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keep tensor data 8-byte aligned
-  std::string tmp = path + ".tmp";
-  Fd fd(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
-  if (fd.get() < 0) throw SafetensorsError(tmp + ": cannot create: " + std::strerror(errno));
-  unsigned char len_bytes[8];
-  uint64_t len = text.size();
-  for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(len >> (8 * i));
-  write_all(fd.get(), len_bytes, 8, tmp);
-  write_all(fd.get(), text.data(), text.size(), tmp);
-  for (const auto& c : data) write_all(fd.get(), c.data_ptr(), c.nbytes(), tmp);
-  if (::fsync(fd.get()) != 0)
-    throw SafetensorsError(tmp + ": fsync failed: " + std::strerror(errno));
-  ::close(fd.release());
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw SafetensorsError(path + ": rename failed: " + std::strerror(errno));
+  util::write_atomically(path, [&](const std::string& tmp) {
+    Fd fd(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
+    if (fd.get() < 0) throw SafetensorsError(tmp + ": cannot create: " + std::strerror(errno));
+    unsigned char len_bytes[8];
+    uint64_t len = text.size();
+    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(len >> (8 * i));
+    write_all(fd.get(), len_bytes, 8, tmp);
+    write_all(fd.get(), text.data(), text.size(), tmp);
+    for (const auto& c : data) write_all(fd.get(), c.data_ptr(), c.nbytes(), tmp);
+  });
 }
 
 }  // namespace coatnet::model

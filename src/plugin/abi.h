@@ -1,6 +1,6 @@
-// The plugin ABI (DESIGN.md "Plugins"): each backends/* folder builds to a shared library that
-// exports one symbol, `coatnet_plugin` (a Boost.DLL alias), returning its Descriptor. The
-// loader checks `abi` before anything else, so a plugin built against another version of these
+// The plugin ABI (docs/ARCHITECTURE.md "Plugins"): each backends/* folder builds to a shared
+// library that exports one symbol, `coatnet_plugin` (a Boost.DLL alias), returning its Descriptor.
+// The loader checks `abi` before anything else, so a plugin built against another version of these
 // interfaces is refused with a message instead of crashing. Bump COATNET_PLUGIN_ABI whenever an
 // interface a plugin implements (Precision, Comm, CheckpointBackend) or its create() arguments
 // change.

@@ -37,6 +37,7 @@
 #include "train/precision.h"
 #include "train/report.h"
 #include "train/setup.h"
+#include "util/atomic_file.h"
 #include "util/clock.h"
 #include "util/keyed_random.h"
 #include "util/text.h"
@@ -363,7 +364,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   std::unique_ptr<MetricsLog> metrics_file;  // rank 0 only
   if (root) {
     fs::create_directories(summary.run_dir);
-    std::ofstream(fs::path(summary.run_dir) / "config.yaml") << config_text;
+    util::write_text_atomically((fs::path(summary.run_dir) / "config.yaml").string(), config_text);
     metrics_file = std::make_unique<MetricsLog>(
         (fs::path(summary.run_dir) / "metrics.jsonl").string(), /*append=*/resumed.has_value());
   }
@@ -669,7 +670,9 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   s["stopped_by_signal"] = summary.stopped_by_signal;
   if (resumed) s["resumed_from"] = resumed_from;
   record(s);
-  if (root) std::ofstream(fs::path(summary.run_dir) / "summary.json") << s.dump(2) << "\n";
+  if (root)
+    util::write_text_atomically((fs::path(summary.run_dir) / "summary.json").string(),
+                                s.dump(2) + "\n");
   return summary;
 }
 

@@ -69,10 +69,11 @@ hosts_down() {
   return 0
 }
 
-# on_host I CMD...: CMD in host I's network namespace, with its name as hostname.
+# on_host I CMD...: CMD in host I's network namespace, with its name as hostname. nsenter, not
+# `ip netns exec`: that remounts /sys, which hides the cgroup file system slurmd needs.
 on_host() {
   local h; h=$(host_name "$1"); shift
-  ip netns exec "$h" unshare --uts sh -c 'hostname "$0"; exec "$@"' "$h" "$@"
+  nsenter --net="/var/run/netns/$h" unshare --uts sh -c 'hostname "$0"; exec "$@"' "$h" "$@"
 }
 
 # mpirun across the test hosts, started on host 1: TCP on the test subnet only. Used as

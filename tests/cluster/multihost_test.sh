@@ -9,8 +9,10 @@
 #   resume       a checkpoint saved by 2 hosts x 2 ranks resumes on 1 host (4 ranks, and 2):
 #                the same final weights as the uninterrupted 2-host run (bit-identical at 4)
 #   hostcut      a host's link cut mid-run (launch/coatnet-mpirun), kill: its rank SIGKILLed,
-#   kill, stop   stop: SIGSTOPped; the job ends within dist.timeout_s + 30 s, committed
-#                checkpoints verify, and it resumes on the other host (bit-identical at W=2)
+#   kill, stop   stop: SIGSTOPped, commitcut: its link cut while a checkpoint is being saved
+#   commitcut    and committed; two trials each: the job ends within dist.timeout_s + 30 s,
+#                committed checkpoints verify, and it resumes on the other host (bit-identical
+#                at W=2, within the fp32 bound at W=1)
 #   netem        a slow, lossy link (netem 50 ms, 1%; a 20 Mbit/s token bucket where the
 #                kernel has no netem): the job finishes with the same weights
 # Exit 77 (skipped, with the reason) where namespaces cannot be made.
@@ -31,6 +33,83 @@ hashes() {
 for l in open(sys.argv[1]):
     r = json.loads(l)
     if r["type"] == "train": print(r["step"], r["data_hash"], r["loss"])' "$work/runs/$1/metrics.jsonl"
+}
+
+# fault_trial STEP: the fault of $mode on host 2 at STEP (see the modes below); prints one
+# "FAULT mode step seconds exit resumed" line for the table.
+fault_trial() {
+  local at=$1 run=f$1
+  local env=()
+  [[ $mode == commitcut ]] && env=(env COATNET_FAULT_HOLD_SAVE_RANK=1 COATNET_FAULT_HOLD_SAVE_STEP="$at")
+  on_host 1 "${env[@]}" "$here/../../launch/coatnet-mpirun" "${hosts_mpi_opts[@]}" --map-by node -np 2 \
+    "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=$run >"$work/$run.log" 2>&1 &
+  local job=$! step=0
+  if [[ $mode == commitcut ]]; then  # until rank 1 holds in the save of step $at (60 s at most)
+    for _ in $(seq 1 600); do
+      grep -q "fault injection: holding" "$work/$run.log" && { step=$at; break; }
+      sleep 0.1
+    done
+  else
+    for _ in $(seq 1 600); do  # until step $at is logged (60 s at most)
+      step=$("$py" -c 'import json, sys
+try:
+    print(json.loads(open(sys.argv[1]).readlines()[-1]).get("step", 0))
+except (OSError, IndexError, ValueError):
+    print(0)' "$work/runs/$run/metrics.jsonl")
+      ((step >= at)) && break
+      sleep 0.1
+    done
+  fi
+  ((step >= at)) || { cat "$work/$run.log"; fail "the job never reached step $at"; }
+  rank_on_host2() {
+    for p in $(ip netns pids "$(host_name 2)"); do
+      tr '\0' ' ' </proc/$p/cmdline 2>/dev/null | grep -q "^$coatnet train" && echo "$p"
+    done
+  }
+  case $mode in
+    hostcut | commitcut) host_link 2 down ;;
+    kill) kill -KILL $(rank_on_host2) ;;
+    stop) kill -STOP $(rank_on_host2) ;;
+  esac
+  local t0 ended=0 took rc
+  t0=$(date +%s)
+  for _ in $(seq 1 90); do kill -0 $job 2>/dev/null || { ended=1; break; }; sleep 1; done
+  took=$(($(date +%s) - t0))
+  ((ended)) || { kill -9 $job; cat "$work/$run.log"; fail "$mode: the job was still running $took s later"; }
+  set +e; wait $job; rc=$?; set -e
+  echo "$mode at step $step: the job ended (exit $rc) $took s later (dist.timeout_s = 10)"
+  ((rc != 0)) || fail "the job ended with exit 0 after the fault"
+  ((took <= 40)) || fail "the job took $took s to end (target: dist.timeout_s + 30 = 40)"
+  local want
+  case $mode in  # the message names the rank and host that stopped taking part
+    # a cut host: whichever comes first, rank 0's timeout naming rank 1 and its host, or
+    # mpirun's keepalive naming the host it lost
+    hostcut | commitcut) want="rank 1 \(on $(host_name 2)\) has stopped taking part|Remote daemon: .* on node $(host_ip 2)" ;;
+    stop) want="rank 1 \(on $(host_name 2)\) has stopped taking part" ;;
+    kill) want="rank 1 .* on node $(host_ip 2) exited on signal 9" ;;
+  esac
+  grep -m1 -E "$want" "$work/$run.log" || { cat "$work/$run.log"; fail "no message naming rank 1 on host 2"; }
+  [[ $mode == hostcut || $mode == commitcut ]] && host_link 2 up
+  local d newest=""
+  for d in "$work"/runs/$run/checkpoints/step-*; do
+    [[ -f $d/manifest.yaml ]] || continue  # never committed: skipped at resume, not damage
+    "$coatnet" ckpt verify "$d" >/dev/null || fail "committed checkpoint $(basename "$d") is damaged"
+    newest=$(basename "$d")
+  done
+  [[ $mode != commitcut || $newest != "step-$(printf %08d "$at")" ]] ||
+    fail "the checkpoint of step $at was committed although rank 1 was cut off while saving it"
+  cp -r "$work/runs/$run" "$work/runs/${run}w1"
+  mpi 2 "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=$run --resume auto \
+    >"$work/$run.resume.log" 2>&1 || { cat "$work/$run.resume.log"; fail "resume on host 1 failed"; }
+  grep -m1 "\[resume\] /" "$work/$run.resume.log"
+  cmp "$work/runs/straight/final.safetensors" "$work/runs/$run/final.safetensors" ||
+    fail "resumed after $mode: final weights differ from the uninterrupted run"
+  "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=${run}w1 --resume auto \
+    >"$work/$run.w1.log" 2>&1 || { tail -20 "$work/$run.w1.log"; fail "resume at world size 1 failed"; }
+  local abs rel
+  read -r abs rel < <(compare "$work/runs/straight/final.safetensors" "$work/runs/${run}w1/final.safetensors")
+  "$py" -c "import sys; sys.exit(0 if float('$rel') < 1e-4 else 1)" || fail "W=1 resume off by $rel"
+  echo "FAULT $mode step $at: ended in $took s (exit $rc), newest committed $newest, resumed: bit-identical at W=2, $rel at W=1"
 }
 
 case $mode in
@@ -91,75 +170,23 @@ resume)
   "$py" -c "import sys; sys.exit(0 if float('$rel') < 1e-4 else 1)" || fail "W=2 resume off by $rel"
   echo "PASS: a checkpoint of 2 hosts resumes on 1 host (bit-identical at the same world size)"
   ;;
-hostcut | kill | stop)
-  # A fault on host 2 of a 2 hosts x 1 rank job under launch/coatnet-mpirun, after step 100:
-  # its link cut (hostcut), its rank SIGKILLed (kill) or stopped (stop, SIGSTOP). The whole
-  # job, mpirun included, must end within dist.timeout_s + 30 s with an error message, every
-  # committed checkpoint must verify, and the newest must continue on host 1 alone to the
-  # weights of an uninterrupted run: bit-identical at the same world size (2), within the
-  # fp32 bound at another (1; SyncBN on, so the world size changes only summation order).
+hostcut | kill | stop | commitcut)
+  # A fault on host 2 of a 2 hosts x 1 rank job under launch/coatnet-mpirun, in two trials at
+  # different steps: its link cut mid-step (hostcut), its rank SIGKILLed (kill) or stopped
+  # (stop, SIGSTOP), or its link cut while the checkpoint of that step is being written and
+  # committed (commitcut: the rank holds 5 s in the save, COATNET_FAULT_HOLD_SAVE_*). The
+  # whole job, mpirun included, must end within dist.timeout_s + 30 s with a message naming
+  # the rank and host, every committed checkpoint must verify, and the newest must continue on
+  # host 1 alone to the weights of an uninterrupted run: bit-identical at the same world size
+  # (2), within the fp32 bound at another (1; SyncBN on, so the world size changes only
+  # summation order).
   r=(--set train.threads=1 --set "data.val=[]" --set train.max_steps=300 --set schedule.epochs=50
      --set checkpoint.every_steps=50 --set dist.timeout_s=10 --set dist.sync_bn=true
      --set model.drop_path=0 --set optim.eps=1e-5)
   mpi 2 "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=straight >/dev/null 2>&1 ||
     fail "the uninterrupted run failed"
-  on_host 1 "$here/../../launch/coatnet-mpirun" "${hosts_mpi_opts[@]}" --map-by node -np 2 \
-    "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=f >"$work/f.log" 2>&1 &
-  job=$!
-  step=0
-  for _ in $(seq 1 600); do  # until step 100 is logged (60 s at most)
-    step=$("$py" -c 'import json, sys
-try:
-    print(json.loads(open(sys.argv[1]).readlines()[-1]).get("step", 0))
-except (OSError, IndexError, ValueError):
-    print(0)' "$work/runs/f/metrics.jsonl")
-    ((step >= 100)) && break
-    sleep 0.1
-  done
-  ((step >= 100)) || { cat "$work/f.log"; fail "the job never reached step 100"; }
-  rank_on_host2() {
-    for p in $(ip netns pids "$(host_name 2)"); do
-      tr '\0' ' ' </proc/$p/cmdline 2>/dev/null | grep -q "^$coatnet train" && echo "$p"
-    done
-  }
-  case $mode in
-    hostcut) host_link 2 down ;;
-    kill) kill -KILL $(rank_on_host2) ;;
-    stop) kill -STOP $(rank_on_host2) ;;
-  esac
-  t0=$(date +%s)
-  ended=0
-  for _ in $(seq 1 90); do kill -0 $job 2>/dev/null || { ended=1; break; }; sleep 1; done
-  took=$(($(date +%s) - t0))
-  ((ended)) || { kill -9 $job; cat "$work/f.log"; fail "$mode: the job was still running $took s later"; }
-  set +e; wait $job; rc=$?; set -e
-  echo "$mode at step $step: the job ended (exit $rc) $took s later (dist.timeout_s = 10)"
-  ((rc != 0)) || fail "the job ended with exit 0 after the fault"
-  ((took <= 40)) || fail "the job took $took s to end (target: dist.timeout_s + 30 = 40)"
-  case $mode in  # the message names the rank and host that stopped taking part
-    # a cut host: whichever comes first, rank 0's timeout naming rank 1 and its host, or
-    # mpirun's keepalive naming the host it lost
-    hostcut) want="rank 1 \(on $(host_name 2)\) has stopped taking part|Remote daemon: .* on node $(host_ip 2)" ;;
-    stop) want="rank 1 \(on $(host_name 2)\) has stopped taking part" ;;
-    kill) want="rank 1 .* on node $(host_ip 2) exited on signal 9" ;;
-  esac
-  grep -m1 -E "$want" "$work/f.log" || { cat "$work/f.log"; fail "no message naming rank 1 on host 2"; }
-  [[ $mode == hostcut ]] && host_link 2 up
-  for d in "$work"/runs/f/checkpoints/step-*; do
-    [[ -f $d/manifest.yaml ]] || continue  # never committed: skipped at resume, not damage
-    "$coatnet" ckpt verify "$d" >/dev/null || fail "committed checkpoint $(basename "$d") is damaged"
-  done
-  cp -r "$work/runs/f" "$work/runs/f1"
-  mpi 2 "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=f --resume auto \
-    >"$work/resume.log" 2>&1 || { cat "$work/resume.log"; fail "resume on host 1 failed"; }
-  grep -m1 "\[resume\] /" "$work/resume.log"
-  cmp "$work/runs/straight/final.safetensors" "$work/runs/f/final.safetensors" ||
-    fail "resumed after $mode: final weights differ from the uninterrupted run"
-  "$coatnet" train "${common[@]}" "${r[@]}" --set train.name=f1 --resume auto >/dev/null 2>&1 ||
-    fail "resume at world size 1 failed"
-  read -r abs rel < <(compare "$work/runs/straight/final.safetensors" "$work/runs/f1/final.safetensors")
-  "$py" -c "import sys; sys.exit(0 if float('$rel') < 1e-4 else 1)" || fail "W=1 resume off by $rel"
-  echo "PASS: $mode ended the job in $took s; resumed on 1 host: bit-identical at W=2, $rel at W=1"
+  case $mode in commitcut) trials="100 200" ;; *) trials="70 170" ;; esac
+  for at in $trials; do fault_trial "$at"; done
   ;;
 netem)
   # A slow, lossy link (tc netem: 50 ms delay, 1% loss on host 2): the job finishes, slower,

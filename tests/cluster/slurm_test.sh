@@ -1,144 +1,128 @@
 #!/usr/bin/env bash
-# cluster/slurm/train.sbatch on a real Slurm: installs Slurm and MUNGE when missing (Debian
-# packages, as root), starts munged, slurmctld and slurmd for this one node with a private
-# config, and submits the script. Mid-run the batch shell gets SIGUSR1 (as --signal=B:USR1@180
-# sends it before the time limit): the ranks checkpoint and exit 75, the script requeues the
-# job, the next start resumes, and the final weights equal those of an uninterrupted run.
-# usage: slurm_test.sh COATNET PYTHON SOURCE_DIR      (exit 77 = skipped, reason printed)
+# The sbatch scripts of cluster/slurm on a real Slurm (tests/cluster/slurm.sh: slurmctld, one
+# slurmd per test host, MUNGE; installed from Debian packages when missing).
+# usage: slurm_test.sh MODE COATNET PYTHON SOURCE_DIR      (exit 77 = skipped, reason printed)
+#   requeue  1 node x 2 tasks: srun without PMI is refused with the reason; train.sbatch gets
+#            SIGUSR1 mid-run (as --signal=B:USR1@180 sends it before the time limit), the ranks
+#            checkpoint and exit 75, the script requeues the job, the next start resumes, and
+#            the final weights equal those of an uninterrupted run
+#   nodes    2 nodes: pack.sbatch writes the shards of a one-process pack byte for byte;
+#            train.sbatch across both nodes (srun --mpi=pmix) is preempted, requeued, resumed
+#            and ends with the uninterrupted run's weights; eval.sbatch across both nodes gives
+#            the one-process evaluation's top-1, top-5 and loss
 set -euo pipefail
-coatnet=$(realpath "$1") py=$2 src=$(realpath "$3")
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-[[ $(id -u) == 0 ]] || skip "starting slurmctld/slurmd for a test needs root"
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/tmp/coatnet_slurm_apt.log 2>&1 ||
-    skip "cannot install slurmctld, slurmd and munge with apt-get (see /tmp/coatnet_slurm_apt.log)"
-fi
-
+mode=$1 coatnet=$(realpath "$2") py=$3 src=$(realpath "$4")
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/slurm.sh"
+slurm_need
 work=$(mktemp -d /tmp/coatnet_slurm_test.XXXXXX)
 chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  rm -rf "$work"
+source "$src/tests/train/tiny_env.sh"  # packs the tiny data; mpi, fail, common
+export COATNET_ROOT=$(cd "$(dirname "$coatnet")/../.." && pwd)
+
+# stop_and_requeue NODES TASKS_PER_NODE LAUNCHER: the reference run (NODES*TASKS ranks on this
+# machine, uninterrupted), then train.sbatch stopped at step 30 by SIGUSR1, requeued and
+# resumed: its final weights must be the reference's, bit for bit.
+stop_and_requeue() {
+  local nodes=$1 tpn=$2 launcher=$3
+  # 320 steps (some 6 s): the stop signal, sent at step 30, comes well before the end.
+  local run=(--set "data.val=[]" --set schedule.epochs=20 --set checkpoint.every_steps=20)
+  mpi $((nodes * tpn)) "$coatnet" train "${common[@]}" "${run[@]}" --set train.name=ref >/dev/null ||
+    fail "the uninterrupted run failed"
+  local job
+  job=$(cd "$work" && COATNET_LAUNCHER=$launcher COATNET_RUN_NAME=slurmrun sl sbatch --parsable \
+    --nodes="$nodes" --ntasks-per-node="$tpn" --gpus-per-node=0 --cpus-per-task=1 --time=10 \
+    --job-name=coatnet-test --output="$work/job.out" \
+    "$src/cluster/slurm/train.sbatch" "$src/tests/train/tiny.yaml" "${common[@]:2}" "${run[@]}")
+  echo "submitted job $job ($nodes node(s) x $tpn task(s), launcher $launcher)"
+  for _ in $(seq 300); do
+    grep -q "step 30/" "$work/job.out" 2>/dev/null && break
+    [[ $(slurm_state "$job") == PENDING || $(slurm_state "$job") == RUNNING ]] || break
+    sleep 0.5
+  done
+  grep -q "step 30/" "$work/job.out" ||
+    { cat "$work/job.out"; tail "$slurm_dir"/log/*.log; fail "the job did not start training"; }
+  sl scancel --batch --signal=USR1 "$job"
+  local s
+  s=$(slurm_wait_job "$job" 600)
+  cat "$work/job.out"
+  [[ $s == COMPLETED ]] || fail "job ended $s"
+  grep -q "stopped with a checkpoint: requeueing job $job" "$work/job.out" || fail "the job was not requeued"
+  grep -q "start 1 on" "$work/job.out" || fail "no second start"
+  grep -q "\[resume\] .*checkpoints/step-" "$work/job.out" || fail "the second start did not resume"
+  cmp "$work/runs/ref/final.safetensors" "$work/runs/slurmrun/final.safetensors" ||
+    fail "stopped + requeued + resumed run differs from the uninterrupted one"
 }
-trap cleanup EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
-# --- MUNGE (Slurm's authentication): a private key and socket ---
-mkdir -p "$work/munge"
-dd if=/dev/urandom of="$work/munge/key" bs=1024 count=1 status=none
-chmod 400 "$work/munge/key"
-sock=$work/munge/socket
-munged --force -S "$sock" --key-file="$work/munge/key" --pid-file="$work/munge/pid" \
-  --log-file="$work/munge/log" --seed-file="$work/munge/seed" ||
-  skip "munged does not start here ($(tail -2 "$work/munge/log" 2>/dev/null))"
-pids+=("$(cat "$work/munge/pid")")
-
-# --- slurmctld + slurmd for this node, on private ports ---
-host=$(hostname -s)
-cpus=$(nproc)
-mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))
-mkdir -p "$work/state" "$work/spool" "$work/log"
-cat >"$work/slurm.conf" <<CONF
-ClusterName=coatnettest
-SlurmctldHost=$host
-SlurmctldPort=16817
-SlurmdPort=16818
-SlurmUser=root
-AuthType=auth/munge
-AuthInfo=socket=$sock
-CredType=cred/munge
-StateSaveLocation=$work/state
-SlurmdSpoolDir=$work/spool
-SlurmctldPidFile=$work/slurmctld.pid
-SlurmdPidFile=$work/slurmd.pid
-SlurmctldLogFile=$work/log/slurmctld.log
-SlurmdLogFile=$work/log/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-MpiDefault=none
-SwitchType=switch/none
-JobRequeue=1
-ReturnToService=2
-SchedulerType=sched/builtin
-SlurmctldTimeout=30
-InactiveLimit=0
-KillWait=10
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
-CONF
-export SLURM_CONF=$work/slurm.conf
-slurmctld -D -i -f "$SLURM_CONF" >"$work/log/slurmctld.out" 2>&1 &
-pids+=($!)
-slurmd -D -f "$SLURM_CONF" >"$work/log/slurmd.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 60); do
-  sinfo -h -o %T 2>/dev/null | grep -qE "^idle" && break
-  sleep 1
-done
-sinfo -h -o %T 2>/dev/null | grep -qE "^idle" ||
-  { tail -20 "$work/log/"*; skip "slurmctld/slurmd did not bring the node up here"; }
-echo "slurm up: $(sinfo -h -o '%P %D %T %C')"
-
-# --- data and a reference run without interruption ---
-"$py" "$src/tests/train/make_tiny_idx.py" "$work" 256 101
-"$coatnet" pack idx "$work/train-images-idx3-ubyte" "$work/train-labels-idx1-ubyte" "$work/train" >/dev/null
-common=(--set "data.train=[$work/train-*.h5]" --set "data.val=[]" --set "train.run_dir=$work/runs"
-        --set schedule.epochs=6 --set checkpoint.every_steps=20 --set train.log_every_steps=1)
-mpirun --oversubscribe -np 2 "$coatnet" train --config "$src/tests/train/tiny.yaml" "${common[@]}" \
-  --set train.name=ref >/dev/null
-
-# --- srun without PMI starts singletons: refused, not trained as separate models ---
-set +e
-srun --mpi=none --ntasks=2 --cpus-per-task=1 "$coatnet" train --config "$src/tests/train/tiny.yaml" \
-  "${common[@]}" --set train.name=nopmi >"$work/nopmi.out" 2>&1
-rc=$?
-set -e
-[[ $rc != 0 ]] || fail "srun --mpi=none: two singleton ranks trained"
-# Our check, or Open MPI's own refusal of a direct launch without PMI, whichever comes first.
-grep -qE "SLURM_STEP_NUM_TASKS=2 tasks were launched, but MPI sees a world of 1|SLURM's PMI support" \
-  "$work/nopmi.out" || { cat "$work/nopmi.out"; fail "no message about the missing PMI"; }
-[[ ! -e $work/runs/nopmi/metrics.jsonl ]] || fail "srun --mpi=none: a singleton rank started training"
-echo "srun --mpi=none: refused with the reason"
-
-# --- the job: stopped by SIGUSR1 to the batch shell, requeued, resumed ---
-# srun with PMIx where this Slurm and Open MPI have it, else mpirun inside the allocation.
-launcher=${COATNET_TEST_LAUNCHER:-}
-if [[ -z $launcher ]]; then
-  if srun --mpi=pmix --ntasks=2 --cpus-per-task=1 "$coatnet" plugins >/dev/null 2>"$work/pmix.err"; then
-    launcher=srun
-  else
-    launcher=mpirun
-    echo "srun --mpi=pmix does not work here ($(head -1 "$work/pmix.err")): using mpirun"
+case $mode in
+requeue)
+  slurm_up 1 "$work"
+  trap 'slurm_down; rm -rf "$work"' EXIT
+  # srun without PMI starts singletons: refused, not trained as separate models.
+  set +e
+  sl srun --mpi=none --ntasks=2 --cpus-per-task=1 "$coatnet" train "${common[@]}" --set "data.val=[]" \
+    --set train.name=nopmi >"$work/nopmi.out" 2>&1
+  rc=$?
+  set -e
+  [[ $rc != 0 ]] || fail "srun --mpi=none: two singleton ranks trained"
+  # Our check, or Open MPI's own refusal of a direct launch without PMI, whichever comes first.
+  grep -qE "SLURM_STEP_NUM_TASKS=2 tasks were launched, but MPI sees a world of 1|SLURM's PMI support" \
+    "$work/nopmi.out" || { cat "$work/nopmi.out"; fail "no message about the missing PMI"; }
+  [[ ! -e $work/runs/nopmi/metrics.jsonl ]] || fail "srun --mpi=none: a singleton rank started training"
+  echo "srun --mpi=none: refused with the reason"
+  # srun with PMIx where this Slurm and Open MPI have it, else mpirun inside the allocation.
+  launcher=${COATNET_TEST_LAUNCHER:-}
+  if [[ -z $launcher ]]; then
+    if sl srun --mpi=pmix --ntasks=2 --cpus-per-task=1 "$coatnet" plugins >/dev/null 2>"$work/pmix.err"; then
+      launcher=srun
+    else
+      launcher=mpirun
+      echo "srun --mpi=pmix does not work here ($(head -1 "$work/pmix.err")): using mpirun"
+    fi
   fi
-fi
-job=$(cd "$work" && COATNET_ROOT=$(cd "$(dirname "$coatnet")/../.." && pwd) COATNET_LAUNCHER=$launcher \
-  COATNET_RUN_NAME=slurmrun sbatch --parsable --ntasks=2 --ntasks-per-node=2 --gpus-per-node=0 \
-  --cpus-per-task=1 --time=10 --job-name=coatnet-test --output="$work/job.out" \
-  "$src/cluster/slurm/train.sbatch" "$src/tests/train/tiny.yaml" "${common[@]}")
-echo "submitted job $job (launcher $launcher)"
-state() { scontrol show job "$job" 2>/dev/null | grep -oE "JobState=[A-Z_]+" | cut -d= -f2; }
-for _ in $(seq 300); do
-  grep -q "step 30/" "$work/job.out" 2>/dev/null && break
-  [[ $(state) == PENDING || $(state) == RUNNING ]] || break
-  sleep 0.5
-done
-grep -q "step 30/" "$work/job.out" || { cat "$work/job.out"; tail "$work/log/"*.log; fail "the job did not start training"; }
-scancel --batch --signal=USR1 "$job"
-for _ in $(seq 600); do
-  s=$(state)
-  [[ $s == COMPLETED || $s == FAILED || $s == CANCELLED || $s == TIMEOUT ]] && break
-  sleep 1
-done
-cat "$work/job.out"
-[[ $(state) == COMPLETED ]] || fail "job ended $(state)"
-grep -q "stopped with a checkpoint: requeueing job $job" "$work/job.out" || fail "the job was not requeued"
-grep -q "start 1 on" "$work/job.out" || fail "no second start"
-grep -q "\[resume\] .*checkpoints/step-" "$work/job.out" || fail "the second start did not resume"
-cmp "$work/runs/ref/final.safetensors" "$work/runs/slurmrun/final.safetensors" ||
-  fail "stopped + requeued + resumed run differs from the uninterrupted one"
-echo "PASS: slurm requeue and resume (job $job)"
+  stop_and_requeue 1 2 "$launcher"
+  echo "PASS: slurm requeue and resume on 1 node"
+  ;;
+nodes)
+  slurm_up 2 "$work"
+  trap 'slurm_down; rm -rf "$work"' EXIT
+  # pack.sbatch: 2 nodes x 2 tasks write the bytes of one process.
+  "$coatnet" pack idx "$work/train-images-idx3-ubyte" "$work/train-labels-idx1-ubyte" "$work/p1/train" \
+    --records-per-shard 30 >/dev/null
+  mkdir -p "$work/p2"
+  (cd "$work" && sl timeout 300 sbatch --wait --nodes=2 --ntasks-per-node=2 --cpus-per-task=1 --time=10 \
+    --output="$work/pack.out" "$src/cluster/slurm/pack.sbatch" idx "$work/train-images-idx3-ubyte" \
+    "$work/train-labels-idx1-ubyte" "$work/p2/train" --records-per-shard 30 >/dev/null) ||
+    { cat "$work/pack.out"; fail "pack.sbatch failed"; }
+  n=$(ls "$work/p1" | wc -l)
+  [[ $n -gt 4 && $(ls "$work/p2" | wc -l) == "$n" ]] || fail "shard counts differ: $n vs $(ls "$work/p2" | wc -l)"
+  for f in "$work"/p1/*; do cmp "$f" "$work/p2/$(basename "$f")" || fail "pack.sbatch: $(basename "$f") differs"; done
+  echo "pack.sbatch on 2 nodes: $n shards byte-identical to one process's"
+
+  stop_and_requeue 2 1 srun
+  grep -m1 -E "^\[slurm\] job .* start 0 on .*h\[1-2\]" "$work/job.out" >/dev/null ||
+    fail "the training job did not run on both nodes"
+  echo "train.sbatch on 2 nodes: preempted, requeued, resumed, weights bit-identical"
+
+  # eval.sbatch: 2 nodes x 1 task give the one-process evaluation.
+  "$coatnet" eval "${common[@]}" --weights "$work/runs/ref/final.safetensors" --json >"$work/eval1.json"
+  (cd "$work" && sl timeout 300 sbatch --wait --nodes=2 --ntasks-per-node=1 --gpus-per-node=0 \
+    --cpus-per-task=1 --time=10 --output="$work/eval.out" "$src/cluster/slurm/eval.sbatch" \
+    "$src/tests/train/tiny.yaml" "$work/runs/slurmrun/final.safetensors" "${common[@]:2}" --json >/dev/null) ||
+    { cat "$work/eval.out"; fail "eval.sbatch failed"; }
+  "$py" - "$work/eval1.json" "$work/eval.out" <<'PY'
+import json, sys
+one = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+lines = [l for l in open(sys.argv[2]) if l.startswith("{")]
+assert len(lines) == 1, f"expected one JSON line from rank 0, got {len(lines)}"
+two = json.loads(lines[0])
+for k in ("top1", "top5", "samples"):
+    assert one[k] == two[k], (k, one[k], two[k])
+assert abs(one["loss"] - two["loss"]) <= 1e-5 * max(1.0, abs(one["loss"])), (one["loss"], two["loss"])
+print(f"eval.sbatch on 2 nodes: top-1 {two['top1']}, top-5 {two['top5']}, loss {two['loss']:.6f} "
+      f"over {two['samples']} samples, as one process")
+PY
+  echo "PASS: pack, train (preempted, requeued, resumed) and eval across 2 Slurm nodes"
+  ;;
+*) fail "unknown mode $mode" ;;
+esac

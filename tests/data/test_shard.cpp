@@ -139,3 +139,29 @@ TEST_F(ShardTest, DatasetSpansShardsInNameOrder) {
   w.commit();
   EXPECT_THROW(Dataset({shard_path(path("d"), 0, 3), path("x.h5")}), std::runtime_error);
 }
+
+namespace {
+
+class Hdf5CheckTest : public ShardTest {};
+
+}  // namespace
+
+TEST_F(Hdf5CheckTest, AFailedWriteNamesTheCallSourceFileDataFileAndHost) {
+  const std::string p = path("readonly.h5");
+  h5::create_file(p);           // created and closed
+  h5::Id f = h5::open_file(p);  // read-only: a write must fail
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  try {
+    h5::write_int_attr(f, "records", 7);
+    FAIL() << "an attribute was written into a file opened read-only";
+  } catch (const h5::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("HDF5 error at src/data/hdf5_util.cpp:"), std::string::npos) << m;
+    EXPECT_NE(m.find(" on " + std::string(host) + ")"), std::string::npos) << m;
+    EXPECT_NE(m.find(p + ": creating attribute records: H5Acreate2("), std::string::npos) << m;
+    // HDF5's own message from the bottom of its error stack, not a placeholder.
+    EXPECT_EQ(m.find("no message on HDF5's error stack"), std::string::npos) << m;
+    std::printf("the message: %s\n", m.c_str());
+  }
+}

@@ -14,12 +14,12 @@
 #include <cmath>
 #include <cstdio>
 
-#include "dist/check.h"
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "dist/sync_bn.h"
 #include "dist/world.h"
 #include "train/precision.h"
+#include "util/check.h"
 
 using namespace coatnet;
 

@@ -1,7 +1,8 @@
-// Checked calls to MPI, CUDA and NCCL. A failing call throws an error that names the library,
-// the call as written, its file:line, the library's own message, what it was doing, and this
-// process's rank and host: in a job of hundreds of ranks, a failure says where it happened.
-// Header-only, so the comm plugins use it without linking the core.
+// Checked calls to MPI, CUDA and NCCL (HDF5: COATNET_H5_CHECK in data/hdf5_util.h, which
+// throws the data layer's own error type with the same message). A failing call throws an error
+// that names the library, the call as written, its file:line, the library's own message, what it
+// was doing, and this process's rank and host: in a job of hundreds of ranks, a failure says where
+// it happened. Header-only, so the comm plugins use it without linking the core.
 //
 //   COATNET_MPI_CHECK(MPI_Ibarrier(comm, &req), "barrier before the commit");
 //   COATNET_CUDA_CHECK(cudaEventRecord(e, stream), "bucket 3");
@@ -18,7 +19,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace coatnet::dist {
+namespace coatnet::util {
 
 // "rank 3 on node07", from the launcher's environment (mpirun, srun), so that it works before
 // MPI is up and in code that does not link MPI.
@@ -38,14 +39,19 @@ inline const char* source_path(const char* file) {
   return file;
 }
 
-[[noreturn]] inline void check_failed(const char* lib, const char* call, const char* file, int line,
-                                      const std::string& message, const std::string& what) {
-  throw std::runtime_error(std::string(lib) + " error at " + source_path(file) + ":" +
-                           std::to_string(line) + " (" + where_am_i() + ")" +
-                           (what.empty() ? "" : ", " + what) + ": " + call + ": " + message);
+// "LIB error at src/x.cpp:12 (rank 3 on node07), WHAT: CALL: MESSAGE"
+inline std::string check_message(const char* lib, const char* call, const char* file, int line,
+                                 const std::string& message, const std::string& what) {
+  return std::string(lib) + " error at " + source_path(file) + ":" + std::to_string(line) + " (" +
+         where_am_i() + ")" + (what.empty() ? "" : ", " + what) + ": " + call + ": " + message;
 }
 
-}  // namespace coatnet::dist
+[[noreturn]] inline void check_failed(const char* lib, const char* call, const char* file, int line,
+                                      const std::string& message, const std::string& what) {
+  throw std::runtime_error(check_message(lib, call, file, line, message, what));
+}
+
+}  // namespace coatnet::util
 
 #define COATNET_MPI_CHECK(call, what)                                                 \
   do {                                                                                \
@@ -54,7 +60,7 @@ inline const char* source_path(const char* file) {
       char coatnet_msg_[MPI_MAX_ERROR_STRING];                                        \
       int coatnet_len_ = 0;                                                           \
       MPI_Error_string(coatnet_rc_, coatnet_msg_, &coatnet_len_);                     \
-      ::coatnet::dist::check_failed("MPI", #call, __FILE__, __LINE__,                 \
+      ::coatnet::util::check_failed("MPI", #call, __FILE__, __LINE__,                 \
                                     std::string(coatnet_msg_, coatnet_len_), (what)); \
     }                                                                                 \
   } while (0)
@@ -63,7 +69,7 @@ inline const char* source_path(const char* file) {
   do {                                                                        \
     const cudaError_t coatnet_rc_ = (call);                                   \
     if (coatnet_rc_ != cudaSuccess)                                           \
-      ::coatnet::dist::check_failed("CUDA", #call, __FILE__, __LINE__,        \
+      ::coatnet::util::check_failed("CUDA", #call, __FILE__, __LINE__,        \
                                     cudaGetErrorString(coatnet_rc_), (what)); \
   } while (0)
 
@@ -71,6 +77,6 @@ inline const char* source_path(const char* file) {
   do {                                                                        \
     const ncclResult_t coatnet_rc_ = (call);                                  \
     if (coatnet_rc_ != ncclSuccess)                                           \
-      ::coatnet::dist::check_failed("NCCL", #call, __FILE__, __LINE__,        \
+      ::coatnet::util::check_failed("NCCL", #call, __FILE__, __LINE__,        \
                                     ncclGetErrorString(coatnet_rc_), (what)); \
   } while (0)
