@@ -112,6 +112,10 @@ endif()
 find_package(yaml-cpp REQUIRED)
 coatnet_report("yaml-cpp" "found" "${yaml-cpp_VERSION}")
 
+# --- nlohmann-json: every JSON read and write (records, reports, safetensors headers) -----------
+find_package(nlohmann_json 3.2 REQUIRED)
+coatnet_report("nlohmann-json" "found" "${nlohmann_json_VERSION}")
+
 # --- Boost (DLL for plugins, Stacktrace for fatal errors) -------------------------------------
 find_package(Boost 1.71 REQUIRED COMPONENTS filesystem)
 coatnet_report("Boost" "found" "${Boost_VERSION}")

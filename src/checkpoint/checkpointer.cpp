@@ -418,13 +418,12 @@ std::string Checkpointer::problem_everywhere(const std::string& dir) {
 }
 
 std::optional<std::string> Checkpointer::first_valid(const std::string& root) {
-  const std::vector<Entry> entries = list_checkpoints(root);
-  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    const std::string problem = it->committed ? problem_everywhere(it->dir) : it->problem;
-    if (problem.empty()) return it->dir;
-    log_("[resume] skipping " + it->dir + ": " + problem);
-  }
-  return std::nullopt;
+  std::vector<std::string> skipped;
+  const std::string dir =
+      newest_valid(root, &skipped, [this](const std::string& d) { return problem_everywhere(d); });
+  for (const auto& s : skipped) log_("[resume] skipping " + s);
+  if (dir.empty()) return std::nullopt;
+  return dir;
 }
 
 std::optional<std::string> Checkpointer::find(const std::string& what) {

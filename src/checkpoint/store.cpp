@@ -76,10 +76,13 @@ std::string check_checkpoint(const std::string& dir, int rank, int world) {
   }
 }
 
-std::string newest_valid(const std::string& root, std::vector<std::string>* skipped) {
+std::string newest_valid(const std::string& root, std::vector<std::string>* skipped,
+                         const ProblemFn& check) {
   const std::vector<Entry> entries = list_checkpoints(root);
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    const std::string problem = it->committed ? check_checkpoint(it->dir, 0, 1) : it->problem;
+    const std::string problem = !it->committed ? it->problem
+                                : check        ? check(it->dir)
+                                               : check_checkpoint(it->dir, 0, 1);
     if (problem.empty()) return it->dir;
     if (skipped) skipped->push_back(it->dir + ": " + problem);
   }

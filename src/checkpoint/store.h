@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,12 @@ void commit(const std::string& root, const std::string& dir, Manifest manifest);
 // older than the newest committed one (interrupted saves) are deleted too.
 std::vector<std::string> prune(const std::string& root, int64_t keep_last, int64_t keep_every);
 
-// The newest checkpoint under root that check_checkpoint() finds sound (one process), or ""
-// when there is none; the ones passed over are added to `skipped` as "DIR: problem".
-std::string newest_valid(const std::string& root, std::vector<std::string>* skipped = nullptr);
+// The newest checkpoint under root that `problem` finds sound ("" = sound), or "" if none.
+// By default the check is check_checkpoint() in this one process; the Checkpointer passes one
+// that asks every rank. Each directory passed over is added to `skipped` as "DIR: PROBLEM".
+using ProblemFn = std::function<std::string(const std::string& dir)>;
+std::string newest_valid(const std::string& root, std::vector<std::string>* skipped = nullptr,
+                         const ProblemFn& problem = {});
 
 // What a command's CKPT argument names: a step directory as given, or else the newest valid
 // checkpoint under a checkpoint directory (the ones passed over added to `skipped`); throws

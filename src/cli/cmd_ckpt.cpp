@@ -71,10 +71,11 @@ int list(int argc, char** argv) {
       if (!p.has("json")) {
         std::printf("%-16s %s %9.1f MB  %s%s\n", name.c_str(),
                     e.committed ? "committed " : "INCOMPLETE", dir_bytes(e.dir) / 1e6,
-                    e.committed ? ("world " + std::to_string(v["world_size"].as_int()) + ", " +
-                                   v["backend"].as_string() + ", " + v["created"].as_string())
-                                      .c_str()
-                                : e.problem.c_str(),
+                    e.committed
+                        ? ("world " + std::to_string(v["world_size"].get<int>()) + ", " +
+                           v["backend"].get<std::string>() + ", " + v["created"].get<std::string>())
+                              .c_str()
+                        : e.problem.c_str(),
                     name == latest ? "  <- latest" : "");
       }
       arr.push_back(v);

@@ -30,6 +30,9 @@ int cmd_forward(int argc, char** argv) {
     for (const auto& name : report.resized)
       std::fprintf(stderr, "coatnet forward: resized %s to the %d px grid\n", name.c_str(),
                    spec.image_size);
+    if (!report.counters_zeroed.empty())
+      std::fprintf(stderr, "coatnet forward: %zu BatchNorm num_batches_tracked absent: set to 0\n",
+                   report.counters_zeroed.size());
     auto input = model::read_safetensors(p.get("input"));
     if (input.tensors.empty()) throw std::runtime_error(p.get("input") + ": holds no tensor");
     const auto& [in_name, x] = input.tensors.front();

@@ -9,6 +9,7 @@
 #include "model/variants.h"
 #include "train/report.h"
 #include "train/trainer.h"
+#include "util/progress.h"
 
 namespace coatnet::cli {
 
@@ -16,7 +17,7 @@ namespace {
 
 void print_summary(const train::TrainSummary& s) {
   std::printf("\n[summary] %lld steps in %s, %.0f images/s on average\n",
-              static_cast<long long>(s.steps), train::format_duration(s.wall_s).c_str(),
+              static_cast<long long>(s.steps), util::format_duration(s.wall_s).c_str(),
               s.images_per_s);
   if (s.best_top1 >= 0)
     std::printf(

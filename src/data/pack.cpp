@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "data/idx.h"
-#include "data/progress.h"
+#include "util/progress.h"
 
 namespace coatnet::data {
 
@@ -55,7 +55,7 @@ PackResult pack_idx(const std::string& images_path, const std::string& labels_pa
   PackResult result;
   result.records = n;
   result.shards = (n + o.records_per_shard - 1) / o.records_per_shard;
-  Progress progress(o.progress && o.rank == 0, n, "records");
+  util::Progress progress(o.progress && o.rank == 0, util::Progress::Style::Lines, stderr, "pack");
   const int64_t pixels = h * w;
   for (int64_t k = o.rank; k < result.shards; k += o.world) {
     ShardWriter writer(shard_path(out_prefix, k, result.shards), meta);
@@ -72,7 +72,7 @@ PackResult pack_idx(const std::string& images_path, const std::string& labels_pa
     writer.commit();
     result.written.push_back(shard_path(out_prefix, k, result.shards));
     // Rank 0 sees its own shards only; ranks advance in step, so this estimates the whole.
-    progress.update(std::min(n, (k + o.world) * o.records_per_shard));
+    progress.count(std::min(n, (k + o.world) * o.records_per_shard), n, "records");
   }
   return result;
 }

@@ -9,7 +9,7 @@
 #include <stdexcept>
 
 #include "data/pack.h"
-#include "data/progress.h"
+#include "util/progress.h"
 #include "util/text.h"
 
 namespace coatnet::data {
@@ -143,7 +143,7 @@ PackResult pack_images(const SourceListing& listing, const std::string& out_pref
   result.shards = (n + o.records_per_shard - 1) / o.records_per_shard;
   ImageChecker checker(check);
   std::vector<uint8_t> bytes;
-  Progress progress(o.progress && o.rank == 0, n, "images");
+  util::Progress progress(o.progress && o.rank == 0, util::Progress::Style::Lines, stderr, "pack");
   for (int64_t k = o.rank; k < result.shards; k += o.world) {
     ShardWriter writer(shard_path(out_prefix, k, result.shards), meta);
     const int64_t end = std::min(n, (k + 1) * o.records_per_shard);
@@ -174,7 +174,7 @@ PackResult pack_images(const SourceListing& listing, const std::string& out_pref
     writer.commit();
     result.written.push_back(shard_path(out_prefix, k, result.shards));
     // Rank 0 sees its own shards only; ranks advance in step, so this estimates the whole.
-    progress.update(std::min(n, (k + o.world) * o.records_per_shard));
+    progress.count(std::min(n, (k + o.world) * o.records_per_shard), n, "images");
   }
   return result;
 }

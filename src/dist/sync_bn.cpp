@@ -95,14 +95,14 @@ at::Tensor sync_batch_norm(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x, 
   return SyncBatchNormFunction::apply(x, bn.weight, bn.bias, &bn, &comm);
 }
 
-void enable_sync_batch_norm(Comm& comm) {
+SyncBatchNormScope::SyncBatchNormScope(Comm& comm) {
   Comm* c = &comm;
   model::set_batch_norm_override([c](torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) {
     return sync_batch_norm(bn, x, *c);
   });
 }
 
-void disable_sync_batch_norm() {
+SyncBatchNormScope::~SyncBatchNormScope() {
   model::set_batch_norm_override({});
 }
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "util/atomic_file.h"
 #include "util/json.h"
@@ -94,25 +95,24 @@ Entry parse_entry(const std::string& name, const json::Value& v, uint64_t data_s
                   const std::string& path) {
   std::string where = path + ": tensor '" + name + "'";
   if (!v.is_object()) throw SafetensorsError(where + ": header entry is not an object");
-  const json::Value* dtype = v.find("dtype");
-  const json::Value* shape = v.find("shape");
-  const json::Value* offsets = v.find("data_offsets");
-  if (!dtype || !dtype->is_string() || !shape || !shape->is_array() || !offsets ||
-      !offsets->is_array() || offsets->items().size() != 2)
+  const auto dtype = v.find("dtype"), shape = v.find("shape"), offsets = v.find("data_offsets");
+  if (dtype == v.end() || !dtype->is_string() || shape == v.end() || !shape->is_array() ||
+      offsets == v.end() || !offsets->is_array() || offsets->size() != 2)
     throw SafetensorsError(where + ": needs dtype (string), shape (list), data_offsets ([b, e])");
-  Entry e{name, dtype_from_name(dtype->as_string(), where), {}, 0, 0};
+  Entry e{name, dtype_from_name(dtype->get<std::string>(), where), {}, 0, 0};
+  // Non-negative integers parse as unsigned; a negative or fractional one is refused.
   uint64_t numel = 1;
-  for (const auto& d : shape->items()) {
-    if (!d.is_int() || d.as_int() < 0) throw SafetensorsError(where + ": bad shape dimension");
-    e.shape.push_back(d.as_int());
-    if (d.as_int() != 0 && numel > (1ull << 50) / static_cast<uint64_t>(d.as_int()))
-      throw SafetensorsError(where + ": shape too large");
-    numel *= static_cast<uint64_t>(d.as_int());
+  for (const auto& d : *shape) {
+    if (!d.is_number_unsigned()) throw SafetensorsError(where + ": bad shape dimension");
+    const auto n = d.get<uint64_t>();
+    if (n != 0 && numel > (1ull << 50) / n) throw SafetensorsError(where + ": shape too large");
+    e.shape.push_back(static_cast<int64_t>(n));
+    numel *= n;
   }
-  for (const auto& o : offsets->items())
-    if (!o.is_int() || o.as_int() < 0) throw SafetensorsError(where + ": bad data_offsets");
-  e.begin = static_cast<uint64_t>(offsets->items()[0].as_int());
-  e.end = static_cast<uint64_t>(offsets->items()[1].as_int());
+  for (const auto& o : *offsets)
+    if (!o.is_number_unsigned()) throw SafetensorsError(where + ": bad data_offsets");
+  e.begin = (*offsets)[0].get<uint64_t>();
+  e.end = (*offsets)[1].get<uint64_t>();
   uint64_t nbytes = numel * c10::elementSize(e.dtype);
   if (e.end < e.begin || e.end - e.begin != nbytes)
     throw SafetensorsError(where + ": data_offsets [" + std::to_string(e.begin) + ", " +
@@ -148,9 +148,17 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::string header(header_len, '\0');
   pread_all(fd.get(), header.data(), header_len, 8, path);
   json::Value root;
+  std::set<std::string> names;  // a name twice would silently keep only the last entry
+  auto no_duplicates = [&](int depth, json::Value::parse_event_t event, json::Value& parsed) {
+    if (event == json::Value::parse_event_t::key && depth == 1 &&
+        !names.insert(parsed.get<std::string>()).second)
+      throw SafetensorsError(path + ": tensor '" + parsed.get<std::string>() +
+                             "' appears twice in the header");
+    return true;
+  };
   try {
-    root = json::Value::parse(header);
-  } catch (const json::ParseError& e) {
+    root = json::Value::parse(header, no_duplicates);
+  } catch (const json::Value::parse_error& e) {
     throw SafetensorsError(path + ": malformed header: " + e.what());
   }
   if (!root.is_object()) throw SafetensorsError(path + ": header is not a JSON object");
@@ -158,13 +166,13 @@ SafetensorsFile read_safetensors(const std::string& path) {
   uint64_t data_start = 8 + header_len, data_size = file_size - data_start;
   SafetensorsFile out;
   std::vector<Entry> entries;
-  for (const auto& [name, value] : root.members()) {
+  for (const auto& [name, value] : root.items()) {
     if (name == "__metadata__") {
       if (!value.is_object()) throw SafetensorsError(path + ": __metadata__ is not an object");
-      for (const auto& [k, v] : value.members()) {
+      for (const auto& [k, v] : value.items()) {
         if (!v.is_string())
           throw SafetensorsError(path + ": __metadata__." + k + " is not a string");
-        out.metadata[k] = v.as_string();
+        out.metadata[k] = v.get<std::string>();
       }
       continue;
     }
@@ -199,7 +207,8 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
   uint64_t offset = 0;
   std::vector<at::Tensor> data;
   for (const auto& [name, t] : tensors) {
-    if (header.find(name)) throw SafetensorsError(path + ": duplicate tensor name '" + name + "'");
+    if (header.contains(name))
+      throw SafetensorsError(path + ": duplicate tensor name '" + name + "'");
     at::Tensor c = t.detach().to(at::kCPU).contiguous();
     json::Value entry = json::Value::object();
     entry["dtype"] = dtype_name(c.scalar_type());

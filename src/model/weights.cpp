@@ -13,6 +13,7 @@ namespace coatnet::model {
 namespace {
 
 const std::string kTableSuffix = "relative_position_bias_table";
+const std::string kCounterSuffix = ".num_batches_tracked";
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
@@ -54,14 +55,22 @@ LoadReport load_state_dict(torch::nn::Module& m, const NamedTensors& tensors,
   std::map<std::string, const at::Tensor*> given;
   for (const auto& [name, t] : tensors) given[name] = &t;
 
+  LoadReport report;
   std::vector<std::string> problems;
-  for (const auto& name : own_names)
-    if (!given.count(name)) problems.push_back("missing tensor '" + name + "'");
+  for (const auto& name : own_names) {
+    if (given.count(name)) continue;
+    // As PyTorch's BatchNorm loads a state_dict: a missing step counter starts at 0 (converted
+    // and trimmed checkpoints often lack it). Any other missing tensor is an error.
+    if (ends_with(name, kCounterSuffix)) {
+      report.counters_zeroed.push_back(name);
+      continue;
+    }
+    problems.push_back("missing tensor '" + name + "'");
+  }
   for (const auto& [name, t] : given)
     if (!own.count(name))
       problems.push_back("unexpected tensor '" + name + "'" + text::did_you_mean(name, own_names));
 
-  LoadReport report;
   std::map<std::string, at::Tensor> ready;
   for (const auto& [name, t] : given) {
     auto it = own.find(name);
@@ -102,6 +111,7 @@ LoadReport load_state_dict(torch::nn::Module& m, const NamedTensors& tensors,
   }
   at::NoGradGuard no_grad;
   for (auto& [name, src] : ready) own[name].copy_(src);
+  for (const auto& name : report.counters_zeroed) own[name].zero_();
   return report;
 }
 

@@ -216,17 +216,21 @@ std::vector<std::string> plot_run(const std::string& run_dir) {
                    static_cast<long long>(line_no), e.what());
       continue;
     }
-    const json::Value* type = r.find("type");
-    const json::Value* step = r.find("step");
-    if (!type || !step) continue;
-    const double x = step->as_double();
-    auto get = [&](const char* k) { return r.find(k) ? r.find(k)->as_double() : NAN; };
-    if (type->as_string() == "train") {
+    if (!r.is_object()) continue;
+    const auto type = r.find("type"), step = r.find("step");
+    if (type == r.end() || !type->is_string() || step == r.end() || !step->is_number()) continue;
+    const double x = step->get<double>();
+    auto get = [&](const char* k) {
+      const auto it = r.find(k);
+      return it != r.end() && it->is_number() ? it->get<double>() : NAN;
+    };
+    const std::string kind = type->get<std::string>();
+    if (kind == "train") {
       loss.x.push_back(x), loss.y.push_back(get("loss"));
       lr.x.push_back(x), lr.y.push_back(get("lr"));
       ips.x.push_back(x), ips.y.push_back(get("images_per_s"));
-    } else if (type->as_string() == "eval") {
-      const bool is_ema = r.find("ema") && r.find("ema")->as_bool();
+    } else if (kind == "eval") {
+      const bool is_ema = r.value("ema", false);
       if (is_ema) {
         ema1.x.push_back(x), ema1.y.push_back(100 * get("val_top1"));
       } else {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "util/json.h"
+#include "util/progress.h"
 
 namespace coatnet::train {
 
@@ -31,21 +32,8 @@ struct ProgressLine {
   double loss = 0, lr = 0, images_per_s = 0, eta_s = 0;
 };
 
-class Progress {
- public:
-  // on: rank 0. style: bar, lines, or auto (the bar on a terminal). mpirun gives its ranks a
-  // pseudo-terminal even when its own output goes to a file, hence the explicit choice.
-  Progress(bool on, const std::string& style);
-  // Redraws the bar (throttled), or prints a line when `log_line` (every log step).
-  void update(const ProgressLine& p, bool log_line);
-  void message(const std::string& text);  // a line of its own (evaluations, notices)
-
- private:
-  bool on_, tty_;
-  double last_draw_ = -1;
-  bool bar_shown_ = false;
-};
-
-std::string format_duration(double seconds);  // "1h02m", "4m31s", "12s"
+// The training progress through util::Progress: the bar, or at log steps a line
+// "[train] epoch 2/6  step 23/96  loss 1.7572  lr 8.93e-04  1243 img/s  ETA 1s".
+void show_progress(util::Progress& progress, const ProgressLine& p, bool log_line);
 
 }  // namespace coatnet::train

@@ -203,7 +203,8 @@ bool nan_fault(int64_t step) {
 TrainSummary train(const config::Config& requested, dist::World& world) {
   const auto t_start = clock_type::now();
   const bool root = world.is_root();
-  Progress progress(root, requested.get_string("train.progress"));
+  util::Progress progress(root, util::Progress::style(requested.get_string("train.progress")),
+                          stdout, "train");
 
   // --- processes and devices ---
   const int threads = compute_threads(requested, world);
@@ -234,11 +235,15 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       progress.message("[init] resized " + std::to_string(rep.resized.size()) +
                        " relative-position bias tables to " + std::to_string(spec.image_size) +
                        " px");
+    if (root && !rep.counters_zeroed.empty())
+      progress.message("[init] " + std::to_string(rep.counters_zeroed.size()) +
+                       " BatchNorm num_batches_tracked absent from the weights: set to 0");
   }
   net->to(device);
   FlatParams flat(*net);
   broadcast_model(*net, flat, *comm);
-  if (cfg.get_bool("dist.sync_bn")) dist::enable_sync_batch_norm(*comm);
+  std::optional<dist::SyncBatchNormScope> sync_bn;
+  if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
   dist::GradBuckets buckets(flat.params(), flat.grads, flat.offsets(), *comm,
                             static_cast<int64_t>(cfg.get_float("dist.first_bucket_mb") * (1 << 20)),
                             static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * (1 << 20)));
@@ -595,7 +600,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       shown = ProgressLine{
           done,      total_steps, epoch, epochs,
           mean_loss, lr,          ips,   (total_steps - done) * window_time / window_steps};
-      progress.update(shown, true);
+      show_progress(progress, shown, true);
       total_time += window_time;
       total_data += window_data;
       total_comm += window_comm;
@@ -605,7 +610,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       shown.step = done;  // the live bar moves every step; figures change at log steps
       shown.epoch = epoch;
       shown.lr = lr;
-      progress.update(shown, false);
+      show_progress(progress, shown, false);
     }
     if (done % steps_per_epoch == 0 || (eval_every > 0 && done % eval_every == 0) ||
         done == total_steps)
@@ -649,7 +654,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     }
   }
   comm->barrier("end of training");
-  dist::disable_sync_batch_norm();
+  sync_bn.reset();
   summary.wall_s = seconds_since(t_start);
   summary.images_per_s =
       (summary.steps - start_step) * global_batch * accum / std::max(total_time, 1e-9);

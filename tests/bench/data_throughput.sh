@@ -2,7 +2,8 @@
 # `coatnet data bench` vs its ceiling (full-size TurboJPEG decode, one core) and vs torchvision
 # ImageFolder + DataLoader + PIL, on the same real-photo JPEGs, same cores, one run; and both
 # with RandAugment (2, 15) on one thread/worker.
-# Needs scikit-image in .venv for the photos (pip install scikit-image).
+# The photos come from scikit-image's sample images: installed into .venv on first use
+# (tests/bench/requirements.txt), so this runs after launch/setup.sh alone.
 # usage: data_throughput.sh [WORKDIR] [COUNT]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,6 +12,10 @@ count=${2:-1000}
 py="$root/.venv/bin/python"
 coatnet="$root/build/bin/coatnet"
 if [[ ! -d $work/photos ]]; then
+  if ! "$py" -c "import skimage" 2>/dev/null; then
+    echo "[bench] installing scikit-image into .venv (tests/bench/requirements.txt)" >&2
+    "$py" -m pip install -q -r "$root/tests/bench/requirements.txt" >&2
+  fi
   "$py" "$root/tests/bench/make_photo_set.py" "$work/photos" "$count"
 fi
 if [[ ! -f $work/shards/train-report.txt ]]; then

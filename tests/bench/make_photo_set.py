@@ -2,7 +2,7 @@
 """An ImageNet-like folder of real-photo JPEGs for the data benchmark: random crops of the
 colour photographs shipped inside scikit-image (astronaut, coffee, chelsea, rocket, motorcycle,
 hubble, retina), resized to about 500x375 and saved at quality 90, in 10 class folders.
-Needs scikit-image and Pillow (pip install scikit-image).
+Needs scikit-image and Pillow (tests/bench/requirements.txt; data_throughput.sh installs it).
 usage: make_photo_set.py OUT_DIR [COUNT]"""
 import os
 import random

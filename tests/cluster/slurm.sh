@@ -51,6 +51,9 @@ slurm_up() {
   # (or two nodes' PMIx client directories under TmpFS) in one directory collide.
   cat >"$slurm_dir/slurm.conf" <<CONF
 ClusterName=coatnettest
+# Job ids of their own: PMIx names its per-job state after them, in places every test cluster
+# on this machine shares (/dev/shm, /tmp).
+FirstJobId=$((1000 + $$ % 100000 * 10))
 SlurmctldHost=$(host_name 1)($(host_ip 1))
 SlurmUser=root
 AuthType=auth/munge

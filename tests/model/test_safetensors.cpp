@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -102,6 +103,10 @@ TEST_F(SafetensorsTest, MalformedHeadersAreNamed) {
       {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
        16, "overlap"},
       {R"({"w":{"dtype":"F32","shape":[2]}})", 8, "data_offsets"},
+      {R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+       8, "'w' appears twice"},
+      {R"({"w":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})", 8, "bad shape"},
+      {R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}})", 8, "bad data_offsets"},
   };
   for (const auto& c : cases) {
     write_bytes(path("bad.safetensors"), with_header(c.header, c.data));
@@ -151,4 +156,45 @@ TEST_F(SafetensorsTest, StrictLoadNamesMissingExtraAndMisshapedTensors) {
   at::NoGradGuard no_grad;
   at::Tensor x = at::randn({2, 3, 32, 32});
   EXPECT_TRUE(at::equal(copy->forward(x), net->forward(x)));
+}
+
+TEST_F(SafetensorsTest, MissingBatchNormCountersLoadAsZeroOthersStillRefused) {
+  // PyTorch's load_state_dict sets an absent num_batches_tracked to 0; converted and trimmed
+  // checkpoints often lack it. Every other missing tensor is still an error naming it.
+  ModelSpec spec = variant("coatnet_nano_rw_224");
+  spec.image_size = 32;
+  spec.num_classes = 10;
+  CoAtNet net(spec);
+  NamedTensors trimmed;
+  std::vector<std::string> counters;
+  for (const auto& [name, t] : state_dict(*net)) {
+    if (name.size() > 20 && name.compare(name.size() - 20, 20, ".num_batches_tracked") == 0)
+      counters.push_back(name);
+    else
+      trimmed.emplace_back(name, t);
+  }
+  ASSERT_GT(counters.size(), 5u);
+  CoAtNet fresh(spec);
+  {
+    at::NoGradGuard no_grad;
+    for (auto& [name, t] : state_dict(*fresh))
+      if (std::find(counters.begin(), counters.end(), name) != counters.end()) t.fill_(7);
+  }
+  const LoadReport report = load_state_dict(*fresh, trimmed, "trimmed.safetensors");
+  EXPECT_EQ(report.counters_zeroed, counters);
+  for (auto& [name, t] : state_dict(*fresh))
+    if (std::find(counters.begin(), counters.end(), name) != counters.end())
+      EXPECT_EQ(t.item<int64_t>(), 0) << name;
+
+  NamedTensors no_mean;
+  for (const auto& [name, t] : trimmed)
+    if (name.find("running_mean") == std::string::npos) no_mean.emplace_back(name, t);
+  try {
+    CoAtNet again(spec);
+    load_state_dict(*again, no_mean, "no_mean.safetensors");
+    FAIL() << "weights without a running_mean were accepted";
+  } catch (const WeightsError& e) {
+    EXPECT_NE(std::string(e.what()).find("running_mean'"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("num_batches_tracked"), std::string::npos) << e.what();
+  }
 }
