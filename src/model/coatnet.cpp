@@ -11,19 +11,22 @@
 
 namespace coatnet::model {
 
-StageImpl::StageImpl(int in, int out, char type, int depth, int grid,
-                     const std::vector<double>& drop_path, const ModelSpec& spec) {
+StageImpl::StageImpl(const StageOptions& o) {
   blocks = torch::nn::Sequential();
-  for (int i = 0; i < depth; ++i) {
-    int stride = i == 0 ? 2 : 1;
-    int block_in = i == 0 ? in : out;
-    if (type == 'C') {
-      blocks->push_back(
-          MbConv(MbConvOptions(block_in, out, stride).drop_path(drop_path[i]).spec(spec.conv)));
-    } else {
-      blocks->push_back(TransformerBlock(TransformerOptions(block_in, out, stride, grid)
-                                             .drop_path(drop_path[i])
-                                             .spec(spec.transformer)));
+  for (int i = 0; i < o.depth(); ++i) {
+    const int stride = i == 0 ? 2 : 1;
+    const int block_in = i == 0 ? o.in() : o.out();
+    const double drop = o.drop_path().empty() ? 0.0 : o.drop_path().at(i);
+    switch (o.type()) {
+      case BlockType::MBConv:
+        blocks->push_back(
+            MbConv(MbConvOptions(block_in, o.out(), stride).drop_path(drop).spec(o.conv())));
+        break;
+      case BlockType::Transformer:
+        blocks->push_back(TransformerBlock(TransformerOptions(block_in, o.out(), stride, o.grid())
+                                               .drop_path(drop)
+                                               .spec(o.transformer())));
+        break;
     }
   }
   register_module("blocks", blocks);
@@ -33,14 +36,14 @@ PreLogitsImpl::PreLogitsImpl(int in, int hidden) {
   fc = register_module("fc", torch::nn::Linear(in, hidden));
 }
 
-HeadImpl::HeadImpl(int in, int hidden, int classes, double drop, double ln_eps) : drop_rate(drop) {
-  int features = in;
-  if (hidden > 0) {
-    norm = register_module("norm", LayerNorm2d(LayerNorm2dOptions(in).eps(ln_eps)));
-    pre_logits = register_module("pre_logits", PreLogits(in, hidden));
-    features = hidden;
+HeadImpl::HeadImpl(const HeadOptions& o) : drop_rate(o.drop_rate()) {
+  int features = o.in();
+  if (o.hidden() > 0) {
+    norm = register_module("norm", LayerNorm2d(LayerNorm2dOptions(o.in()).eps(o.ln_eps())));
+    pre_logits = register_module("pre_logits", PreLogits(o.in(), o.hidden()));
+    features = o.hidden();
   }
-  fc = register_module("fc", torch::nn::Linear(features, classes));
+  fc = register_module("fc", torch::nn::Linear(features, o.classes()));
 }
 
 at::Tensor HeadImpl::forward(const at::Tensor& x) {
@@ -66,16 +69,21 @@ CoAtNetImpl::CoAtNetImpl(const ModelSpec& s) : spec(s) {
   for (size_t i = 0; i < spec.layout.size(); ++i) {
     grid /= 2;
     std::vector<double> stage_rates(rates.begin() + first, rates.begin() + first + spec.depths[i]);
-    stages->push_back(
-        Stage(in, spec.widths[i], spec.layout[i], spec.depths[i], grid, stage_rates, spec));
+    stages->push_back(Stage(StageOptions(in, spec.widths[i], spec.block_type(i), spec.depths[i])
+                                .grid(grid)
+                                .drop_path(stage_rates)
+                                .conv(spec.conv)
+                                .transformer(spec.transformer)));
     in = spec.widths[i];
     first += spec.depths[i];
   }
   if (spec.head_hidden == 0)
     norm =
         register_module("norm", LayerNorm2d(LayerNorm2dOptions(in).eps(spec.transformer.ln_eps)));
-  head = register_module("head", Head(in, spec.head_hidden, spec.num_classes, spec.drop_rate,
-                                      spec.transformer.ln_eps));
+  head = register_module("head", Head(HeadOptions(in, spec.num_classes)
+                                          .hidden(spec.head_hidden)
+                                          .drop_rate(spec.drop_rate)
+                                          .ln_eps(spec.transformer.ln_eps)));
   init_weights();
 }
 

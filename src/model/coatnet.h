@@ -8,6 +8,7 @@
 // qkv.weight, head.fc.bias, ...), so `load_weights` takes timm safetensors as they are.
 #pragma once
 
+#include <torch/arg.h>
 #include <torch/nn/modules/container/modulelist.h>
 
 #include "model/layers.h"
@@ -15,11 +16,23 @@
 
 namespace coatnet::model {
 
-// One stage: `blocks`, the first of which downsamples by 2.
+// One stage: `depth` blocks of one type, the first of which downsamples by 2.
+struct StageOptions {
+  StageOptions(int in, int out, BlockType type, int depth)
+      : in_(in), out_(out), type_(type), depth_(depth) {}
+  TORCH_ARG(int, in);
+  TORCH_ARG(int, out);
+  TORCH_ARG(BlockType, type);
+  TORCH_ARG(int, depth);
+  TORCH_ARG(int, grid) = 0;                   // output feature map side (bias tables of T blocks)
+  TORCH_ARG(std::vector<double>, drop_path);  // per block; empty: none
+  TORCH_ARG(ConvBlockSpec, conv);
+  TORCH_ARG(TransformerBlockSpec, transformer);
+};
+
 class StageImpl : public torch::nn::Module {
  public:
-  StageImpl(int in, int out, char type, int depth, int grid, const std::vector<double>& drop_path,
-            const ModelSpec& spec);
+  explicit StageImpl(const StageOptions& options);
   at::Tensor forward(const at::Tensor& x) { return blocks->forward(x); }
   torch::nn::Sequential blocks{nullptr};
 };
@@ -36,9 +49,18 @@ TORCH_MODULE(PreLogits);
 // Global average pool -> [LayerNorm -> Linear -> tanh] -> dropout -> Linear. The bracket is the
 // paper variants' pre-logits MLP (timm's NormMlpClassifierHead); without it the final norm sits
 // on the feature map instead (timm's ClassifierHead for the rw variants).
+struct HeadOptions {
+  HeadOptions(int in, int classes) : in_(in), classes_(classes) {}
+  TORCH_ARG(int, in);
+  TORCH_ARG(int, classes);
+  TORCH_ARG(int, hidden) = 0;  // pre-logits width; 0: none
+  TORCH_ARG(double, drop_rate) = 0.0;
+  TORCH_ARG(double, ln_eps) = 1e-6;
+};
+
 class HeadImpl : public torch::nn::Module {
  public:
-  HeadImpl(int in, int hidden, int classes, double drop_rate, double ln_eps);
+  explicit HeadImpl(const HeadOptions& options);
   at::Tensor forward(const at::Tensor& x);
   LayerNorm2d norm{nullptr};
   PreLogits pre_logits{nullptr};

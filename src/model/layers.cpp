@@ -90,8 +90,9 @@ at::Tensor LayerNorm2dImpl::forward(const at::Tensor& x) {
   return y.permute({0, 3, 1, 2});
 }
 
-Downsample2dImpl::Downsample2dImpl(int in, int out, bool bias) {
-  if (in != out) expand = register_module("expand", make_conv(in, out, 1, 1, bias));
+Downsample2dImpl::Downsample2dImpl(const Downsample2dOptions& o) {
+  if (o.in() != o.out())
+    expand = register_module("expand", make_conv(o.in(), o.out(), 1, 1, o.bias()));
 }
 
 at::Tensor Downsample2dImpl::forward(const at::Tensor& x) {
@@ -99,9 +100,9 @@ at::Tensor Downsample2dImpl::forward(const at::Tensor& x) {
   return expand ? conv(expand, y) : y;
 }
 
-SqueezeExciteImpl::SqueezeExciteImpl(int channels, int reduced, Act a) : act(a) {
-  fc1 = register_module("fc1", make_conv(channels, reduced, 1, 1, true));
-  fc2 = register_module("fc2", make_conv(reduced, channels, 1, 1, true));
+SqueezeExciteImpl::SqueezeExciteImpl(const SqueezeExciteOptions& o) : act(o.act()) {
+  fc1 = register_module("fc1", make_conv(o.channels(), o.reduced(), 1, 1, true));
+  fc2 = register_module("fc2", make_conv(o.reduced(), o.channels(), 1, 1, true));
 }
 
 at::Tensor SqueezeExciteImpl::forward(const at::Tensor& x) {
@@ -121,9 +122,9 @@ at::Tensor StemImpl::forward(const at::Tensor& x) {
   return conv(conv2, activate(batch_norm(norm1, conv(conv1, x)), act));
 }
 
-ConvMlpImpl::ConvMlpImpl(int channels, int hidden, Act a) : act(a) {
-  fc1 = register_module("fc1", make_conv(channels, hidden, 1, 1, true));
-  fc2 = register_module("fc2", make_conv(hidden, channels, 1, 1, true));
+ConvMlpImpl::ConvMlpImpl(const ConvMlpOptions& o) : act(o.act()) {
+  fc1 = register_module("fc1", make_conv(o.channels(), o.hidden(), 1, 1, true));
+  fc2 = register_module("fc2", make_conv(o.hidden(), o.channels(), 1, 1, true));
 }
 
 at::Tensor ConvMlpImpl::forward(const at::Tensor& x) {

@@ -55,18 +55,30 @@ class LayerNorm2dImpl : public torch::nn::Module {
 TORCH_MODULE(LayerNorm2d);
 
 // 2x2 average pooling, then a 1x1 conv when the width changes (timm's Downsample2d, avg2).
+struct Downsample2dOptions {
+  Downsample2dOptions(int in, int out) : in_(in), out_(out) {}
+  TORCH_ARG(int, in);
+  TORCH_ARG(int, out);
+  TORCH_ARG(bool, bias) = true;  // of the 1x1 conv
+};
 class Downsample2dImpl : public torch::nn::Module {
  public:
-  Downsample2dImpl(int in, int out, bool bias);
+  explicit Downsample2dImpl(const Downsample2dOptions& options);
   at::Tensor forward(const at::Tensor& x);
   torch::nn::Conv2d expand{nullptr};
 };
 TORCH_MODULE(Downsample2d);
 
 // Squeeze-and-excitation: global mean -> 1x1 reduce -> act -> 1x1 expand -> sigmoid gate.
+struct SqueezeExciteOptions {
+  SqueezeExciteOptions(int channels, int reduced) : channels_(channels), reduced_(reduced) {}
+  TORCH_ARG(int, channels);
+  TORCH_ARG(int, reduced);
+  TORCH_ARG(Act, act) = Act::SiLU;
+};
 class SqueezeExciteImpl : public torch::nn::Module {
  public:
-  SqueezeExciteImpl(int channels, int reduced, Act act);
+  explicit SqueezeExciteImpl(const SqueezeExciteOptions& options);
   at::Tensor forward(const at::Tensor& x);
   torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
   Act act;
@@ -85,9 +97,15 @@ class StemImpl : public torch::nn::Module {
 TORCH_MODULE(Stem);
 
 // 1x1 conv MLP of the transformer blocks (timm's ConvMlp).
+struct ConvMlpOptions {
+  ConvMlpOptions(int channels, int hidden) : channels_(channels), hidden_(hidden) {}
+  TORCH_ARG(int, channels);
+  TORCH_ARG(int, hidden);
+  TORCH_ARG(Act, act) = Act::GELU;
+};
 class ConvMlpImpl : public torch::nn::Module {
  public:
-  ConvMlpImpl(int channels, int hidden, Act act);
+  explicit ConvMlpImpl(const ConvMlpOptions& options);
   at::Tensor forward(const at::Tensor& x);
   torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
   Act act;

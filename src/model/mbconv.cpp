@@ -8,7 +8,8 @@ MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
   const ConvBlockSpec& s = o.spec();
   int mid = make_divisible((s.expand_output ? o.out() : o.in()) * s.expand_ratio);
   if (o.stride() == 2)
-    shortcut = register_module("shortcut", Downsample2d(o.in(), o.out(), s.output_bias));
+    shortcut = register_module(
+        "shortcut", Downsample2d(Downsample2dOptions(o.in(), o.out()).bias(s.output_bias)));
   int stride_1x1 = s.stride_mode == StrideMode::Conv1x1 ? o.stride() : 1;
   int stride_dw = s.stride_mode == StrideMode::Dw ? o.stride() : 1;
   pre_norm = register_module("pre_norm", make_bn(o.in(), s.bn_eps));
@@ -16,7 +17,7 @@ MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
   norm1 = register_module("norm1", make_bn(mid, s.bn_eps));
   conv2_kxk = register_module("conv2_kxk", make_conv(mid, mid, 3, stride_dw, false, mid));
   int reduced = static_cast<int>(s.se_ratio * (s.expand_output ? o.out() : mid));
-  se = SqueezeExcite(mid, reduced, s.se_act);
+  se = SqueezeExcite(SqueezeExciteOptions(mid, reduced).act(s.se_act));
   // timm registers se_early before norm2 and se after it; the order decides state_dict order.
   if (s.se_early) register_module("se_early", se);
   norm2 = register_module("norm2", make_bn(mid, s.bn_eps));

@@ -37,7 +37,8 @@ TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : option
   const TransformerBlockSpec& s = o.spec();
   auto norm = LayerNorm2d(LayerNorm2dOptions(o.in()).eps(s.ln_eps));
   if (o.stride() == 2) {
-    shortcut = register_module("shortcut", Downsample2d(o.in(), o.out(), s.shortcut_bias));
+    shortcut = register_module(
+        "shortcut", Downsample2d(Downsample2dOptions(o.in(), o.out()).bias(s.shortcut_bias)));
     norm1_down = register_module(
         "norm1", torch::nn::Sequential(
                      {{"norm", norm},
@@ -49,7 +50,8 @@ TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : option
   }
   attn = register_module("attn", Attention2d(o.in(), o.out(), o.grid(), o.grid(), s));
   norm2 = register_module("norm2", LayerNorm2d(LayerNorm2dOptions(o.out()).eps(s.ln_eps)));
-  mlp = register_module("mlp", ConvMlp(o.out(), static_cast<int>(o.out() * s.mlp_ratio), s.act));
+  mlp = register_module(
+      "mlp", ConvMlp(ConvMlpOptions(o.out(), static_cast<int>(o.out() * s.mlp_ratio)).act(s.act)));
 }
 
 at::Tensor TransformerBlockImpl::forward(const at::Tensor& x) {

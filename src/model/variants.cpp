@@ -33,42 +33,78 @@ ModelSpec rw_base(const std::string& name) {
   return s;
 }
 
+// Every named variant: the paper's Table 3, then timm's variants with public weights.
+struct Variant {
+  const char* name;
+  ModelSpec (*make)(const char* name);
+};
+
+const std::vector<Variant>& variants() {
+  static const std::vector<int> w0{96, 192, 384, 768};
+  static const std::vector<Variant> table{
+      {"coatnet_0_224",
+       [](const char* n) {
+         return paper(n, {2, 3, 5, 2}, w0, 64);
+       }},
+      {"coatnet_1_224",
+       [](const char* n) {
+         return paper(n, {2, 6, 14, 2}, w0, 64);
+       }},
+      {"coatnet_2_224",
+       [](const char* n) {
+         return paper(n, {2, 6, 14, 2}, {128, 256, 512, 1024}, 128);
+       }},
+      {"coatnet_3_224",
+       [](const char* n) {
+         return paper(n, {2, 6, 14, 2}, {192, 384, 768, 1536}, 192);
+       }},
+      {"coatnet_4_224",
+       [](const char* n) {
+         return paper(n, {2, 12, 28, 2}, {192, 384, 768, 1536}, 192);
+       }},
+      {"coatnet_0_rw_224",
+       [](const char* n) {
+         ModelSpec s = rw_base(n);
+         s.depths = {2, 3, 7, 2};
+         s.widths = w0;
+         s.stem_widths = {32, 64};
+         s.conv.pre_norm_act = true;
+         s.conv.output_bias = false;
+         s.conv.se_early = true;
+         s.conv.se_act = Act::ReLU;
+         s.transformer.shortcut_bias = false;
+         return s;
+       }},
+      {"coatnet_nano_rw_224",
+       [](const char* n) {
+         ModelSpec s = rw_base(n);
+         s.depths = {3, 4, 6, 3};
+         s.widths = {64, 128, 256, 512};
+         s.stem_widths = {32, 64};
+         return s;
+       }},
+  };
+  return table;
+}
+
 }  // namespace
 
 std::vector<std::string> variant_names() {
-  return {"coatnet_0_224", "coatnet_1_224",    "coatnet_2_224",      "coatnet_3_224",
-          "coatnet_4_224", "coatnet_0_rw_224", "coatnet_nano_rw_224"};
+  std::vector<std::string> names;
+  for (const auto& v : variants()) names.push_back(v.name);
+  return names;
 }
 
 ModelSpec variant(const std::string& name) {
-  const std::vector<int> w0{96, 192, 384, 768};
-  if (name == "coatnet_0_224") return paper(name, {2, 3, 5, 2}, w0, 64);
-  if (name == "coatnet_1_224") return paper(name, {2, 6, 14, 2}, w0, 64);
-  if (name == "coatnet_2_224") return paper(name, {2, 6, 14, 2}, {128, 256, 512, 1024}, 128);
-  if (name == "coatnet_3_224") return paper(name, {2, 6, 14, 2}, {192, 384, 768, 1536}, 192);
-  if (name == "coatnet_4_224") return paper(name, {2, 12, 28, 2}, {192, 384, 768, 1536}, 192);
-  if (name == "coatnet_0_rw_224") {
-    ModelSpec s = rw_base(name);
-    s.depths = {2, 3, 7, 2};
-    s.widths = w0;
-    s.stem_widths = {32, 64};
-    s.conv.pre_norm_act = true;
-    s.conv.output_bias = false;
-    s.conv.se_early = true;
-    s.conv.se_act = Act::ReLU;
-    s.transformer.shortcut_bias = false;
-    return s;
-  }
-  if (name == "coatnet_nano_rw_224") {
-    ModelSpec s = rw_base(name);
-    s.depths = {3, 4, 6, 3};
-    s.widths = {64, 128, 256, 512};
-    s.stem_widths = {32, 64};
-    return s;
-  }
+  for (const auto& v : variants())
+    if (name == v.name) return v.make(v.name);
   throw std::invalid_argument("unknown model '" + name + "'" +
                               text::did_you_mean(name, variant_names()) +
                               "; known: " + text::join(variant_names(), ", ") + ", custom");
+}
+
+BlockType ModelSpec::block_type(size_t stage) const {
+  return layout.at(stage) == 'T' ? BlockType::Transformer : BlockType::MBConv;
 }
 
 void ModelSpec::validate() const {
@@ -89,7 +125,7 @@ void ModelSpec::validate() const {
          "' has " + std::to_string(n) + " stages");
   for (size_t i = 0; i < n; ++i) {
     if (depths[i] < 1) fail("depths[" + std::to_string(i) + "] = " + std::to_string(depths[i]));
-    if (layout[i] == 'T' && widths[i] % transformer.dim_head != 0)
+    if (block_type(i) == BlockType::Transformer && widths[i] % transformer.dim_head != 0)
       fail("width " + std::to_string(widths[i]) + " of transformer stage S" +
            std::to_string(i + 1) + " is not a multiple of dim_head " +
            std::to_string(transformer.dim_head));

@@ -12,6 +12,8 @@ class Config;
 namespace coatnet::model {
 
 enum class Act { None, GELU, SiLU, ReLU, Tanh };
+// What a stage is made of: the letters of a layout string (C = MBConv, T = transformer).
+enum class BlockType { MBConv, Transformer };
 enum class StrideMode { Pool, Dw, Conv1x1 };  // where an MBConv block downsamples
 
 // MBConv block options (timm's MaxxVitConvCfg, restricted to what CoAtNet uses).
@@ -55,8 +57,11 @@ struct ModelSpec {
 
   // Throws std::invalid_argument naming the field and value when the spec cannot be built.
   void validate() const;
+  // Stage i's block type, from `layout` (validated).
+  BlockType block_type(size_t stage) const;
 };
 
+// The names of the table of variants in variants.cpp, in its order.
 std::vector<std::string> variant_names();
 // A named variant; throws std::invalid_argument listing the known names otherwise.
 ModelSpec variant(const std::string& name);
