@@ -38,7 +38,8 @@ if ((${#missing[@]})); then
 fi
 
 # --- LibTorch: the pinned wheel in .venv, unless Torch_DIR names another ----------------------
-cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE="${COATNET_BUILD_TYPE:-Release}")
+cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE="${COATNET_BUILD_TYPE:-Release}"
+            -DCOATNET_WERROR="${COATNET_WERROR:-OFF}")
 if [[ -n ${Torch_DIR:-} ]]; then
   [[ -f $Torch_DIR/TorchConfig.cmake ]] || die "Torch_DIR=$Torch_DIR holds no TorchConfig.cmake"
   say "LibTorch from Torch_DIR=$Torch_DIR"

@@ -59,24 +59,24 @@ bool decode_region(const std::vector<uint8_t>& jpeg, int scale_num, int x, int y
   cinfo.scale_denom = 8;
   jpeg_start_decompress(&cinfo);
   const int sw = static_cast<int>(cinfo.output_width), sh = static_cast<int>(cinfo.output_height);
-  x = std::clamp(x, 0, sw - 1);
-  y = std::clamp(y, 0, sh - 1);
-  w = std::clamp(w, 1, sw - x);
-  h = std::clamp(h, 1, sh - y);
-  JDIMENSION xoff = static_cast<JDIMENSION>(x), width = static_cast<JDIMENSION>(w);
+  // New variables, not the arguments: a variable changed after setjmp is undefined after a
+  // longjmp (GCC's -Wclobbered), even where, as here, the error path does not read it.
+  const int cx = std::clamp(x, 0, sw - 1), cy = std::clamp(y, 0, sh - 1);
+  const int cw = std::clamp(w, 1, sw - cx), ch = std::clamp(h, 1, sh - cy);
+  JDIMENSION xoff = static_cast<JDIMENSION>(cx), width = static_cast<JDIMENSION>(cw);
   jpeg_crop_scanline(&cinfo, &xoff, &width);  // widens to iMCU boundaries
-  if (y > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(y));
+  if (cy > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(cy));
   const size_t stride = static_cast<size_t>(cinfo.output_width) * cinfo.output_components;
-  out->pixels.resize(stride * h);
+  out->pixels.resize(stride * ch);
   out->width = static_cast<int>(cinfo.output_width);
   out->channels = cinfo.output_components;
-  out->height = h;
+  out->height = ch;
   out->x0 = static_cast<int>(xoff);
-  out->y0 = y;
+  out->y0 = cy;
   out->scaled_width = sw;
   out->scaled_height = sh;
-  while (static_cast<int>(cinfo.output_scanline) < y + h) {
-    JSAMPROW row = out->pixels.data() + (cinfo.output_scanline - y) * stride;
+  while (static_cast<int>(cinfo.output_scanline) < cy + ch) {
+    JSAMPROW row = out->pixels.data() + (cinfo.output_scanline - cy) * stride;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
   jpeg_abort_decompress(&cinfo);  // the rows below the crop are not needed
