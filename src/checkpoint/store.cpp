@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "checkpoint/shard_io.h"
 #include "util/atomic_file.h"
@@ -78,11 +77,11 @@ std::string check_checkpoint(const std::string& dir, int rank, int world) {
 
 std::string newest_valid(const std::string& root, std::vector<std::string>* skipped,
                          const ProblemFn& check) {
+  const ProblemFn problem_of =
+      check ? check : [](const std::string& dir) { return check_checkpoint(dir, 0, 1); };
   const std::vector<Entry> entries = list_checkpoints(root);
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    const std::string problem = !it->committed ? it->problem
-                                : check        ? check(it->dir)
-                                               : check_checkpoint(it->dir, 0, 1);
+    const std::string problem = it->committed ? problem_of(it->dir) : it->problem;
     if (problem.empty()) return it->dir;
     if (skipped) skipped->push_back(it->dir + ": " + problem);
   }

@@ -1,6 +1,5 @@
 // coatnet pack SOURCE ...: pack a dataset into HDF5 shards, in parallel under mpirun.
 #include <cstdio>
-#include <fstream>
 
 #include "cli/args.h"
 #include "cli/commands.h"

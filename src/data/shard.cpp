@@ -23,10 +23,6 @@ std::string shard_path(const std::string& prefix, int64_t index, int64_t count) 
 ShardWriter::ShardWriter(std::string path, ShardMeta meta)
     : path_(std::move(path)), meta_(std::move(meta)) {}
 
-ShardWriter::~ShardWriter() {
-  if (!committed_) std::remove((path_ + ".tmp").c_str());
-}
-
 void ShardWriter::add(Record r) {
   records_.push_back(std::move(r));
 }
@@ -91,7 +87,6 @@ void ShardWriter::commit() {
                        static_cast<int64_t>(XXH3_64bits(bytes.data(), bytes.size())));
     COATNET_H5_CHECK(H5Fflush(file, H5F_SCOPE_GLOBAL), tmp, "flushing the shard (disk full?)");
   });
-  committed_ = true;
 }
 
 Shard::Shard(const std::string& path) : path_(path) {

@@ -37,12 +37,11 @@ struct Record {
   std::vector<float> label_weights;  // optional, same length as labels
 };
 
-// Collects records and writes the shard on commit(): to PATH.tmp, fsync, rename to PATH, so an
-// interrupted pack never leaves a file that looks valid. Without commit() nothing remains.
+// Collects records and writes the shard on commit(), atomically (util::write_atomically), so an
+// interrupted pack never leaves a file that looks valid. Without commit() nothing is written.
 class ShardWriter {
  public:
   ShardWriter(std::string path, ShardMeta meta);
-  ~ShardWriter();
   void add(Record r);
   size_t size() const { return records_.size(); }
   void commit();
@@ -51,7 +50,6 @@ class ShardWriter {
   std::string path_;
   ShardMeta meta_;
   std::vector<Record> records_;
-  bool committed_ = false;
 };
 
 // One shard opened for reading. Thread-safe after construction.

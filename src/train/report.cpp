@@ -24,6 +24,7 @@ void MetricsLog::write(const json::Value& record) {
 }
 
 void show_progress(util::Progress& progress, const ProgressLine& p, bool log_line) {
+  if (!progress.shows(log_line)) return;  // called every step, on every rank
   char stats[160];
   if (p.images_per_s > 0)
     std::snprintf(stats, sizeof stats, "loss %.4f  lr %.2e  %.0f img/s  ETA %s", p.loss, p.lr,

@@ -65,18 +65,16 @@ inline std::string check_message(const char* lib, const char* call, const char* 
     }                                                                                 \
   } while (0)
 
-#define COATNET_CUDA_CHECK(call, what)                                        \
-  do {                                                                        \
-    const cudaError_t coatnet_rc_ = (call);                                   \
-    if (coatnet_rc_ != cudaSuccess)                                           \
-      ::coatnet::util::check_failed("CUDA", #call, __FILE__, __LINE__,        \
-                                    cudaGetErrorString(coatnet_rc_), (what)); \
+// A library whose calls return a status, with a function that names it (CUDA, NCCL).
+#define COATNET_STATUS_CHECK_(lib, call_text, call, ok, message_of, what)                        \
+  do {                                                                                           \
+    const auto coatnet_rc_ = (call);                                                             \
+    if (coatnet_rc_ != (ok))                                                                     \
+      ::coatnet::util::check_failed(lib, call_text, __FILE__, __LINE__, message_of(coatnet_rc_), \
+                                    (what));                                                     \
   } while (0)
 
-#define COATNET_NCCL_CHECK(call, what)                                        \
-  do {                                                                        \
-    const ncclResult_t coatnet_rc_ = (call);                                  \
-    if (coatnet_rc_ != ncclSuccess)                                           \
-      ::coatnet::util::check_failed("NCCL", #call, __FILE__, __LINE__,        \
-                                    ncclGetErrorString(coatnet_rc_), (what)); \
-  } while (0)
+#define COATNET_CUDA_CHECK(call, what) \
+  COATNET_STATUS_CHECK_("CUDA", #call, call, cudaSuccess, cudaGetErrorString, what)
+#define COATNET_NCCL_CHECK(call, what) \
+  COATNET_STATUS_CHECK_("NCCL", #call, call, ncclSuccess, ncclGetErrorString, what)

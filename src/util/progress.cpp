@@ -20,20 +20,27 @@ Progress::Progress(bool on, Style style, std::FILE* out, std::string tag)
       out_(out),
       tag_(std::move(tag)) {}
 
+double Progress::seconds() const {
+  return std::chrono::duration<double>(clock::now() - start_).count();
+}
+
+bool Progress::shows(bool line) const {
+  if (!on_) return false;
+  if (!bar_) return line;
+  return line || seconds() - last_draw_ >= 0.1;  // the bar is redrawn at most 10 times a second
+}
+
 void Progress::update(const std::string& head, int64_t done, int64_t total, const char* unit,
                       const std::string& tail, bool line) {
-  if (!on_) return;
+  if (!shows(line)) return;
   const std::string lead = "[" + tag_ + "] " + head;
   if (!bar_) {
-    if (line)
-      std::fprintf(out_, "%s%s%s %lld/%lld  %s\n", lead.c_str(), head.empty() ? "" : "  ", unit,
-                   static_cast<long long>(done), static_cast<long long>(total), tail.c_str());
+    std::fprintf(out_, "%s%s%s %lld/%lld  %s\n", lead.c_str(), head.empty() ? "" : "  ", unit,
+                 static_cast<long long>(done), static_cast<long long>(total), tail.c_str());
     std::fflush(out_);
     return;
   }
-  const double t = std::chrono::duration<double>(clock::now() - start_).count();
-  if (!line && t - last_draw_ < 0.1) return;
-  last_draw_ = t;
+  last_draw_ = seconds();
   const int width = 24;
   const int filled =
       total > 0 ? static_cast<int>(width * static_cast<double>(std::min(done, total)) / total) : 0;
@@ -46,20 +53,18 @@ void Progress::update(const std::string& head, int64_t done, int64_t total, cons
 }
 
 void Progress::count(int64_t done, int64_t total, const char* unit) {
-  if (!on_) return;
-  const double s = std::chrono::duration<double>(clock::now() - start_).count();
-  const double rate = done / std::max(s, 1e-9);
+  if (!shows(true)) return;
+  const double rate = done / std::max(seconds(), 1e-9);
   char tail[96];
   std::snprintf(tail, sizeof tail, "%.0f/s  ETA %s", rate,
                 format_duration((total - done) / std::max(rate, 1e-9)).c_str());
   update("", done, total, unit, tail, true);
-  if (bar_ && done >= total) message("");  // the finished bar keeps its line
 }
 
 void Progress::message(const std::string& text) {
   if (!on_) return;
-  if (bar_shown_) std::fprintf(out_, text.empty() ? "\n" : "\r\033[K");
-  if (!text.empty() || !bar_shown_) std::fprintf(out_, "%s\n", text.c_str());
+  if (bar_shown_) std::fprintf(out_, "\r\033[K");  // the bar is redrawn by the next update
+  std::fprintf(out_, "%s\n", text.c_str());
   bar_shown_ = false;
   std::fflush(out_);
 }

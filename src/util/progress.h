@@ -29,12 +29,16 @@ class Progress {
   // done/total  TAIL" as the bar.
   void update(const std::string& head, int64_t done, int64_t total, const char* unit,
               const std::string& tail, bool line);
-  // Counted work, with the rate and ETA since this reporter was made; always a line.
+  // Whether update(..., line) would print anything: callers skip formatting the text when not
+  // (every step of training calls it, on every rank).
+  bool shows(bool line) const;
+  // Counted work, with the rate and ETA since this reporter was made (for Style::Lines).
   void count(int64_t done, int64_t total, const char* unit);
   void message(const std::string& text);
 
  private:
   using clock = std::chrono::steady_clock;
+  double seconds() const;  // since this reporter was made
   bool on_, bar_;
   std::FILE* out_;
   std::string tag_;

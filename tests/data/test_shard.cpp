@@ -160,7 +160,7 @@ TEST_F(Hdf5CheckTest, AFailedWriteNamesTheCallSourceFileDataFileAndHost) {
     EXPECT_NE(m.find("HDF5 error at src/data/hdf5_util.cpp:"), std::string::npos) << m;
     EXPECT_NE(m.find(" on " + std::string(host) + ")"), std::string::npos) << m;
     EXPECT_NE(m.find(p + ": creating attribute records: H5Acreate2("), std::string::npos) << m;
-    // HDF5's own message from the bottom of its error stack, not a placeholder.
+    // HDF5's own message from the bottom of its error stack must be in it.
     EXPECT_EQ(m.find("no message on HDF5's error stack"), std::string::npos) << m;
     std::printf("the message: %s\n", m.c_str());
   }
