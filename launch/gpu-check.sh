@@ -2,13 +2,20 @@
 # The one command that verifies and measures the GPU path, on any machine with an NVIDIA GPU
 # and a Python torch with CUDA (python3 on PATH, or $COATNET_GPU_PYTHON):
 #
-#   launch/gpu-check.sh [--bundle DIR] [--out DIR] [--skip-build] [--help]
+#   launch/gpu-check.sh [--bundle DIR] [--prebuilt DIR] [--out DIR] [--deadline S]
+#                       [--skip-build] [--help]
 #
 #   --bundle DIR   what launch/gpu-bundle.sh DIR made elsewhere: the project's system libraries
 #                  (Open MPI, HDF5, yaml-cpp, Boost, libjpeg-turbo, xxHash, GoogleTest, ...) for
 #                  a machine that lacks them
 #   --out DIR      where the table (gpu-check.txt), one JSON (gpu-check.json) and the logs go
 #                  (default: $OUT if set, else ./gpu-check-out)
+#   --prebuilt DIR what launch/gpu-prebuild.sh DIR made elsewhere against this machine's torch
+#                  version (bin/ and lib/): used instead of building here when it runs, which saves
+#                  the build's minutes of a borrowed machine; built here when it does not
+#   --deadline S   stop starting new steps S seconds after the start (default 540), so that the
+#                  table is printed inside a limited lease; each step is also bounded by its own
+#                  timeout, and what did not run is listed as skipped
 #   --skip-build   reuse build-gpu/ from an earlier run on the same machine
 #
 # 1. builds the project into build-gpu/ against that python's torch (Torch_DIR from
@@ -25,12 +32,14 @@
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-bundle="" out=${OUT:-$PWD/gpu-check-out} skip_build=0
+usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540
 while (($#)); do
   case $1 in
     --bundle) bundle=${2:?--bundle needs a directory}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
+    --prebuilt) prebuilt=${2:?--prebuilt needs a directory}; shift 2 ;;
+    --deadline) deadline=${2:?--deadline needs seconds}; shift 2 ;;
     --skip-build) skip_build=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -77,8 +86,22 @@ if [[ -n $bundle ]]; then
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
-# --- 1. build -----------------------------------------------------------------------------------
+# --- 1. build (or a prebuilt that runs here) -----------------------------------------------------
+# A build made elsewhere finds this machine's LibTorch and the NVIDIA libraries beside it through
+# the library path (its own run path names the machine it was built on).
+torch_dir=$("$py" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+nvidia_libs=$(ls -d "$(dirname "$torch_dir")"/nvidia/*/lib 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="$torch_dir/lib:$nvidia_libs${LD_LIBRARY_PATH:-}"
 build="$root/build-gpu"
+if [[ -n $prebuilt ]]; then
+  if "$prebuilt/bin/coatnet" plugins >"$out/prebuilt.log" 2>&1 && grep -q comm-nccl "$out/prebuilt.log"; then
+    build=$(cd "$prebuilt" && pwd) skip_build=1
+    record build "pass (prebuilt)" 0 "$(head -c 150 "$prebuilt/BUILD_INFO" 2>/dev/null)"
+  else
+    say "the prebuilt $prebuilt does not run here (prebuilt.log): building instead"
+    tail -5 "$out/prebuilt.log"
+  fi
+fi
 torch_prefix=$("$py" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
   say "building $build against $torch_prefix"
@@ -95,15 +118,20 @@ if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
 fi
 coatnet="$build/bin/coatnet"
 [[ -x $coatnet ]] || { say "no build: stopping"; cat "$results"; exit 1; }
+# left SECONDS: how much of --deadline remains (0 when spent)
+left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
 # --- 2. tests -------------------------------------------------------------------------------------
 # test NAME COMMAND...: pass, FAIL, or skip (exit 77 / gtest skips only), with its log.
-test_step() {
-  local name=$1; shift
+test_step() {  # NAME SECONDS_LIMIT COMMAND...
+  local name=$1 limit=$2; shift 2
   local t0=$(date +%s) rc
+  ((limit > $(left))) && limit=$(left)
+  ((limit < 10)) && { record "test $name" "skip (deadline)" 0 "--deadline $deadline reached"; return; }
   say "test: $name"
-  "$@" >"$out/test-$name.log" 2>&1
+  timeout -k 10 "$limit" "$@" >"$out/test-$name.log" 2>&1
   rc=$?
+  ((rc == 124 || rc == 137)) && echo "gpu-check: stopped after ${limit} s" >>"$out/test-$name.log"
   local secs=$(($(date +%s) - t0)) status=pass
   ((rc == 77)) && status=skip
   ((rc != 0 && rc != 77)) && status=FAIL
@@ -112,24 +140,26 @@ test_step() {
   record "test $name" "$status" "$secs" "$(grep -E 'PASS|against float32|resumed|mean' "$out/test-$name.log" | head -4 | tr '\n' ';')"
   [[ $status == FAIL ]] && tail -20 "$out/test-$name.log"
 }
-test_step nccl_syncbn_w1 "$build/bin/coatnet_dist_tests"
-test_step mpi_w2 mpirun -np 2 --bind-to none "$build/bin/coatnet_dist_tests"
-test_step pinned_loader "$build/bin/coatnet_tests" --gtest_filter='*Pinned*:*Gpu*'
-test_step precision_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+test_step nccl_syncbn_w1 120 "$build/bin/coatnet_dist_tests"
+test_step mpi_w2 120 mpirun -np 2 --bind-to none "$build/bin/coatnet_dist_tests"
+test_step pinned_loader 60 "$build/bin/coatnet_tests" --gtest_filter='*Pinned*:*Gpu*'
+test_step precision_gpu 150 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" precision "$coatnet" "$py"
-test_step nonfinite_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+test_step nonfinite_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" nonfinite "$coatnet" "$py"
-test_step resume_gpu env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
-test_step kernels_vs_reference "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*'
+test_step kernels_vs_reference 60 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*'
 
 
 # --- 3. benchmarks --------------------------------------------------------------------------------
 bench() {  # NAME SECONDS_LIMIT COMMAND... : its last line of output (JSON) is the result
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s)
+  ((limit > $(left))) && limit=$(left)
+  ((limit < 15)) && { record "bench $name" "skip (deadline)" 0 "--deadline $deadline reached"; return; }
   say "bench: $name"
-  if timeout "$limit" "$@" >"$out/bench-$name.log" 2>&1; then
+  if timeout -k 10 "$limit" "$@" >"$out/bench-$name.log" 2>&1; then
     record "bench $name" ok $(($(date +%s) - t0)) "$(grep '^{' "$out/bench-$name.log" | tail -1)"
   else
     record "bench $name" FAIL $(($(date +%s) - t0)) "exit $?, see bench-$name.log"
@@ -150,7 +180,7 @@ print(json.dumps({"device": torch.cuda.get_device_name(), "tflops": 2 * n**3 / m
 PY
 # Photo-like JPEGs, packed: the data for our training run and the loader benchmark.
 say "making 1000 photo-like JPEGs and packing them"
-"$py" "$root/tests/bench/make_photo_set.py" "$work/photos" 1000 >"$out/photos.log" 2>&1 &&
+timeout 120 "$py" "$root/tests/bench/make_photo_set.py" "$work/photos" 1000 >"$out/photos.log" 2>&1 &&
   "$coatnet" pack imagefolder "$work/photos" "$work/train" --records-per-shard 250 >>"$out/photos.log" 2>&1 ||
   { record "photo set" FAIL 0 "see photos.log"; tail -5 "$out/photos.log"; }
 
@@ -176,7 +206,7 @@ bench ours_coatnet_0_bf16 180 bash -c 'py=$0 steady=$1 runs=$2; shift 2
 peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --image-size 224
       --in-chans 3 --num-classes 1000 --batch 128 --device cuda --amp bf16 --channels-last
       --threads "$(nproc)")
-bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30
+bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30 --profile 5
 bench kernels 60 "$build/bin/bench_kernels" --batch 128 --size 224
 bench ours_coatnet_0_bf16_batch_prep 180 bash -c 'py=$0 steady=$1 runs=$2; shift 2
   "$@" >"$runs.log" 2>&1 || { tail -20 "$runs.log"; exit 1; }

@@ -32,8 +32,10 @@ export OPAL_LIBDIR="$B/usr/lib/$_arch/openmpi/lib" OPAL_INCLUDEDIR="$B/usr/lib/$
 export OPAL_PKGLIBDIR="$B/usr/lib/$_arch/openmpi/lib/openmpi3" OPAL_DATADIR="$B/usr/share"
 export OPAL_DATAROOTDIR="$B/usr/share" OPAL_PKGDATADIR="$B/usr/share/openmpi"
 export OPAL_SYSCONFDIR="$B/etc/openmpi"
-# Debian's PMIx lives under a prefix of its own.
-export PMIX_INSTALL_PREFIX="$B/usr/lib/$_arch/pmix2"
+# Debian's PMIx lives under a prefix of its own. A machine with its own PMIx (another version)
+# at the path compiled in gets "unable to open ... pmix_mca_pcompress_zlib" lines (ignored, as
+# they say) and a banner about compression, which is silenced.
+export PMIX_INSTALL_PREFIX="$B/usr/lib/$_arch/pmix2" PMIX_MCA_pcompress_base_silence_warning=1
 # Debian's multiarch headers (jconfig.h) are found by its compiler's default search path, not
 # by the .pc files.
 export CPATH="$B/usr/include/$_arch${CPATH:+:$CPATH}"

@@ -78,7 +78,9 @@ at::Tensor concat_f64(const std::vector<at::Tensor>& ts) {
   return flat.empty() ? at::zeros({0}, at::kDouble) : at::cat(flat);
 }
 
-// The checkpoint's layout of `tensor` must be the model's: same names, offsets and shapes.
+// The checkpoint's layout of `tensor` must be the model's: same names and shapes, in order.
+// Offsets may differ (a checkpoint written before parameters were aligned in the flat buffer):
+// place_flat() moves each entry to the model's.
 void check_layout(const Manifest& m, const std::string& tensor,
                   const std::vector<LayoutEntry>& model, const std::string& dir) {
   auto it = m.layout.find(tensor);
@@ -94,8 +96,7 @@ void check_layout(const Manifest& m, const std::string& tensor,
     if (i >= model.size())
       throw ManifestError(dir + ": the checkpoint has '" + saved[i].name + "', the model does not" +
                           hint);
-    if (saved[i].name != model[i].name || saved[i].shape != model[i].shape ||
-        saved[i].offset != model[i].offset)
+    if (saved[i].name != model[i].name || saved[i].shape != model[i].shape)
       throw ManifestError(dir + ": checkpoint " + tensor + " '" + saved[i].name + "' " +
                           shape_text(saved[i].shape) + " where the model has '" + model[i].name +
                           "' " + shape_text(model[i].shape) + hint);
@@ -239,6 +240,25 @@ struct Checkpointer::InFlight {
     done = true;
   }
 };
+
+void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_layout,
+                at::Tensor dst, const std::vector<LayoutEntry>& model_layout) {
+  bool same = saved.numel() == dst.numel();
+  for (size_t i = 0; same && i < model_layout.size(); ++i)
+    same = saved_layout[i].offset == model_layout[i].offset;
+  if (same) {
+    dst.copy_(saved);
+    return;
+  }
+  for (size_t i = 0; i < model_layout.size(); ++i) {
+    const int64_t n = model_layout[i].numel();
+    if (saved_layout[i].offset + n > saved.numel())
+      throw ManifestError("checkpoint parameter '" + saved_layout[i].name + "' at offset " +
+                          std::to_string(saved_layout[i].offset) + " runs past the saved " +
+                          std::to_string(saved.numel()) + " elements");
+    dst.narrow(0, model_layout[i].offset, n).copy_(saved.narrow(0, saved_layout[i].offset, n));
+  }
+}
 
 Checkpointer::Checkpointer(CheckpointOptions options, TrainRefs refs, dist::World& world,
                            dist::Comm& comm, Log log)
@@ -445,7 +465,8 @@ std::optional<std::string> Checkpointer::find(const std::string& what) {
 Manifest Checkpointer::load(const std::string& dir) {
   Manifest m = read_manifest(dir);
   // The model must be the one that was saved.
-  check_layout(m, "params", params_layout(*refs_.flat), dir);
+  const auto model_params = params_layout(*refs_.flat);
+  check_layout(m, "params", model_params, dir);
   const auto bufs = named_buffers(*refs_.net, false);
   check_layout(m, "buffers", buffer_layout(bufs), dir);
 
@@ -460,16 +481,18 @@ Manifest Checkpointer::load(const std::string& dir) {
       continue;
     }
     // This rank reads its part at the current world size; the parts are all-gathered.
-    const int64_t n = dst.numel();
+    const int64_t n = m.tensor(name)->numel;
     const int64_t per = (n + world - 1) / world;
     const auto [b, e] = even_range(n, rank, world);
     at::Tensor part = at::zeros({per}, at::kFloat);
     read_tensor(dir, m, name, b, e, part.data_ptr());
     at::Tensor gathered = comm_.allgather(part.to(dst.device()), "checkpoint load of " + name);
+    at::Tensor saved = at::empty({n}, gathered.options());
     for (int r = 0; r < world; ++r) {
       const auto [rb, re] = even_range(n, r, world);
-      dst.narrow(0, rb, re - rb).copy_(gathered[r].narrow(0, 0, re - rb));
+      saved.narrow(0, rb, re - rb).copy_(gathered[r].narrow(0, 0, re - rb));
     }
+    place_flat(saved, m.layout.at("params"), dst, model_params);
   }
   // This rank's row of the BatchNorm buffers: its own at the same world size (so a resume is
   // exact), rank r mod W's at another.
@@ -506,9 +529,12 @@ void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema
   if (ema && !m.tensor("ema"))
     throw ManifestError(dir + ": the checkpoint has no EMA weights (train.ema_decay was 0)");
   at::NoGradGuard no_grad;
-  at::Tensor values = at::empty({flat.numel()}, at::kFloat);
-  read_tensor(dir, m, ema ? "ema" : "params", 0, flat.numel(), values.data_ptr());
-  flat.values.copy_(values);
+  const std::string name = ema ? "ema" : "params";
+  if (!m.tensor(name)) throw ManifestError(dir + ": no tensor '" + name + "'");
+  const int64_t n = m.tensor(name)->numel;
+  at::Tensor values = at::empty({n}, at::kFloat);
+  read_tensor(dir, m, name, 0, n, values.data_ptr());
+  place_flat(values, m.layout.at("params"), flat.values, params_layout(flat));
   // The ranks' BatchNorm statistics averaged, as evaluation uses them.
   set_buffers(bufs, mean_of_rows(dir, m, "buffers"));
   if (ema) {

@@ -130,6 +130,12 @@ class Checkpointer {
 // `net`, which must be the model it was saved from (built from the checkpoint's config.yaml).
 void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema);
 
+// `saved`, a whole flat tensor in the checkpoint's parameter layout, into `dst` in the model's:
+// the same entries (names, shapes, order) at offsets that may differ, as in a checkpoint written
+// before parameters were aligned in the flat buffer. Padding in `dst` is left as it is.
+void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_layout,
+                at::Tensor dst, const std::vector<LayoutEntry>& model_layout);
+
 // The recipe keys of a resolved config dump (model, optimizer, schedule, loss, augmentation,
 // batch, seed, precision) as key → value, and their hash: what must match for a resume to
 // continue the same run; differences are reported when resuming.

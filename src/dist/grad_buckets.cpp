@@ -44,8 +44,10 @@ GradBuckets::GradBuckets(std::vector<at::Tensor> params, at::Tensor flat_grads,
                                   " does not fit in the flat gradient buffer");
     p.mutable_grad() = flat_.narrow(0, offsets[i], n).view(p.sizes());
     const int64_t limit = buckets_.size() <= 1 ? first_bucket_bytes : bucket_bytes;
+    // A bucket is a range of the flat buffer: parameters in order, with the padding that aligns
+    // them (zeros) inside it.
     if (buckets_.empty() || (buckets_.back().end - buckets_.back().begin) * elem >= limit ||
-        buckets_.back().end != offsets[i]) {
+        offsets[i] < buckets_.back().end) {
       Bucket b;
       b.begin = b.end = offsets[i];
       buckets_.push_back(std::move(b));

@@ -28,9 +28,10 @@ FlatParams::FlatParams(torch::nn::Module& model) {
                                   " is not float32 (master weights are fp32)");
     entries.push_back(
         {it->first, it->second, total, it->second.numel(), decays(it->first, it->second)});
-    total += it->second.numel();
+    total += (it->second.numel() + kAlignElements - 1) / kAlignElements * kAlignElements;
   }
-  values = at::empty({total}, opts);
+  // Zeros: the padding between parameters must stay 0 (no gradient, no update, no norm).
+  values = at::zeros({total}, opts);
   grads = at::zeros({total}, opts);
   decay_mask = at::zeros({total}, opts);
   at::NoGradGuard no_grad;
@@ -47,6 +48,12 @@ std::vector<at::Tensor> FlatParams::params() const {
   std::vector<at::Tensor> out;
   for (const FlatEntry& e : entries) out.push_back(e.param);
   return out;
+}
+
+int64_t FlatParams::parameter_count() const {
+  int64_t n = 0;
+  for (const FlatEntry& e : entries) n += e.numel;
+  return n;
 }
 
 std::vector<int64_t> FlatParams::offsets() const {

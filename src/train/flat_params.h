@@ -30,12 +30,18 @@ struct FlatEntry {
 
 class FlatParams {
  public:
+  // Every parameter starts at a multiple of 16 elements (64 bytes), as if it had been allocated
+  // alone: kernels that read a parameter with 16-byte vector loads need it (cuDNN's NHWC batch
+  // norm in fp32 and fp16 faulted with "misaligned address" on an H100 with packed offsets). The
+  // padding between parameters is zero and stays zero.
+  static constexpr int64_t kAlignElements = 16;
   explicit FlatParams(torch::nn::Module& model);
   std::vector<FlatEntry> entries;  // in flat (backward) order
   at::Tensor values;               // fp32, every parameter
   at::Tensor grads;                // fp32, same layout (views are set up by GradBuckets)
   at::Tensor decay_mask;           // 1 where weight decay applies, else 0
-  int64_t numel() const { return values.numel(); }
+  int64_t numel() const { return values.numel(); }  // with the padding
+  int64_t parameter_count() const;                  // without it
   std::vector<at::Tensor> params() const;
   std::vector<int64_t> offsets() const;
 };

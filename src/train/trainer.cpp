@@ -402,7 +402,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     env["threads_per_rank"] = threads;
     env["decode_threads_per_rank"] = workers;
     env["model"] = spec.name;
-    env["parameters"] = flat.numel();
+    env["parameters"] = flat.parameter_count();
     env["train_samples"] = train_loader.dataset().size();
     env["val_samples"] = val_loader ? val_loader->dataset().size() : 0;
     env["global_batch"] = global_batch;
@@ -414,7 +414,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     record(env);
   }
   progress.message(
-      "[train] " + spec.name + ", " + std::to_string(flat.numel()) + " parameters, " +
+      "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
       std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
       device.str() + ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
       " gradient bucket(s); " + std::to_string(total_steps) + " steps of " +

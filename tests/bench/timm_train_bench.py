@@ -31,6 +31,9 @@ ap.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
                 help="autocast dtype (fp16 with a GradScaler)")
 ap.add_argument("--channels-last", action="store_true", help="NHWC model and batches")
 ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+ap.add_argument("--profile", type=int, default=0, metavar="N",
+                help="after timing, profile N more steps and add the device kernels that take the "
+                     "most time (ms per step and share) as 'top_kernels': where a fused kernel pays")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 device = torch.device(args.device)
@@ -88,9 +91,35 @@ for _ in range(args.steps):
     step()
 sync()
 seconds = time.perf_counter() - t0
+
+
+def top_kernels(n_steps, n_top=25):
+    """The device kernels of n_steps profiled steps, most time first: name, ms per step, share."""
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(n_steps):
+            step()
+        sync()
+    # Kernels only: an operator's own device time would count its kernels a second time.
+    kernel = torch.autograd.DeviceType.CUDA
+    events = [e for e in prof.key_averages()
+              if e.self_device_time_total > 0 and (device.type != "cuda" or e.device_type == kernel)]
+    total = sum(e.self_device_time_total for e in events) or 1
+    events.sort(key=lambda e: -e.self_device_time_total)
+    return {"device_ms_per_step": total / 1e3 / n_steps,
+            "kernels": [{"name": e.key[:90], "calls_per_step": e.count / n_steps,
+                         "ms_per_step": round(e.self_device_time_total / 1e3 / n_steps, 3),
+                         "share": round(e.self_device_time_total / total, 4)}
+                        for e in events[:n_top]]}
+
+
+profile = top_kernels(args.profile) if args.profile > 0 else None
 print(json.dumps({"impl": "timm+pytorch" + (" compiled" if args.compile else ""),
                   "model": args.model, "batch": args.batch, "image_size": args.image_size,
                   "threads": torch.get_num_threads(), "device": args.device, "amp": args.amp,
                   "channels_last": args.channels_last, "steps": args.steps,
                   "warmup_s": round(warmup_s, 2),
-                  "images_per_s": args.batch * args.steps / seconds}))
+                  "images_per_s": args.batch * args.steps / seconds,
+                  **({"top_kernels": profile} if profile else {})}))

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "checkpoint/backend.h"
+#include "checkpoint/checkpointer.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/shard_io.h"
 #include "checkpoint/store.h"
@@ -62,6 +63,27 @@ void expect_invalid(const ck::Manifest& m, const std::string& message) {
 }
 
 }  // namespace
+
+TEST(PlaceFlat, MovesEachParameterFromTheSavedOffsetsToTheModels) {
+  // Saved packed (a checkpoint from before the flat buffer aligned its parameters); the model's
+  // layout pads each one to 16 elements. Every value must land at its own parameter's place.
+  const std::vector<ck::LayoutEntry> saved_layout{{"a", 0, {3}}, {"b", 3, {2, 2}}, {"c", 7, {1}}};
+  const std::vector<ck::LayoutEntry> model_layout{{"a", 0, {3}}, {"b", 16, {2, 2}}, {"c", 32, {1}}};
+  const at::Tensor saved = at::arange(1, 9, at::kFloat);  // a: 1 2 3, b: 4 5 6 7, c: 8
+  at::Tensor dst = at::zeros({48}, at::kFloat);
+  ck::place_flat(saved, saved_layout, dst, model_layout);
+  EXPECT_TRUE(at::equal(dst.narrow(0, 0, 3), saved.narrow(0, 0, 3)));
+  EXPECT_TRUE(at::equal(dst.narrow(0, 16, 4), saved.narrow(0, 3, 4)));
+  EXPECT_EQ(dst[32].item<float>(), 8.0f);
+  EXPECT_EQ(dst.sum().item<float>(), saved.sum().item<float>());  // padding untouched (zero)
+  // The same layout on both sides: a plain copy.
+  at::Tensor same = at::zeros({8}, at::kFloat);
+  ck::place_flat(saved, saved_layout, same, saved_layout);
+  EXPECT_TRUE(at::equal(same, saved));
+  // An entry that runs past what was saved is an error naming it, not a read out of bounds.
+  EXPECT_THROW(ck::place_flat(saved.narrow(0, 0, 6), saved_layout, dst, model_layout),
+               ck::ManifestError);
+}
 
 TEST(Manifest, RoundTripsThroughYaml) {
   const ck::Manifest m = sample_manifest();

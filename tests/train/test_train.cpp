@@ -90,7 +90,20 @@ TEST(FlatParams, ParametersAreViewsAndDecayFollowsTimmsRule) {
   spec.num_classes = 10;
   model::CoAtNet net(spec);
   train::FlatParams flat(*net);
-  EXPECT_EQ(flat.numel(), model::count_parameters(*net));
+  EXPECT_EQ(flat.parameter_count(), model::count_parameters(*net));
+  // Each parameter starts 64-byte aligned (cuDNN's NHWC batch norm reads them with 16-byte
+  // loads), the padding between them is zero, and the entries do not overlap.
+  const auto* base = static_cast<const char*>(flat.values.data_ptr());
+  int64_t end = 0;
+  for (const train::FlatEntry& e : flat.entries) {
+    const auto* p = static_cast<const char*>(e.param.data_ptr());
+    EXPECT_EQ((p - base) % 64, 0) << e.name << " at offset " << e.offset;
+    EXPECT_GE(e.offset, end) << e.name;
+    EXPECT_EQ(flat.values.narrow(0, end, e.offset - end).count_nonzero().item<int64_t>(), 0);
+    end = e.offset + e.numel;
+  }
+  EXPECT_LT(flat.numel() - flat.parameter_count(),
+            static_cast<int64_t>(flat.entries.size()) * train::FlatParams::kAlignElements);
   int tables = 0;
   for (const train::FlatEntry& e : flat.entries) {
     const bool table = e.name.find("relative_position_bias_table") != std::string::npos;
