@@ -18,10 +18,6 @@
 #include "dist/comm.h"
 #include "dist/world.h"
 #include "plugin/registry.h"
-#include "train/ema.h"
-#include "train/flat_params.h"
-#include "train/optim.h"
-#include "train/precision.h"
 #include "util/atomic_file.h"
 #include "util/clock.h"
 
@@ -62,13 +58,6 @@ std::vector<LayoutEntry> buffer_layout(
     out.push_back({name, offset, t.sizes().vec()});
     offset += t.numel();
   }
-  return out;
-}
-
-// What each range of the flat parameter buffer is: timm name, offset, shape.
-std::vector<LayoutEntry> params_layout(const train::FlatParams& flat) {
-  std::vector<LayoutEntry> out;
-  for (const auto& e : flat.entries) out.push_back({e.name, e.offset, e.param.sizes().vec()});
   return out;
 }
 
@@ -149,29 +138,6 @@ bool save_fault(const char* what, int rank, int64_t step) {
   const char* r = std::getenv((var + "RANK").c_str());
   const char* s = std::getenv((var + "STEP").c_str());
   return r && s && std::atoi(r) == rank && std::atoll(s) == step;
-}
-
-std::string serialize(const ShardFile& f) {
-  std::string s = f.file + "\t" + std::to_string(f.bytes) + "\t" + hex64(f.xxh3);
-  for (const auto& g : f.segments)
-    s += "\t" + g.tensor + ":" + std::to_string(g.begin) + ":" + std::to_string(g.end);
-  return s;
-}
-
-ShardFile deserialize(const std::string& s) {
-  std::vector<std::string> parts;
-  std::stringstream ss(s);
-  for (std::string p; std::getline(ss, p, '\t');) parts.push_back(p);
-  ShardFile f;
-  f.file = parts.at(0);
-  f.bytes = std::stoll(parts.at(1));
-  f.xxh3 = parse_hex64(parts.at(2), "shard " + f.file);
-  for (size_t i = 3; i < parts.size(); ++i) {
-    const auto a = parts[i].rfind(':'), b = parts[i].rfind(':', a - 1);
-    f.segments.push_back({parts[i].substr(0, b), std::stoll(parts[i].substr(b + 1, a - b - 1)),
-                          std::stoll(parts[i].substr(a + 1))});
-  }
-  return f;
 }
 
 }  // namespace
@@ -260,9 +226,8 @@ void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_l
   }
 }
 
-Checkpointer::Checkpointer(CheckpointOptions options, TrainRefs refs, dist::World& world,
-                           dist::Comm& comm, Log log)
-    : opt_(std::move(options)), refs_(refs), world_(world), comm_(comm), log_(std::move(log)) {
+Checkpointer::Checkpointer(CheckpointOptions options, dist::World& world, dist::Comm& comm, Log log)
+    : opt_(std::move(options)), world_(world), comm_(comm), log_(std::move(log)) {
   backend_ = plugin::create<Backend>("checkpoint", opt_.backend, nullptr, "checkpoint.backend");
 }
 
@@ -274,15 +239,7 @@ Checkpointer::~Checkpointer() {
   if (inflight_ && inflight_->thread.joinable()) inflight_->thread.join();
 }
 
-std::vector<std::pair<std::string, at::Tensor>> Checkpointer::flat_tensors() const {
-  std::vector<std::pair<std::string, at::Tensor>> out{{"params", refs_.flat->values},
-                                                      {"exp_avg", refs_.optimizer->exp_avg},
-                                                      {"exp_avg_sq", refs_.optimizer->exp_avg_sq}};
-  if (refs_.ema) out.emplace_back("ema", refs_.ema->values);
-  return out;
-}
-
-void Checkpointer::save(const ResumePoint& at) {
+void Checkpointer::save(const ResumePoint& at, const State& state) {
   const auto t0 = clock_type::now();
   if (inflight_) {  // a new save waits for the previous one
     inflight_->thread.join();
@@ -306,7 +263,7 @@ void Checkpointer::save(const ResumePoint& at) {
   m.skipped_steps = at.skipped_steps;
   m.best_top1 = at.best_top1;
   m.best_step = at.best_step;
-  m.optimizer_steps = refs_.optimizer->steps();
+  m.optimizer_steps = state.optimizer_steps;
   m.global_batch = opt_.global_batch;
   m.accum_steps = opt_.accum_steps;
   m.world_size = world;
@@ -315,39 +272,36 @@ void Checkpointer::save(const ResumePoint& at) {
   m.model = opt_.model;
   m.config_hash = opt_.config_hash;
   m.created = utc_now();
-  m.precision = refs_.precision->name();
-  m.precision_state = refs_.precision->state();
+  m.precision = state.precision;
+  m.precision_state = state.precision_state;
 
   // The snapshot: this rank's range of each flat tensor, to be copied to host memory (by the
   // writer thread, before the next optimizer update: see before_update()).
   {
     at::NoGradGuard no_grad;
-    for (const auto& [name, t] : flat_tensors()) {
-      m.tensors.push_back({name, DType::F32, t.numel()});
-      const auto [b, e] = backend_->range(t.numel(), rank, world);
+    for (const FlatTensor& t : state.flat) {
+      m.tensors.push_back({t.name, DType::F32, t.values.numel()});
+      const auto [b, e] = backend_->range(t.values.numel(), rank, world);
       if (e <= b) continue;
-      f->to_copy.emplace_back(f->segments.size(), t.detach().narrow(0, b, e - b));
-      f->segments.push_back({{name, b, e}, DType::F32, nullptr});
+      f->to_copy.emplace_back(f->segments.size(), t.values.detach().narrow(0, b, e - b));
+      f->segments.push_back({{t.name, b, e}, DType::F32, nullptr});
     }
-    const auto bufs = named_buffers(*refs_.net, false);
-    m.layout["buffers"] = buffer_layout(bufs);
-    m.layout["params"] = params_layout(*refs_.flat);
-    std::vector<std::pair<std::string, at::Tensor>> per_rank;
-    std::vector<at::Tensor> b_list;
-    for (const auto& [n, t] : bufs) b_list.push_back(t);
-    per_rank.emplace_back("buffers", concat_f64(b_list));
-    if (refs_.ema) {
-      m.layout["ema_buffers"] = buffer_layout(named_buffers(*refs_.net, true));
-      per_rank.emplace_back("ema_buffers", concat_f64(refs_.ema->buffers));
-    }
-    // BatchNorm statistics differ between ranks (each sees its own batches unless SyncBN), so
-    // every rank's are kept: rows of a (world × n) float64 tensor, split like the others.
-    for (const auto& [name, mine] : per_rank) {
+    m.layout["params"] = state.layout;
+    // The device the collectives take (nccl: CUDA tensors only).
+    const at::Device device =
+        state.flat.empty() ? at::Device(at::kCPU) : state.flat.front().values.device();
+    // Every rank's own tensors (BatchNorm statistics differ between ranks unless SyncBN): rows
+    // of a (world × n) float64 tensor, split like the others.
+    for (const RankTensors& r : state.per_rank) {
+      m.layout[r.name] = buffer_layout(r.tensors);
+      std::vector<at::Tensor> list;
+      for (const auto& [n, t] : r.tensors) list.push_back(t);
+      const at::Tensor mine = concat_f64(list);
+      const std::string& name = r.name;
       const int64_t n = mine.numel() * world;
       m.tensors.push_back({name, DType::F64, n});
       if (n == 0) continue;
-      at::Tensor all = comm_.allgather(mine.to(refs_.flat->values.device()),
-                                       "checkpoint of the BatchNorm buffers");
+      at::Tensor all = comm_.allgather(mine.to(device), "checkpoint of " + name);
       const auto [b, e] = backend_->range(n, rank, world);
       if (e <= b) continue;
       at::Tensor host = all.reshape({-1}).narrow(0, b, e - b).to(at::kCPU).clone();
@@ -390,8 +344,9 @@ void Checkpointer::finish() {
 
 void Checkpointer::commit_inflight() {
   std::unique_ptr<InFlight> f = std::move(inflight_);
-  const std::string mine = f->error.empty() ? (f->written.file.empty() ? "" : serialize(f->written))
-                                            : "ERR\t" + f->error;
+  const std::string mine = f->error.empty()
+                               ? (f->written.file.empty() ? "" : shard_to_yaml(f->written))
+                               : "ERR\t" + f->error;
   const std::vector<std::string> all = world_.gather_strings(mine);
   std::string error;
   for (size_t r = 0; r < all.size(); ++r)
@@ -400,7 +355,7 @@ void Checkpointer::commit_inflight() {
   if (error.empty() && world_.rank() == 0) {
     try {
       for (const auto& s : all)
-        if (!s.empty()) f->manifest.shards.push_back(deserialize(s));
+        if (!s.empty()) f->manifest.shards.push_back(shard_from_yaml(s, f->dir));
       commit(opt_.root, f->dir, f->manifest);
     } catch (const std::exception& e) {
       error = std::string("[rank 0] ") + e.what();
@@ -462,79 +417,98 @@ std::optional<std::string> Checkpointer::find(const std::string& what) {
   return found;
 }
 
-Manifest Checkpointer::load(const std::string& dir) {
+Manifest Checkpointer::load(const std::string& dir, State& state) {
   Manifest m = read_manifest(dir);
-  // The model must be the one that was saved.
-  const auto model_params = params_layout(*refs_.flat);
-  check_layout(m, "params", model_params, dir);
-  const auto bufs = named_buffers(*refs_.net, false);
-  check_layout(m, "buffers", buffer_layout(bufs), dir);
+  // The model must be the one that was saved: layouts first, before anything is changed.
+  check_layout(m, "params", state.layout, dir);
+  for (const RankTensors& r : state.per_rank)
+    if (m.tensor(r.name) || !r.if_missing) check_layout(m, r.name, buffer_layout(r.tensors), dir);
 
   at::NoGradGuard no_grad;
   const int rank = world_.rank(), world = world_.size();
-  for (const auto& [name, dst_ref] : flat_tensors()) {
-    at::Tensor dst = dst_ref;
-    if (!m.tensor(name)) {
-      if (name != "ema") throw ManifestError(dir + ": no tensor '" + name + "'");
-      log_("[resume] the checkpoint has no EMA: it starts from the loaded weights");
-      dst.copy_(refs_.flat->values);
+  std::vector<const IfMissing*> missing;  // run once everything present is loaded
+  for (FlatTensor& t : state.flat) {
+    const TensorSpec* spec = m.tensor(t.name);
+    if (!spec) {
+      if (!t.if_missing) throw ManifestError(dir + ": no tensor '" + t.name + "'");
+      missing.push_back(&t.if_missing);
       continue;
     }
     // This rank reads its part at the current world size; the parts are all-gathered.
-    const int64_t n = m.tensor(name)->numel;
+    const int64_t n = spec->numel;
     const int64_t per = (n + world - 1) / world;
     const auto [b, e] = even_range(n, rank, world);
     at::Tensor part = at::zeros({per}, at::kFloat);
-    read_tensor(dir, m, name, b, e, part.data_ptr());
-    at::Tensor gathered = comm_.allgather(part.to(dst.device()), "checkpoint load of " + name);
+    read_tensor(dir, m, t.name, b, e, part.data_ptr());
+    at::Tensor gathered =
+        comm_.allgather(part.to(t.values.device()), "checkpoint load of " + t.name);
     at::Tensor saved = at::empty({n}, gathered.options());
     for (int r = 0; r < world; ++r) {
       const auto [rb, re] = even_range(n, r, world);
       saved.narrow(0, rb, re - rb).copy_(gathered[r].narrow(0, 0, re - rb));
     }
-    place_flat(saved, m.layout.at("params"), dst, model_params);
+    place_flat(saved, m.layout.at("params"), t.values, state.layout);
   }
-  // This rank's row of the BatchNorm buffers: its own at the same world size (so a resume is
-  // exact), rank r mod W's at another.
+  // This rank's row: its own at the same world size (so a resume is exact), rank r mod W's at
+  // another.
   const int row = rank % m.world_size;
-  set_buffers(bufs, read_row(dir, m, "buffers", row));
-  if (refs_.ema) {
-    const auto ema_named = named_buffers(*refs_.net, true);
-    if (m.tensor("ema_buffers")) {
-      check_layout(m, "ema_buffers", buffer_layout(ema_named), dir);
-      std::vector<std::pair<std::string, at::Tensor>> targets;
-      for (size_t i = 0; i < refs_.ema->buffers.size(); ++i)
-        targets.emplace_back(ema_named.at(i).first, refs_.ema->buffers[i]);
-      set_buffers(targets, read_row(dir, m, "ema_buffers", row));
-    } else {
-      for (size_t i = 0; i < refs_.ema->buffers.size(); ++i)
-        refs_.ema->buffers[i].copy_(refs_.ema->live_buffers[i]);
+  for (RankTensors& r : state.per_rank) {
+    if (!m.tensor(r.name) && r.if_missing) {
+      missing.push_back(&r.if_missing);
+      continue;
     }
+    set_buffers(r.tensors, read_row(dir, m, r.name, row));
   }
-  refs_.optimizer->set_steps(m.optimizer_steps);
-  if (m.precision == refs_.precision->name())
-    refs_.precision->load_state(m.precision_state);
-  else if (!m.precision_state.empty())
-    log_("[resume] precision was " + m.precision + ", now " + refs_.precision->name() +
-         ": its state (loss scale) starts fresh");
+  for (const IfMissing* f : missing) {
+    const std::string note = (*f)();
+    if (!note.empty()) log_("[resume] " + note);
+  }
+  state.optimizer_steps = m.optimizer_steps;
+  state.precision = m.precision;
+  state.precision_state = m.precision_state;
   return m;
 }
 
 void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema) {
   Manifest m = read_manifest(dir);
-  train::FlatParams flat(net);
-  check_layout(m, "params", params_layout(flat), dir);
+  const std::string hint =
+      " (the checkpoint was saved from another model; build it from the checkpoint's config.yaml)";
+  std::map<std::string, at::Tensor> params;
+  for (const auto& item : net.named_parameters(/*recurse=*/true))
+    if (item.value().requires_grad()) params.emplace(item.key(), item.value());
+  const auto layout = m.layout.find("params");
+  if (layout == m.layout.end()) throw ManifestError(dir + ": no layout for 'params'");
+  for (const LayoutEntry& e : layout->second) {
+    auto it = params.find(e.name);
+    if (it == params.end() || it->second.sizes().vec() != e.shape)
+      throw ManifestError(dir + ": checkpoint parameter '" + e.name + "' " + shape_text(e.shape) +
+                          (it == params.end()
+                               ? " is not in the model"
+                               : " is " + shape_text(it->second.sizes().vec()) + " in the model") +
+                          hint);
+  }
+  if (layout->second.size() != params.size())
+    throw ManifestError(dir + ": the model has " + std::to_string(params.size()) +
+                        " trainable parameters, the checkpoint " +
+                        std::to_string(layout->second.size()) + hint);
   const auto bufs = named_buffers(net, false);
   check_layout(m, "buffers", buffer_layout(bufs), dir);
-  if (ema && !m.tensor("ema"))
-    throw ManifestError(dir + ": the checkpoint has no EMA weights (train.ema_decay was 0)");
-  at::NoGradGuard no_grad;
   const std::string name = ema ? "ema" : "params";
-  if (!m.tensor(name)) throw ManifestError(dir + ": no tensor '" + name + "'");
+  if (!m.tensor(name))
+    throw ManifestError(dir + (ema ? ": the checkpoint has no EMA weights (train.ema_decay was 0)"
+                                   : ": no tensor 'params'"));
+  at::NoGradGuard no_grad;
   const int64_t n = m.tensor(name)->numel;
   at::Tensor values = at::empty({n}, at::kFloat);
   read_tensor(dir, m, name, 0, n, values.data_ptr());
-  place_flat(values, m.layout.at("params"), flat.values, params_layout(flat));
+  for (const LayoutEntry& e : layout->second) {
+    if (e.offset < 0 || e.offset + e.numel() > n)
+      throw ManifestError(dir + ": checkpoint parameter '" + e.name + "' at offset " +
+                          std::to_string(e.offset) + " runs past the " + std::to_string(n) +
+                          " saved elements of '" + name + "'");
+    at::Tensor dst = params.at(e.name);
+    dst.copy_(values.narrow(0, e.offset, e.numel()).view(e.shape));
+  }
   // The ranks' BatchNorm statistics averaged, as evaluation uses them.
   set_buffers(bufs, mean_of_rows(dir, m, "buffers"));
   if (ema) {
@@ -544,40 +518,9 @@ void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema
   }
 }
 
-std::map<std::string, std::string> recipe_of(const std::string& dump) {
-  static const char* sections[] = {"model", "optim", "schedule", "loss", "aug"};
-  static const char* keys[] = {"data.batch_size", "train.seed", "precision.backend"};
-  std::map<std::string, std::string> out;
-  std::stringstream ss(dump);
-  std::string section;
-  for (std::string line; std::getline(ss, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line[0] != ' ') {
-      section = line.substr(0, line.find(':'));
-      continue;
-    }
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    const std::string key =
-        section + "." +
-        line.substr(line.find_first_not_of(' '), colon - line.find_first_not_of(' '));
-    std::string value = line.substr(colon + 1);
-    const auto hash = value.find("  #");
-    if (hash != std::string::npos) value = value.substr(0, hash);
-    value = value.substr(std::min(value.size(), value.find_first_not_of(' ')));
-    while (!value.empty() && value.back() == ' ') value.pop_back();
-    bool take = false;
-    for (const char* s : sections) take = take || section == s;
-    for (const char* k : keys) take = take || key == k;
-    if (key == "model.init_from") take = false;  // only where training started from
-    if (take) out[key] = value;
-  }
-  return out;
-}
-
-std::string recipe_hash(const std::string& dump) {
+std::string recipe_hash(const std::map<std::string, std::string>& recipe) {
   std::string joined;
-  for (const auto& [k, v] : recipe_of(dump)) joined += k + "=" + v + "\n";
+  for (const auto& [k, v] : recipe) joined += k + "=" + v + "\n";
   return hex64(XXH3_64bits(joined.data(), joined.size()));
 }
 

@@ -11,11 +11,11 @@
 //           rank reads its part of the state at the current world size from the shards that
 //           overlap it, and the parts are all-gathered.
 //
-//   Checkpointer ckpt(options, refs, world, comm, log);
-//   if (auto dir = ckpt.find("auto")) resume_point = ckpt.load(*dir);
+//   Checkpointer ckpt(options, world, comm, log);
+//   if (auto dir = ckpt.find("auto")) manifest = ckpt.load(*dir, state);  // state: state.h
 //   ... ckpt.before_update();         // every step, before optimizer.step()
 //   ... ckpt.poll();                  // every step, after it
-//   ckpt.save(point);                 // at epoch ends / every N steps
+//   ckpt.save(point, state);          // at epoch ends / every N steps
 //   ckpt.finish();                    // waits for and commits the last save
 #pragma once
 
@@ -32,6 +32,7 @@
 
 #include "checkpoint/backend.h"
 #include "checkpoint/manifest.h"
+#include "checkpoint/state.h"
 
 namespace torch::nn {
 class Module;
@@ -40,12 +41,6 @@ namespace coatnet::dist {
 class World;
 class Comm;
 }  // namespace coatnet::dist
-namespace coatnet::train {
-class FlatParams;
-class AdamW;
-class ModelEma;
-class Precision;
-}  // namespace coatnet::train
 
 namespace coatnet::checkpoint {
 
@@ -62,15 +57,6 @@ struct CheckpointOptions {
   int64_t global_batch = 0, accum_steps = 1;
 };
 
-// What the trainer owns and a checkpoint holds.
-struct TrainRefs {
-  torch::nn::Module* net = nullptr;
-  train::FlatParams* flat = nullptr;
-  train::AdamW* optimizer = nullptr;
-  train::ModelEma* ema = nullptr;  // optional
-  train::Precision* precision = nullptr;
-};
-
 // The loop's position, saved with the tensors.
 struct ResumePoint {
   int64_t step = 0, epoch = 0, samples_consumed = 0, skipped_steps = 0;
@@ -81,8 +67,7 @@ struct ResumePoint {
 class Checkpointer {
  public:
   using Log = std::function<void(const std::string&)>;  // rank 0's messages
-  Checkpointer(CheckpointOptions options, TrainRefs refs, dist::World& world, dist::Comm& comm,
-               Log log);
+  Checkpointer(CheckpointOptions options, dist::World& world, dist::Comm& comm, Log log);
   ~Checkpointer();  // waits for a write in flight (without committing it)
 
   // Throws, listing the available ones, when `name` is not a checkpoint plugin (at start).
@@ -92,12 +77,14 @@ class Checkpointer {
   // otherwise a step directory, or a root to take the newest valid one from. A named step
   // directory that is not valid is an error.
   std::optional<std::string> find(const std::string& what);
-  // Collective: loads a checkpoint found by find() into the refs (any world size).
-  Manifest load(const std::string& dir);
+  // Collective: loads a checkpoint found by find() into the tensors of `state`, in place, at any
+  // world size, and sets its numbers (optimizer steps, precision state) for their owners to read.
+  // A tensor the checkpoint lacks is refused unless it has an if_missing.
+  Manifest load(const std::string& dir, State& state);
 
   // Collective. Async: returns at once; the copy of this rank's part to host memory runs in the
   // background during the next forward and backward, and before_update() waits for it.
-  void save(const ResumePoint& at);
+  void save(const ResumePoint& at, const State& state);
   // Before every optimizer (and EMA) update: the snapshot of a save in flight must be complete.
   void before_update();
   void poll();    // collective, each step: commits a finished async save
@@ -111,13 +98,11 @@ class Checkpointer {
 
  private:
   struct InFlight;
-  std::vector<std::pair<std::string, at::Tensor>> flat_tensors() const;
   void commit_inflight();
   std::optional<std::string> first_valid(const std::string& root);
   std::string problem_everywhere(const std::string& dir);
 
   CheckpointOptions opt_;
-  TrainRefs refs_;
   dist::World& world_;
   dist::Comm& comm_;
   Log log_;
@@ -127,7 +112,8 @@ class Checkpointer {
 };
 
 // One process, no collectives (export): the weights of checkpoint `dir` — or its EMA's — into
-// `net`, which must be the model it was saved from (built from the checkpoint's config.yaml).
+// `net`'s parameters and buffers by name; `net` must be the model it was saved from (built from
+// the checkpoint's config.yaml).
 void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema);
 
 // `saved`, a whole flat tensor in the checkpoint's parameter layout, into `dst` in the model's:
@@ -136,10 +122,7 @@ void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema
 void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_layout,
                 at::Tensor dst, const std::vector<LayoutEntry>& model_layout);
 
-// The recipe keys of a resolved config dump (model, optimizer, schedule, loss, augmentation,
-// batch, seed, precision) as key → value, and their hash: what must match for a resume to
-// continue the same run; differences are reported when resuming.
-std::map<std::string, std::string> recipe_of(const std::string& config_dump);
-std::string recipe_hash(const std::string& config_dump);
+// The hash a manifest keeps of the recipe (config::Config::recipe(): key → value).
+std::string recipe_hash(const std::map<std::string, std::string>& recipe);
 
 }  // namespace coatnet::checkpoint

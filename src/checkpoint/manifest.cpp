@@ -59,6 +59,47 @@ void check_file_name(const std::string& f, const std::string& where) {
 
 }  // namespace
 
+namespace {
+
+void emit_shard(YAML::Emitter& y, const ShardFile& s) {
+  y << YAML::BeginMap;
+  y << YAML::Key << "file" << YAML::Value << s.file;
+  y << YAML::Key << "bytes" << YAML::Value << s.bytes;
+  y << YAML::Key << "xxh3" << YAML::Value << hex64(s.xxh3);
+  y << YAML::Key << "segments" << YAML::Value << YAML::BeginSeq;
+  for (const auto& g : s.segments)
+    y << YAML::Flow << YAML::BeginSeq << g.tensor << g.begin << g.end << YAML::EndSeq;
+  y << YAML::EndSeq << YAML::EndMap;
+}
+
+ShardFile parse_shard(const YAML::Node& s, const std::string& where) {
+  ShardFile f;
+  f.file = s["file"].as<std::string>();
+  f.bytes = s["bytes"].as<int64_t>();
+  f.xxh3 = parse_hex64(s["xxh3"].as<std::string>(), where + ": shard '" + f.file + "'");
+  for (const auto& g : s["segments"]) {
+    if (!g.IsSequence() || g.size() != 3) bad(where, "a segment is not [tensor, begin, end]");
+    f.segments.push_back({g[0].as<std::string>(), g[1].as<int64_t>(), g[2].as<int64_t>()});
+  }
+  return f;
+}
+
+}  // namespace
+
+std::string shard_to_yaml(const ShardFile& f) {
+  YAML::Emitter y;
+  emit_shard(y, f);
+  return y.c_str();
+}
+
+ShardFile shard_from_yaml(const std::string& text, const std::string& where) {
+  try {
+    return parse_shard(YAML::Load(text), where);
+  } catch (const YAML::Exception& e) {
+    throw ManifestError(where + ": " + e.what());
+  }
+}
+
 void validate(const Manifest& m, const std::string& where) {
   if (m.world_size < 1) bad(where, "world_size " + std::to_string(m.world_size) + " < 1");
   if (m.step < 0 || m.epoch < 0 || m.samples_consumed < 0 || m.optimizer_steps < 0)
@@ -70,8 +111,29 @@ void validate(const Manifest& m, const std::string& where) {
       bad(where, "tensor name '" + t.name + "' is empty or repeated");
     if (t.numel < 0) bad(where, "tensor '" + t.name + "' has numel " + std::to_string(t.numel));
   }
-  for (const char* required : {"params", "exp_avg", "exp_avg_sq", "buffers"})
-    if (!m.tensor(required)) bad(where, std::string("no tensor '") + required + "'");
+  if (m.tensors.empty()) bad(where, "no tensors");
+  // Each layout fits what it describes: "params" every float32 (flat) tensor; any other one the
+  // per-rank row of the float64 tensor of its name.
+  for (const auto& [key, entries] : m.layout) {
+    std::vector<std::pair<std::string, int64_t>> fits;  // tensor, elements the layout may use
+    if (key == "params") {
+      for (const auto& t : m.tensors)
+        if (t.dtype == DType::F32) fits.emplace_back(t.name, t.numel);
+    } else if (const TensorSpec* t = m.tensor(key)) {
+      fits.emplace_back(t->name, t->numel / std::max<int64_t>(m.world_size, 1));
+    } else {
+      bad(where, "layout '" + key + "' describes no tensor");
+    }
+    for (const auto& e : entries)
+      for (int64_t d : e.shape)
+        if (d < 0) bad(where, "layout entry '" + e.name + "' has a negative dimension");
+    for (const auto& e : entries)
+      for (const auto& [name, n] : fits)
+        if (e.offset < 0 || e.offset + e.numel() > n)
+          bad(where, "layout '" + key + "' entry '" + e.name + "' at offset " +
+                         std::to_string(e.offset) + " runs past tensor '" + name + "' of " +
+                         std::to_string(n) + " elements" + (key == "params" ? "" : " per rank"));
+  }
   // Each rank writes at most one shard, named for its rank and the world it was part of.
   if (m.shards.size() > static_cast<size_t>(m.world_size))
     bad(where, std::to_string(m.shards.size()) + " shard files for a world of " +
@@ -115,16 +177,6 @@ void validate(const Manifest& m, const std::string& where) {
     if (at != t.numel)
       bad(where, "tensor '" + t.name + "': no shard holds elements from " + std::to_string(at));
   }
-  for (const auto& [tensor, entries] : m.layout) {
-    const TensorSpec* t = m.tensor(tensor);
-    if (!t) bad(where, "layout of unknown tensor '" + tensor + "'");
-    for (const auto& e : entries) {
-      for (int64_t d : e.shape)
-        if (d < 0) bad(where, "layout entry '" + e.name + "' has a negative dimension");
-      if (e.offset < 0 || e.offset + e.numel() > t->numel)
-        bad(where, "layout entry '" + e.name + "' lies outside tensor '" + tensor + "'");
-    }
-  }
 }
 
 std::string to_yaml(const Manifest& m) {
@@ -158,16 +210,7 @@ std::string to_yaml(const Manifest& m) {
       << t.numel << YAML::EndMap;
   y << YAML::EndSeq;
   y << YAML::Key << "shards" << YAML::Value << YAML::BeginSeq;
-  for (const auto& s : m.shards) {
-    y << YAML::BeginMap;
-    y << YAML::Key << "file" << YAML::Value << s.file;
-    y << YAML::Key << "bytes" << YAML::Value << s.bytes;
-    y << YAML::Key << "xxh3" << YAML::Value << hex64(s.xxh3);
-    y << YAML::Key << "segments" << YAML::Value << YAML::BeginSeq;
-    for (const auto& g : s.segments)
-      y << YAML::Flow << YAML::BeginSeq << g.tensor << g.begin << g.end << YAML::EndSeq;
-    y << YAML::EndSeq << YAML::EndMap;
-  }
+  for (const auto& s : m.shards) emit_shard(y, s);
   y << YAML::EndSeq;
   y << YAML::Key << "layout" << YAML::Value << YAML::BeginMap;
   for (const auto& [tensor, entries] : m.layout) {
@@ -228,17 +271,7 @@ Manifest from_yaml(const std::string& text, const std::string& where) {
       s.numel = t["numel"].as<int64_t>();
       m.tensors.push_back(s);
     }
-    for (const auto& s : n["shards"]) {
-      ShardFile f;
-      f.file = s["file"].as<std::string>();
-      f.bytes = s["bytes"].as<int64_t>();
-      f.xxh3 = parse_hex64(s["xxh3"].as<std::string>(), where + ": shard '" + f.file + "'");
-      for (const auto& g : s["segments"]) {
-        if (!g.IsSequence() || g.size() != 3) bad(where, "a segment is not [tensor, begin, end]");
-        f.segments.push_back({g[0].as<std::string>(), g[1].as<int64_t>(), g[2].as<int64_t>()});
-      }
-      m.shards.push_back(f);
-    }
+    for (const auto& s : n["shards"]) m.shards.push_back(parse_shard(s, where));
     for (const auto& kv : n["layout"]) {
       auto& entries = m.layout[kv.first.as<std::string>()];
       for (const auto& e : kv.second) {

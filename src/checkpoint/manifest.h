@@ -87,6 +87,9 @@ struct Manifest {
 void validate(const Manifest& m, const std::string& where);
 
 std::string to_yaml(const Manifest& m);
+// One shard entry as the manifest writes it: how the ranks tell rank 0 what they wrote.
+std::string shard_to_yaml(const ShardFile& f);
+ShardFile shard_from_yaml(const std::string& text, const std::string& where);
 Manifest from_yaml(const std::string& text, const std::string& where);  // validated
 Manifest read_manifest(const std::string& dir);                         // dir/manifest.yaml
 

@@ -291,4 +291,11 @@ std::string Config::dump() const {
   return out;
 }
 
+std::map<std::string, std::string> Config::recipe() const {
+  std::map<std::string, std::string> out;
+  for (const auto& spec : schema())
+    if (spec.recipe) out[spec.path] = format_value(at(spec.path));
+  return out;
+}
+
 }  // namespace coatnet::config

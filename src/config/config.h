@@ -46,6 +46,8 @@ class Config {
 
   // Resolved config as YAML, grouped by section, each key with its one-line doc.
   std::string dump() const;
+  // The recipe keys (schema: KeySpec::recipe) and their values as dump() writes them.
+  std::map<std::string, std::string> recipe() const;
 
  private:
   void assign(const std::string& path, const YAML::Node& node, const std::string& source);

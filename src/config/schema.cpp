@@ -155,10 +155,23 @@ std::string number(double v) {
   return buf;
 }
 
+// The recipe: the model, the optimizer, the schedule, the loss and the augmentation, the global
+// batch, the seed and the precision; not where training started from (model.init_from).
+std::vector<KeySpec> with_recipe_flags(std::vector<KeySpec> keys) {
+  for (KeySpec& k : keys) {
+    const std::string section = k.path.substr(0, k.path.find('.'));
+    k.recipe = (section == "model" || section == "optim" || section == "schedule" ||
+                section == "loss" || section == "aug" || k.path == "data.batch_size" ||
+                k.path == "train.seed" || k.path == "precision.backend") &&
+               k.path != "model.init_from";
+  }
+  return keys;
+}
+
 }  // namespace
 
 const std::vector<KeySpec>& schema() {
-  static const std::vector<KeySpec> keys = build();
+  static const std::vector<KeySpec> keys = with_recipe_flags(build());
   return keys;
 }
 

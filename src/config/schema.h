@@ -19,6 +19,9 @@ struct KeySpec {
   double min = -std::numeric_limits<double>::infinity();  // numeric range (inclusive);
   double max = std::numeric_limits<double>::infinity();   // for lists: each element
   std::vector<std::string> choices;                       // Enum only
+  // Part of the training recipe: what must stay the same for a resumed run to continue the
+  // same run (a resume reports each one that changed, and checkpoints keep their hash).
+  bool recipe = false;
 };
 
 const std::vector<KeySpec>& schema();

@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "checkpoint/state.h"
 #include "train/flat_params.h"
 
 namespace coatnet::train {
@@ -21,9 +22,13 @@ class ModelEma {
   void update(const at::Tensor& found_inf);
   void swap();
   double decay() const { return decay_; }
+  // "ema" and "ema_buffers" into a checkpoint's state; a checkpoint without them (saved with
+  // train.ema_decay 0) starts the EMA from the loaded weights.
+  void save(checkpoint::State& state);
   at::Tensor values;                // EMA of FlatParams::values
   std::vector<at::Tensor> buffers;  // EMA of the model's floating-point buffers
   std::vector<at::Tensor> live_buffers;
+  std::vector<std::string> buffer_names;
 
  private:
   FlatParams& flat_;

@@ -62,4 +62,11 @@ std::vector<int64_t> FlatParams::offsets() const {
   return out;
 }
 
+void FlatParams::save(checkpoint::State& state) const {
+  state.layout.clear();
+  for (const FlatEntry& e : entries)
+    state.layout.push_back({e.name, e.offset, e.param.sizes().vec()});
+  state.flat.push_back({"params", values, nullptr});
+}
+
 }  // namespace coatnet::train

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/state.h"
+
 namespace torch::nn {
 class Module;
 }
@@ -43,6 +45,8 @@ class FlatParams {
   int64_t numel() const { return values.numel(); }  // with the padding
   int64_t parameter_count() const;                  // without it
   std::vector<at::Tensor> params() const;
+  // Adds the layout and "params" to a checkpoint's state (checkpoint/state.h).
+  void save(checkpoint::State& state) const;
   std::vector<int64_t> offsets() const;
 };
 

@@ -52,6 +52,16 @@ void AdamW::set_steps(int64_t s) {
   steps_.fill_(static_cast<double>(s));
 }
 
+void AdamW::save(checkpoint::State& state) const {
+  state.flat.push_back({"exp_avg", exp_avg, nullptr});
+  state.flat.push_back({"exp_avg_sq", exp_avg_sq, nullptr});
+  state.optimizer_steps = steps();
+}
+
+void AdamW::load(const checkpoint::State& state) {
+  set_steps(state.optimizer_steps);
+}
+
 at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf) {
   at::NoGradGuard no_grad;
   at::Tensor norm = grads.norm();

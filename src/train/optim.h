@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/state.h"
 #include "train/flat_params.h"
 
 namespace coatnet::train {
@@ -36,6 +37,10 @@ class AdamW {
   void step(double lr, const at::Tensor& found_inf);
   int64_t steps() const;  // a host read: for checkpoints and reports, not for the loop
   void set_steps(int64_t s);
+  // The moments ("exp_avg", "exp_avg_sq") and the step count into a checkpoint's state; after a
+  // load, the step count back (the moments are loaded in place).
+  void save(checkpoint::State& state) const;
+  void load(const checkpoint::State& state);
   at::Tensor exp_avg, exp_avg_sq;  // the optimizer state, laid out as FlatParams::values
 
  private:

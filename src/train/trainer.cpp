@@ -29,6 +29,7 @@
 #include "dist/world.h"
 #include "model/coatnet.h"
 #include "model/weights.h"
+#include "train/checkpoint_state.h"
 #include "train/ema.h"
 #include "train/evaluate.h"
 #include "train/flat_params.h"
@@ -154,8 +155,14 @@ std::string checkpoint_root(const config::Config& cfg, const std::string& run_di
 }
 
 // The recipe keys that differ between the checkpoint's config and this run's, for the log.
-std::string recipe_changes(const std::string& saved_dump, const std::string& now_dump) {
-  const auto a = checkpoint::recipe_of(saved_dump), b = checkpoint::recipe_of(now_dump);
+std::string recipe_changes(const std::string& saved_config, const config::Config& now) {
+  std::map<std::string, std::string> a;
+  try {
+    a = config::Config::load(saved_config, {}).recipe();
+  } catch (const std::exception& e) {
+    return std::string("(the checkpoint's config does not load here: ") + e.what() + ")";
+  }
+  const auto b = now.recipe();
   std::string out;
   for (const auto& [k, v] : b) {
     auto it = a.find(k);
@@ -311,6 +318,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   summary.run_dir = run_directory(cfg, world);
   const std::string config_text = cfg.dump();
   std::unique_ptr<checkpoint::Checkpointer> ckpt;
+  const TrainState train_state{*net, flat, optimizer, ema.get(), *precision};
   const bool checkpoints = cfg.get_bool("checkpoint.enabled");
   if (checkpoints || !resume.empty()) {
     checkpoint::CheckpointOptions co;
@@ -321,14 +329,13 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     co.keep_every = cfg.get_int("checkpoint.keep_every");
     co.stop_on_error = cfg.get_string("checkpoint.on_error") == "stop";
     co.config_text = config_text;
-    co.config_hash = checkpoint::recipe_hash(config_text);
+    co.config_hash = checkpoint::recipe_hash(cfg.recipe());
     co.model = spec.name;
     co.seed = seed;
     co.global_batch = global_batch;
     co.accum_steps = accum;
-    checkpoint::TrainRefs refs{&*net, &flat, &optimizer, ema.get(), precision.get()};
     ckpt = std::make_unique<checkpoint::Checkpointer>(
-        co, refs, world, *comm, [&](const std::string& m) { progress.message(m); });
+        co, world, *comm, [&](const std::string& m) { progress.message(m); });
   }
   int64_t start_step = 0;  // > 0 when resumed
   std::optional<checkpoint::Manifest> resumed;
@@ -336,7 +343,10 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   if (!resume.empty()) {
     if (auto dir = ckpt->find(resume)) {
       resumed_from = *dir;
-      resumed = ckpt->load(*dir);
+      checkpoint::State state = train_state.collect();
+      resumed = ckpt->load(*dir, state);
+      const std::string note = train_state.restore(state);
+      if (!note.empty()) progress.message("[resume] " + note);
     } else {
       progress.message("[resume] no checkpoint in " + checkpoint_root(cfg, summary.run_dir) +
                        " yet: starting from step 0");
@@ -356,10 +366,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     train_loader.restore({m.epoch, m.samples_consumed});
     summary.best_top1 = m.best_top1;
     summary.best_step = m.best_step;
-    std::ifstream saved_cfg(fs::path(resumed_from) / checkpoint::kConfigName);
-    std::stringstream saved;
-    saved << saved_cfg.rdbuf();
-    const std::string changes = recipe_changes(saved.str(), config_text);
+    const std::string changes =
+        recipe_changes((fs::path(resumed_from) / checkpoint::kConfigName).string(), cfg);
     progress.message("[resume] " + resumed_from + ": step " + std::to_string(m.step) + ", epoch " +
                      std::to_string(m.epoch) + " + " + std::to_string(m.samples_consumed) +
                      " samples, saved at world size " + std::to_string(m.world_size) + ", now " +
@@ -622,7 +630,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     const bool stop = world.max(stop_signal.load(), "stop-signal agreement") != 0;
     if (checkpoints && (stop || done % steps_per_epoch == 0 ||
                         (ckpt_every > 0 && done % ckpt_every == 0) || done == total_steps)) {
-      ckpt->save(resume_point(done));
+      ckpt->save(resume_point(done), train_state.collect());
     }
     if (stop) {
       summary.stopped_by_signal = true;

@@ -20,6 +20,7 @@
 #include "dist/comm.h"
 #include "dist/world.h"
 #include "model/coatnet.h"
+#include "train/checkpoint_state.h"
 #include "train/ema.h"
 #include "train/flat_params.h"
 #include "train/optim.h"
@@ -79,9 +80,10 @@ int main(int argc, char** argv) {
     co.config_text = "model:\n  name: " + p.get("model") + "\n";
     co.model = p.get("model");
     co.global_batch = 1;
-    checkpoint::TrainRefs refs{&*net, &flat, &optimizer, &ema, precision.get()};
+    const train::TrainState train_state{*net, flat, optimizer, &ema, *precision};
+    checkpoint::State state = train_state.collect();
     auto quiet = [](const std::string&) {};
-    checkpoint::Checkpointer ckpt(co, refs, world, *comm, quiet);
+    checkpoint::Checkpointer ckpt(co, world, *comm, quiet);
 
     // Synchronous saves (snapshot, write + fsync + hash on every rank, commit) and loads at the
     // same world size (verify checksums, read this rank's part, all-gather); this VM's disk is
@@ -95,7 +97,7 @@ int main(int argc, char** argv) {
       ::sync();
       world.barrier();
       t0 = clock_type::now();
-      ckpt.save({r});
+      ckpt.save({r}, state);
       world.barrier();
       saves.push_back(since(t0));
     }
@@ -105,7 +107,7 @@ int main(int argc, char** argv) {
       dropped = drop_page_cache() && dropped;
       world.barrier();
       t0 = clock_type::now();
-      ckpt.load(*ckpt.find(dir + "/" + checkpoint::step_dir_name(r)));
+      ckpt.load(*ckpt.find(dir + "/" + checkpoint::step_dir_name(r)), state);
       world.barrier();
       loads.push_back(since(t0));
     }
@@ -132,11 +134,11 @@ int main(int argc, char** argv) {
     const double step_s = since(t0) / steps;
     checkpoint::CheckpointOptions ao = co;
     ao.async = true;
-    checkpoint::Checkpointer async_ckpt(ao, refs, world, *comm, quiet);
+    checkpoint::Checkpointer async_ckpt(ao, world, *comm, quiet);
     in_flight = &async_ckpt;
     world.barrier();  // the ranks' steps above are not in lockstep (no gradient all-reduce)
     t0 = clock_type::now();
-    async_ckpt.save({1000});
+    async_ckpt.save({1000}, state);
     int during = 0;
     double during_s = 0;
     while (async_ckpt.pending() || during < steps) {

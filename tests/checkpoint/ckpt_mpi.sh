@@ -87,6 +87,11 @@ resume)
       fail "W=$np: final weights differ"
     echo "W=$np: resumed run bit-identical to the straight run (weights, AdamW, EMA, data, loss)"
   done
+  # A resume with another learning rate goes on, and names what changed in the recipe.
+  "$coatnet" train "${common[@]}" --set precision.backend=fp16 --set train.max_steps=12 \
+    --set train.name=r1 --set optim.lr=5e-4 --resume auto >"$work/lr.log"
+  grep -q "recipe changes: optim.lr 0.001 -> 0.0005" "$work/lr.log" ||
+    { cat "$work/lr.log"; fail "a resume with another optim.lr did not report it"; }
   echo "PASS: resume"
   ;;
 reshard)

@@ -39,14 +39,14 @@ ck::Manifest sample_manifest() {
   m.tensors = {{"params", ck::DType::F32, 10},
                {"exp_avg", ck::DType::F32, 10},
                {"exp_avg_sq", ck::DType::F32, 10},
-               {"buffers", ck::DType::F64, 3}};
+               {"buffers", ck::DType::F64, 6}};  // 3 per rank
   ck::ShardFile a{"shard-00000-of-00002.h5", 100, 0x0123456789abcdefull, {}};
   ck::ShardFile b{"shard-00001-of-00002.h5", 100, 42, {}};
   for (const char* t : {"params", "exp_avg", "exp_avg_sq"}) {
     a.segments.push_back({t, 0, 5});
     b.segments.push_back({t, 5, 10});
   }
-  a.segments.push_back({"buffers", 0, 3});
+  a.segments.push_back({"buffers", 0, 6});
   m.shards = {a, b};
   m.layout["params"] = {{"w", 0, {2, 3}}, {"b", 6, {4}}};
   m.layout["buffers"] = {{"running_mean", 0, {3}}};
@@ -131,8 +131,20 @@ TEST(Manifest, RejectsOtherInconsistencies) {
   m.shards[1].file = m.shards[0].file;
   expect_invalid(m, "is repeated or reserved");
   m = sample_manifest();
-  m.tensors.erase(m.tensors.begin() + 1);
-  expect_invalid(m, "no tensor 'exp_avg'");
+  m.tensors[1].numel = 8;  // exp_avg shorter than the parameters it is laid out as
+  m.shards[1].segments[1].end = 8;
+  expect_invalid(m, "entry 'b' at offset 6 runs past tensor 'exp_avg' of 8 elements");
+  m = sample_manifest();
+  m.layout["buffers"] = {{"running_mean", 0, {4}}};
+  expect_invalid(
+      m, "entry 'running_mean' at offset 0 runs past tensor 'buffers' of 3 elements per rank");
+  m = sample_manifest();
+  m.layout["ema_buffers"] = {{"running_mean", 0, {3}}};
+  expect_invalid(m, "layout 'ema_buffers' describes no tensor");
+  m = sample_manifest();
+  m.tensors.clear();
+  m.shards.clear();
+  expect_invalid(m, "no tensors");
   m = sample_manifest();
   m.world_size = 0;
   expect_invalid(m, "world_size 0");
@@ -144,7 +156,7 @@ TEST(Manifest, RejectsOtherInconsistencies) {
   expect_invalid(m, "does not belong to a world of 2 ranks");
   m = sample_manifest();
   m.layout["params"].push_back({"too_far", 8, {3}});
-  expect_invalid(m, "layout entry 'too_far' lies outside tensor 'params'");
+  expect_invalid(m, "layout 'params' entry 'too_far' at offset 8 runs past tensor 'params' of 10");
   std::string text = ck::to_yaml(sample_manifest());
   text.replace(text.find("0123456789abcdef"), 16, "0123456789abcdeZ");
   EXPECT_THROW(ck::from_yaml(text, "test"), ck::ManifestError);
@@ -212,7 +224,7 @@ TEST(Store, CommitListAndRetention) {
   TempDir tmp;
   const std::string root = tmp.path.string();
   std::vector<float> v(10, 1.f);
-  std::vector<double> bufs{1, 2, 3};
+  std::vector<double> bufs{1, 2, 3, 4, 5, 6};  // 3 per rank, 2 ranks
   auto save = [&](int64_t step) {
     const std::string dir = root + "/" + ck::step_dir_name(step);
     fs::create_directories(dir);
@@ -223,7 +235,7 @@ TEST(Store, CommitListAndRetention) {
                                 {{{"params", 0, 10}, ck::DType::F32, v.data()},
                                  {{"exp_avg", 0, 10}, ck::DType::F32, v.data()},
                                  {{"exp_avg_sq", 0, 10}, ck::DType::F32, v.data()},
-                                 {{"buffers", 0, 3}, ck::DType::F64, bufs.data()}})};
+                                 {{"buffers", 0, 6}, ck::DType::F64, bufs.data()}})};
     ck::commit(root, dir, m);
   };
   for (int64_t s : {10, 20, 30, 40, 50}) save(s);

@@ -150,3 +150,23 @@ TEST(Config, MissingAndInvalidFilesAreNamed) {
   }
   fs::remove(p);
 }
+
+TEST(Config, RecipeKeysAreFlaggedInTheSchema) {
+  // The recipe is what a resumed run must keep to continue the same run: the model, optimizer,
+  // schedule, loss, augmentation, global batch, seed and precision, and nothing else.
+  Config c = Config::defaults();
+  c.set("optim.lr=5e-4");
+  const auto r = c.recipe();
+  for (const char* k : {"model.name", "model.drop_path", "optim.lr", "schedule.epochs",
+                        "loss.label_smoothing", "aug.mixup", "data.batch_size", "train.seed",
+                        "precision.backend"})
+    EXPECT_EQ(r.count(k), 1u) << k << " is not in the recipe";
+  for (const char* k : {"model.init_from", "data.train", "data.workers", "train.max_steps",
+                        "train.run_dir", "checkpoint.dir", "dist.backend"})
+    EXPECT_EQ(r.count(k), 0u) << k << " is in the recipe";
+  EXPECT_EQ(r.at("optim.lr"), "0.0005");
+  // The values as dump() writes them: each recipe line of the dump holds its value.
+  const std::string dump = c.dump();
+  for (const auto& [k, v] : r)
+    EXPECT_NE(dump.find(k.substr(k.find('.') + 1) + ": " + v), std::string::npos) << k;
+}

@@ -17,6 +17,7 @@
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "dist/sync_bn.h"
+#include "dist/test_world.h"
 #include "dist/world.h"
 #include "train/precision.h"
 #include "util/check.h"
@@ -341,6 +342,10 @@ TEST(Check, MpiErrorsNameTheCallFileLineRankAndHost) {
     EXPECT_NE(m.find("a send to no rank: MPI_Send("), std::string::npos) << m;
     if (g_world->is_root()) std::printf("the message: %s\n", m.c_str());
   }
+}
+
+coatnet::dist::World& test_world() {
+  return *g_world;
 }
 
 int main(int argc, char** argv) {
