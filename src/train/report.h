@@ -5,8 +5,12 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
+#include <vector>
 
+#include "train/evaluate.h"
+#include "train/trainer.h"
 #include "util/json.h"
 #include "util/progress.h"
 
@@ -25,6 +29,48 @@ class MetricsLog {
  private:
   std::FILE* f_ = nullptr;
 };
+
+// Seconds of training steps, and of those spent waiting for data and for communication: over
+// the window since the last log step, and in all.
+struct StepTimes {
+  double time = 0, data = 0, comm = 0;  // the window
+  int64_t steps = 0;
+  double total_time = 0, total_data = 0, total_comm = 0;
+  void add(double step_s, double data_s, double comm_s) {
+    time += step_s;
+    data += data_s;
+    comm += comm_s;
+    ++steps;
+  }
+  void close_window() {  // at a log step, once its record is written
+    total_time += time;
+    total_data += data;
+    total_comm += comm;
+    time = data = comm = 0;
+    steps = 0;
+  }
+};
+
+// The records of metrics.jsonl (docs/ARCHITECTURE.md "Run directory" lists their fields).
+struct RunFacts {  // the "env" record: where and what runs
+  int world_size = 1, ranks_per_node = 1, threads = 1, decode_threads = 1;
+  std::vector<std::string> placements;  // per rank: host \t local rank \t threads \t device
+  std::string comm, model;
+  int64_t parameters = 0, train_samples = 0, val_samples = 0;
+  int64_t global_batch = 1, accum_steps = 1, steps_per_epoch = 1, total_steps = 1;
+  int64_t start_step = 0;
+  std::string resumed_from;  // empty: a fresh run
+};
+json::Value env_record(const RunFacts& f);
+struct TrainFigures {  // one "train" record, at a log step
+  int64_t step = 0, epoch = 0, skipped_steps = 0;
+  double loss = 0, lr = 0, grad_norm = 0, data_hash = 0, images_per_s = 0, elapsed_s = 0;
+  std::map<std::string, double> precision_state;
+};
+json::Value train_record(const TrainFigures& f, const StepTimes& window);
+json::Value eval_record(const EvalResult& r, int64_t step, int64_t epoch, bool ema);
+// The "summary" record, also written alone as summary.json.
+json::Value summary_record(const TrainSummary& s, bool ema, const std::string& resumed_from);
 
 struct ProgressLine {
   int64_t step = 0, total_steps = 0;

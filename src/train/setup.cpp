@@ -5,6 +5,7 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -129,6 +130,71 @@ bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
         "train.cuda_kernels: batch_prep takes uint8 batches, but data.dtype = float32 normalises "
         "them on the loader threads; set data.dtype=auto (or uint8)");
   return true;
+}
+
+LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,
+                         int64_t train_batches_per_epoch, int64_t train_samples) {
+  LoopOptions o;
+  o.accum = cfg.get_int("optim.accum_steps");
+  o.global_batch = cfg.get_int("data.batch_size");
+  o.steps_per_epoch = train_batches_per_epoch / o.accum;
+  if (o.steps_per_epoch == 0)
+    throw std::invalid_argument(
+        "data.train has " + std::to_string(train_samples) +
+        " samples: fewer than one optimizer step of data.batch_size × optim.accum_steps = " +
+        std::to_string(o.global_batch * o.accum));
+  o.epochs = cfg.get_int("schedule.epochs");
+  o.total_steps = o.epochs * o.steps_per_epoch;
+  if (cfg.get_int("train.max_steps") > 0)
+    o.total_steps = std::min(o.total_steps, cfg.get_int("train.max_steps"));
+  o.log_every = cfg.get_int("train.log_every_steps");
+  o.eval_every = cfg.get_int("train.eval_every_steps");
+  o.checkpoint_every = cfg.get_int("checkpoint.every_steps");
+  o.clip = cfg.get_float("optim.clip_grad");
+  o.max_bad_steps = static_cast<double>(cfg.get_int("precision.max_bad_steps"));
+  o.checkpoints = cfg.get_bool("checkpoint.enabled");
+  o.reduce_bn = !cfg.get_bool("dist.sync_bn");  // SyncBN keeps them equal already
+  o.loss =
+      cfg.get_string("loss.type") == "sigmoid_bce" ? LossType::SigmoidBCE : LossType::SoftmaxCE;
+  o.schedule.type = cfg.get_string("schedule.type");
+  o.schedule.lr = cfg.get_float("optim.lr");
+  o.schedule.min_lr = cfg.get_float("schedule.min_lr");
+  o.schedule.warmup_steps = cfg.get_int("schedule.warmup_steps");
+  o.schedule.total_steps = o.epochs * o.steps_per_epoch;  // train.max_steps cuts, not squeezes
+  o.mix.mixup_alpha = cfg.get_float("aug.mixup");
+  o.mix.cutmix_alpha = cfg.get_float("aug.cutmix");
+  o.mix.label_smoothing = cfg.get_float("loss.label_smoothing");
+  o.mix.num_classes = spec.num_classes;
+  o.mix.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
+  return o;
+}
+
+AdamWOptions adamw_options(const config::Config& cfg) {
+  AdamWOptions aw;
+  aw.beta1 = cfg.get_floats("optim.betas").at(0);
+  aw.beta2 = cfg.get_floats("optim.betas").at(1);
+  aw.eps = cfg.get_float("optim.eps");
+  aw.weight_decay = cfg.get_float("optim.weight_decay");
+  return aw;
+}
+
+checkpoint::CheckpointOptions checkpoint_options(const config::Config& cfg, const std::string& root,
+                                                 const model::ModelSpec& spec,
+                                                 const LoopOptions& loop) {
+  checkpoint::CheckpointOptions co;
+  co.root = root;
+  co.backend = cfg.get_string("checkpoint.backend");
+  co.async = cfg.get_bool("checkpoint.async");
+  co.keep_last = cfg.get_int("checkpoint.keep_last");
+  co.keep_every = cfg.get_int("checkpoint.keep_every");
+  co.stop_on_error = cfg.get_string("checkpoint.on_error") == "stop";
+  co.config_text = cfg.dump();
+  co.config_hash = checkpoint::recipe_hash(cfg.recipe());
+  co.model = spec.name;
+  co.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
+  co.global_batch = loop.global_batch;
+  co.accum_steps = loop.accum;
+  return co;
 }
 
 int compute_threads(const config::Config& cfg, const dist::World& world) {

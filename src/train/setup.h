@@ -6,7 +6,11 @@
 
 #include <c10/core/Device.h>
 
+#include "checkpoint/checkpointer.h"
 #include "data/loader.h"
+#include "data/mixup.h"
+#include "train/loss.h"
+#include "train/optim.h"
 
 namespace coatnet::config {
 class Config;
@@ -45,6 +49,39 @@ int decode_threads(const config::Config& cfg, int compute_threads);
 data::LoaderOptions loader_options(const config::Config& cfg, const dist::World& world,
                                    bool train_split, int threads, const model::ModelSpec& spec,
                                    const at::Device& device);
+// What the loop reads, resolved once from the config and the training data (no config lookups
+// inside the loop).
+struct LoopOptions {
+  int64_t accum = 1, global_batch = 1;  // optim.accum_steps, data.batch_size
+  int64_t epochs = 1, steps_per_epoch = 1, total_steps = 1;
+  int64_t log_every = 1, eval_every = 0, checkpoint_every = 0;
+  double clip = 0;           // optim.clip_grad (0: off)
+  double max_bad_steps = 0;  // precision.max_bad_steps: non-finite steps in a row that stop it
+  bool checkpoints = false;  // checkpoint.enabled
+  bool reduce_bn = true;     // average BatchNorm statistics for evaluation (not with SyncBN)
+  LossType loss = LossType::SoftmaxCE;
+  ScheduleOptions schedule;
+  data::MixOptions mix;
+  // An optimizer step, an epoch or the end: whether `done` steps call for each.
+  bool log_at(int64_t done) const { return done % log_every == 0 || done == total_steps; }
+  bool epoch_end(int64_t done) const { return done % steps_per_epoch == 0; }
+  bool eval_at(int64_t done) const {
+    return epoch_end(done) || (eval_every > 0 && done % eval_every == 0) || done == total_steps;
+  }
+  bool save_at(int64_t done, bool stop) const {
+    return checkpoints &&
+           (stop || epoch_end(done) || (checkpoint_every > 0 && done % checkpoint_every == 0) ||
+            done == total_steps);
+  }
+};
+// Throws naming the keys when the training data holds less than one optimizer step.
+LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,
+                         int64_t train_batches_per_epoch, int64_t train_samples);
+AdamWOptions adamw_options(const config::Config& cfg);
+checkpoint::CheckpointOptions checkpoint_options(const config::Config& cfg, const std::string& root,
+                                                 const model::ModelSpec& spec,
+                                                 const LoopOptions& loop);
+
 // The shards must fit the model: classes within model.num_classes, the same label kind.
 void check_dataset(const data::Loader& loader, const model::ModelSpec& spec,
                    const config::Config& cfg, const char* key);

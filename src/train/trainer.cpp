@@ -112,19 +112,129 @@ class AveragedBnStats {
   std::vector<at::Tensor> stats_, saved_;
 };
 
-json::Value eval_record(const EvalResult& r, int64_t step, int64_t epoch, bool ema) {
-  json::Value rec = json::Value::object();
-  rec["type"] = "eval";
-  rec["step"] = step;
-  rec["epoch"] = epoch;
-  rec["ema"] = ema;
-  rec["val_top1"] = r.top1;
-  rec["val_top5"] = r.top5;
-  rec["val_loss"] = r.loss;
-  rec["samples"] = r.samples;
-  rec["corrupt"] = r.corrupt;
-  rec["seconds"] = r.seconds;
-  return rec;
+// final.safetensors (and final_ema.safetensors), in timm's names, by rank 0: the weights with
+// BatchNorm statistics averaged over the ranks, as evaluation used them.
+void save_final_weights(model::CoAtNetImpl& net, ModelEma* ema, dist::Comm& comm, bool reduce_bn,
+                        const std::string& run_dir, bool root) {
+  AveragedBnStats(net, comm, reduce_bn).keep();
+  if (ema) {
+    ema->swap();
+    AveragedBnStats(net, comm, reduce_bn).keep();
+    ema->swap();
+  }
+  if (!root) return;
+  model::save_weights(net, (fs::path(run_dir) / "final.safetensors").string());
+  if (ema) {
+    ema->swap();
+    model::save_weights(net, (fs::path(run_dir) / "final_ema.safetensors").string());
+    ema->swap();
+  }
+}
+
+// Non-finite steps, counted on the device and read back only at log steps and saves, so that a
+// step never waits for the host. found_inf is the step's decision (1: skipped), taken on the
+// device by the precision plugin and the gradient norm.
+class SkippedSteps {
+ public:
+  SkippedSteps(const at::Device& device, int64_t already, double max_in_a_row)
+      : total_(already), max_in_a_row_(max_in_a_row) {
+    const auto on = at::TensorOptions().dtype(at::kFloat).device(device);
+    found_inf_ = at::zeros({}, on);
+    window_ = at::zeros({}, on);
+    run_ = at::zeros({}, on);
+    most_ = at::zeros({}, on);
+  }
+  at::Tensor& begin_step() { return found_inf_.zero_(); }
+  void end_step() {
+    window_.add_(found_inf_);
+    run_.add_(found_inf_).mul_(found_inf_);
+    at::maximum_out(most_, most_, run_);
+  }
+  // One host read: the skipped steps since the last one (added to total()). Throws when
+  // precision.max_bad_steps were skipped in a row: the run diverged.
+  int64_t settle(const Precision& precision) {
+    const at::Tensor counts = at::stack({window_, most_}).cpu();
+    const auto window = static_cast<int64_t>(counts[0].item<float>());
+    const auto most = static_cast<int64_t>(counts[1].item<float>());
+    window_.zero_();
+    most_.copy_(run_);
+    total_ += window;
+    if (most >= max_in_a_row_)
+      throw std::runtime_error(
+          "the gradients were not finite for " + std::to_string(most) +
+          " steps in a row (precision.max_bad_steps, precision " + precision.name() +
+          "); the run diverged — lower optim.lr, raise schedule.warmup_steps, or try bf16");
+    return window;
+  }
+  int64_t total() const { return total_; }
+
+ private:
+  at::Tensor found_inf_, window_;
+  at::Tensor run_;   // non-finite steps in a row, now
+  at::Tensor most_;  // the longest such run since the last read
+  int64_t total_;
+  double max_in_a_row_;
+};
+
+// The model on the validation set, and its EMA when there is one, each with BatchNorm
+// statistics averaged over the ranks (AveragedBnStats) for the evaluation only.
+struct Evaluation {
+  EvalResult model;
+  std::optional<EvalResult> ema;
+};
+Evaluation evaluate_run(model::CoAtNetImpl& net, ModelEma* ema, data::Loader& val, dist::Comm& comm,
+                        const at::Device& device, bool reduce_bn) {
+  Evaluation out;
+  {
+    AveragedBnStats averaged(net, comm, reduce_bn);
+    out.model = evaluate(net, val, comm, device);
+  }
+  if (ema) {
+    ema->swap();
+    {
+      AveragedBnStats averaged(net, comm, reduce_bn);
+      out.ema = evaluate(net, val, comm, device);
+    }
+    ema->swap();
+  }
+  return out;
+}
+
+std::string eval_line(const EvalResult& r, int64_t step, bool ema) {
+  char line[200];
+  if (ema)
+    std::snprintf(line, sizeof line, "[eval] step %lld (EMA): top-1 %.2f%%  top-5 %.2f%%",
+                  static_cast<long long>(step), 100 * r.top1, 100 * r.top5);
+  else
+    std::snprintf(line, sizeof line,
+                  "[eval] step %lld: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld samples, %.1f s)",
+                  static_cast<long long>(step), 100 * r.top1, 100 * r.top5, r.loss,
+                  static_cast<long long>(r.samples), r.seconds);
+  return line;
+}
+
+// A training batch on the device as the model takes it: normalised and mixed (Mixup/CutMix),
+// by the batch_prep kernel in one pass (cast to `dtype`) or by the ATen ops; its targets soft
+// (label smoothing, mixed with the same partners).
+struct DeviceBatch {
+  at::Tensor images, soft, valid;
+};
+DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Loader& loader,
+                      const data::MixOptions& mix, const at::Device& device, at::ScalarType dtype,
+                      bool batch_prep_kernel) {
+  DeviceBatch out;
+  if (batch_prep_kernel) {
+    const data::Loader::Normalisation n = loader.normalisation_on(device);
+    out.images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), n.scale,
+                                     n.bias, m, dtype);
+  } else {
+    out.images = loader.images_on(batch, device);
+    data::mix_images(out.images, m);
+  }
+  out.soft = data::mix_targets(
+      data::soft_targets(batch.targets.to(device), mix.num_classes, mix.label_smoothing), m);
+  out.valid = batch.valid.to(device);
+  return out;
 }
 
 // A stop request (SIGUSR1/SIGUSR2/SIGTERM: a preemption notice from Slurm's --signal, or mpirun
@@ -170,6 +280,68 @@ std::string recipe_changes(const std::string& saved_config, const config::Config
     if (was != v) out += (out.empty() ? "" : ", ") + k + " " + was + " -> " + v;
   }
   return out;
+}
+
+// The model of the config on `device`, from model.init_from's weights when it names some.
+model::CoAtNet build_model(const config::Config& cfg, const model::ModelSpec& spec,
+                           const at::Device& device, util::Progress& progress) {
+  model::CoAtNet net(spec);
+  if (!cfg.get_string("model.init_from").empty()) {
+    model::LoadReport rep = model::load_weights(*net, cfg.get_string("model.init_from"));
+    if (!rep.resized.empty())
+      progress.message("[init] resized " + std::to_string(rep.resized.size()) +
+                       " relative-position bias tables to " + std::to_string(spec.image_size) +
+                       " px");
+    if (!rep.counters_zeroed.empty())
+      progress.message("[init] " + std::to_string(rep.counters_zeroed.size()) +
+                       " BatchNorm num_batches_tracked absent from the weights: set to 0");
+  }
+  net->to(device);
+  return net;
+}
+
+// Where a resumed run continues; empty for a fresh one.
+struct Resumed {
+  std::optional<checkpoint::Manifest> manifest;
+  std::string from;  // the step directory
+  explicit operator bool() const { return manifest.has_value(); }
+  int64_t step() const { return manifest ? manifest->step : 0; }
+};
+
+// train.resume: loads the checkpoint it names (or, for auto, the newest valid one under `root`)
+// into the training state and puts the loader where the run stopped; refuses another global
+// batch; reports what changed in the recipe.
+Resumed resume_run(checkpoint::Checkpointer& ckpt, const std::string& what, const std::string& root,
+                   const config::Config& cfg, const LoopOptions& loop, const TrainState& state,
+                   data::Loader& loader, const dist::World& world, util::Progress& progress) {
+  Resumed r;
+  const auto dir = ckpt.find(what);
+  if (!dir) {
+    progress.message("[resume] no checkpoint in " + root + " yet: starting from step 0");
+    return r;
+  }
+  r.from = *dir;
+  checkpoint::State loaded = state.collect();
+  r.manifest = ckpt.load(*dir, loaded);
+  const std::string note = state.restore(loaded);
+  if (!note.empty()) progress.message("[resume] " + note);
+  const checkpoint::Manifest& m = *r.manifest;
+  if (m.global_batch != loop.global_batch || m.accum_steps != loop.accum)
+    throw std::invalid_argument(
+        r.from + " was saved with data.batch_size = " + std::to_string(m.global_batch) +
+        " and optim.accum_steps = " + std::to_string(m.accum_steps) + "; this run has " +
+        std::to_string(loop.global_batch) + " and " + std::to_string(loop.accum) +
+        ": resuming needs the same global batch (the per-rank share may change with the "
+        "world size)");
+  loader.restore({m.epoch, m.samples_consumed});
+  const std::string changes =
+      recipe_changes((fs::path(r.from) / checkpoint::kConfigName).string(), cfg);
+  progress.message("[resume] " + r.from + ": step " + std::to_string(m.step) + ", epoch " +
+                   std::to_string(m.epoch) + " + " + std::to_string(m.samples_consumed) +
+                   " samples, saved at world size " + std::to_string(m.world_size) + ", now " +
+                   std::to_string(world.size()) +
+                   (changes.empty() ? "" : "; recipe changes: " + changes));
+  return r;
 }
 
 // A 32-bit hash of each training sample index, summed over a log window and over ranks: equal
@@ -235,18 +407,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   const uint64_t seed = static_cast<uint64_t>(cfg.get_int("train.seed"));
   at::manual_seed(seed);
   model::ModelSpec spec = model::spec_from_config(cfg);
-  model::CoAtNet net(spec);
-  if (!cfg.get_string("model.init_from").empty()) {
-    model::LoadReport rep = model::load_weights(*net, cfg.get_string("model.init_from"));
-    if (root && !rep.resized.empty())
-      progress.message("[init] resized " + std::to_string(rep.resized.size()) +
-                       " relative-position bias tables to " + std::to_string(spec.image_size) +
-                       " px");
-    if (root && !rep.counters_zeroed.empty())
-      progress.message("[init] " + std::to_string(rep.counters_zeroed.size()) +
-                       " BatchNorm num_batches_tracked absent from the weights: set to 0");
-  }
-  net->to(device);
+  model::CoAtNet net = build_model(cfg, spec, device, progress);
   FlatParams flat(*net);
   broadcast_model(*net, flat, *comm);
   std::optional<dist::SyncBatchNormScope> sync_bn;
@@ -256,12 +417,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                             static_cast<int64_t>(cfg.get_float("dist.bucket_mb") * (1 << 20)));
 
   // --- optimizer, schedule, EMA ---
-  AdamWOptions aw;
-  aw.beta1 = cfg.get_floats("optim.betas").at(0);
-  aw.beta2 = cfg.get_floats("optim.betas").at(1);
-  aw.eps = cfg.get_float("optim.eps");
-  aw.weight_decay = cfg.get_float("optim.weight_decay");
-  AdamW optimizer(flat, aw);
+  AdamW optimizer(flat, adamw_options(cfg));
   std::unique_ptr<ModelEma> ema;
   if (cfg.get_float("train.ema_decay") > 0)
     ema = std::make_unique<ModelEma>(flat, *net, cfg.get_float("train.ema_decay"));
@@ -277,33 +433,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
         std::make_unique<data::Loader>(loader_options(cfg, world, false, workers, spec, device));
     check_dataset(*val_loader, spec, cfg, "data.val");
   }
-  const int64_t accum = cfg.get_int("optim.accum_steps");
-  const int64_t global_batch = cfg.get_int("data.batch_size");
-  const int64_t steps_per_epoch = train_loader.batches_per_epoch() / accum;
-  if (steps_per_epoch == 0)
-    throw std::invalid_argument(
-        "data.train has " + std::to_string(train_loader.dataset().size()) +
-        " samples: fewer than one optimizer step of data.batch_size × optim.accum_steps = " +
-        std::to_string(global_batch * accum));
-  const int64_t epochs = cfg.get_int("schedule.epochs");
-  int64_t total_steps = epochs * steps_per_epoch;
-  if (cfg.get_int("train.max_steps") > 0)
-    total_steps = std::min(total_steps, cfg.get_int("train.max_steps"));
-  ScheduleOptions sched;
-  sched.type = cfg.get_string("schedule.type");
-  sched.lr = cfg.get_float("optim.lr");
-  sched.min_lr = cfg.get_float("schedule.min_lr");
-  sched.warmup_steps = cfg.get_int("schedule.warmup_steps");
-  sched.total_steps = epochs * steps_per_epoch;
-
-  const LossType loss_type =
-      cfg.get_string("loss.type") == "sigmoid_bce" ? LossType::SigmoidBCE : LossType::SoftmaxCE;
-  data::MixOptions mix;
-  mix.mixup_alpha = cfg.get_float("aug.mixup");
-  mix.cutmix_alpha = cfg.get_float("aug.cutmix");
-  mix.label_smoothing = cfg.get_float("loss.label_smoothing");
-  mix.num_classes = spec.num_classes;
-  mix.seed = seed;
+  const LoopOptions loop =
+      loop_options(cfg, spec, train_loader.batches_per_epoch(), train_loader.dataset().size());
   // train.cuda_kernels: batch_prep normalises, mixes and casts a uint8 batch in one kernel.
   const bool fused_batch = use_batch_prep_kernel(cfg, device, train_loader);
 
@@ -319,67 +450,29 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   const std::string config_text = cfg.dump();
   std::unique_ptr<checkpoint::Checkpointer> ckpt;
   const TrainState train_state{*net, flat, optimizer, ema.get(), *precision};
-  const bool checkpoints = cfg.get_bool("checkpoint.enabled");
-  if (checkpoints || !resume.empty()) {
-    checkpoint::CheckpointOptions co;
-    co.root = checkpoint_root(cfg, summary.run_dir);
-    co.backend = cfg.get_string("checkpoint.backend");
-    co.async = cfg.get_bool("checkpoint.async");
-    co.keep_last = cfg.get_int("checkpoint.keep_last");
-    co.keep_every = cfg.get_int("checkpoint.keep_every");
-    co.stop_on_error = cfg.get_string("checkpoint.on_error") == "stop";
-    co.config_text = config_text;
-    co.config_hash = checkpoint::recipe_hash(cfg.recipe());
-    co.model = spec.name;
-    co.seed = seed;
-    co.global_batch = global_batch;
-    co.accum_steps = accum;
+  if (loop.checkpoints || !resume.empty()) {
+    const auto co = checkpoint_options(cfg, checkpoint_root(cfg, summary.run_dir), spec, loop);
     ckpt = std::make_unique<checkpoint::Checkpointer>(
         co, world, *comm, [&](const std::string& m) { progress.message(m); });
   }
-  int64_t start_step = 0;  // > 0 when resumed
-  std::optional<checkpoint::Manifest> resumed;
-  std::string resumed_from;
-  if (!resume.empty()) {
-    if (auto dir = ckpt->find(resume)) {
-      resumed_from = *dir;
-      checkpoint::State state = train_state.collect();
-      resumed = ckpt->load(*dir, state);
-      const std::string note = train_state.restore(state);
-      if (!note.empty()) progress.message("[resume] " + note);
-    } else {
-      progress.message("[resume] no checkpoint in " + checkpoint_root(cfg, summary.run_dir) +
-                       " yet: starting from step 0");
-    }
-  }
+  const Resumed resumed = resume.empty()
+                              ? Resumed{}
+                              : resume_run(*ckpt, resume, checkpoint_root(cfg, summary.run_dir),
+                                           cfg, loop, train_state, train_loader, world, progress);
+  const int64_t start_step = resumed.step();
   if (resumed) {
-    const checkpoint::Manifest& m = *resumed;
-    if (m.global_batch != global_batch || m.accum_steps != accum)
-      throw std::invalid_argument(
-          resumed_from + " was saved with data.batch_size = " + std::to_string(m.global_batch) +
-          " and optim.accum_steps = " + std::to_string(m.accum_steps) + "; this run has " +
-          std::to_string(global_batch) + " and " + std::to_string(accum) +
-          ": resuming needs the same global batch (the per-rank share may change with the "
-          "world size)");
-    start_step = m.step;
-    summary.steps = m.step;
-    train_loader.restore({m.epoch, m.samples_consumed});
-    summary.best_top1 = m.best_top1;
-    summary.best_step = m.best_step;
-    const std::string changes =
-        recipe_changes((fs::path(resumed_from) / checkpoint::kConfigName).string(), cfg);
-    progress.message("[resume] " + resumed_from + ": step " + std::to_string(m.step) + ", epoch " +
-                     std::to_string(m.epoch) + " + " + std::to_string(m.samples_consumed) +
-                     " samples, saved at world size " + std::to_string(m.world_size) + ", now " +
-                     std::to_string(world.size()) +
-                     (changes.empty() ? "" : "; recipe changes: " + changes));
+    summary.steps = start_step;
+    summary.best_top1 = resumed.manifest->best_top1;
+    summary.best_step = resumed.manifest->best_step;
   }
+  const std::string& resumed_from = resumed.from;
   std::unique_ptr<MetricsLog> metrics_file;  // rank 0 only
   if (root) {
     fs::create_directories(summary.run_dir);
     util::write_text_atomically((fs::path(summary.run_dir) / "config.yaml").string(), config_text);
-    metrics_file = std::make_unique<MetricsLog>(
-        (fs::path(summary.run_dir) / "metrics.jsonl").string(), /*append=*/resumed.has_value());
+    metrics_file =
+        std::make_unique<MetricsLog>((fs::path(summary.run_dir) / "metrics.jsonl").string(),
+                                     /*append=*/static_cast<bool>(resumed));
   }
   auto record = [&](const json::Value& v) {
     if (metrics_file) metrics_file->write(v);
@@ -388,115 +481,57 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   const std::vector<std::string> placements =
       world.gather_strings(world.host() + "\t" + std::to_string(world.local_rank()) + "\t" +
                            std::to_string(threads) + "\t" + device.str());
-  {
-    json::Value env = json::Value::object();
-    env["type"] = "env";
-    env["torch"] = TORCH_VERSION;
-    env["world_size"] = world.size();
-    env["ranks_per_node"] = world.local_size();
-    json::Value ranks = json::Value::array();
-    for (size_t r = 0; r < placements.size(); ++r) {
-      const std::vector<std::string> f = text::split(placements[r], '\t');
-      json::Value p = json::Value::object();
-      p["rank"] = static_cast<int64_t>(r);
-      p["host"] = f.at(0);
-      p["local_rank"] = static_cast<int64_t>(std::stoll(f.at(1)));
-      p["threads"] = static_cast<int64_t>(std::stoll(f.at(2)));
-      p["device"] = f.at(3);
-      ranks.push_back(p);
-    }
-    env["ranks"] = ranks;
-    env["comm"] = comm->name();
-    env["threads_per_rank"] = threads;
-    env["decode_threads_per_rank"] = workers;
-    env["model"] = spec.name;
-    env["parameters"] = flat.parameter_count();
-    env["train_samples"] = train_loader.dataset().size();
-    env["val_samples"] = val_loader ? val_loader->dataset().size() : 0;
-    env["global_batch"] = global_batch;
-    env["accum_steps"] = accum;
-    env["steps_per_epoch"] = steps_per_epoch;
-    env["total_steps"] = total_steps;
-    env["start_step"] = start_step;
-    if (resumed) env["resumed_from"] = resumed_from;
-    record(env);
-  }
+  RunFacts facts;
+  facts.world_size = world.size();
+  facts.ranks_per_node = world.local_size();
+  facts.threads = threads;
+  facts.decode_threads = workers;
+  facts.placements = placements;
+  facts.comm = comm->name();
+  facts.model = spec.name;
+  facts.parameters = flat.parameter_count();
+  facts.train_samples = train_loader.dataset().size();
+  facts.val_samples = val_loader ? val_loader->dataset().size() : 0;
+  facts.global_batch = loop.global_batch;
+  facts.accum_steps = loop.accum;
+  facts.steps_per_epoch = loop.steps_per_epoch;
+  facts.total_steps = loop.total_steps;
+  facts.start_step = start_step;
+  facts.resumed_from = resumed_from;
+  record(env_record(facts));
   progress.message(
       "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
       std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
       device.str() + ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
-      " gradient bucket(s); " + std::to_string(total_steps) + " steps of " +
-      std::to_string(global_batch * accum) + " images; run directory " + summary.run_dir);
+      " gradient bucket(s); " + std::to_string(loop.total_steps) + " steps of " +
+      std::to_string(loop.global_batch * loop.accum) + " images; run directory " + summary.run_dir);
 
   // --- the loop ---
   net->train();
-  double window_data = 0, window_comm = 0, window_time = 0;
-  double total_data = 0, total_comm = 0, total_time = 0;
-  int64_t window_steps = 0;
+  StepTimes times;
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
-  int64_t skipped_steps = resumed ? resumed->skipped_steps : 0;
-  // Skipped steps are counted on the device and read back only at log steps and saves
-  // (settle_skipped below), so a step never waits for the host.
-  const auto on_device = at::TensorOptions().dtype(at::kFloat).device(device);
-  at::Tensor found_inf = at::zeros({}, on_device), grad_norm = at::zeros({}, on_device);
-  at::Tensor skipped = at::zeros({}, on_device);   // since the last read
-  at::Tensor bad_run = at::zeros({}, on_device);   // non-finite steps in a row, now
-  at::Tensor bad_most = at::zeros({}, on_device);  // the longest such run since the last read
-  int64_t epoch = resumed ? resumed->epoch : 0;
+  SkippedSteps skips(device, resumed ? resumed.manifest->skipped_steps : 0, loop.max_bad_steps);
+  at::Tensor grad_norm = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device));
+  int64_t epoch = resumed ? resumed.manifest->epoch : 0;
   double data_hash = 0;
-  const bool reduce_bn = !cfg.get_bool("dist.sync_bn");  // SyncBN keeps them equal already
   auto run_eval = [&](int64_t step) {
     if (!val_loader) return;
-    EvalResult r;
-    {
-      AveragedBnStats averaged(*net, *comm, reduce_bn);
-      r = evaluate(*net, *val_loader, *comm, device);
-    }
-    record(eval_record(r, step, epoch, false));
-    char line[200];
-    std::snprintf(line, sizeof line,
-                  "[eval] step %lld: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld samples, %.1f s)",
-                  static_cast<long long>(step), 100 * r.top1, 100 * r.top5, r.loss,
-                  static_cast<long long>(r.samples), r.seconds);
-    progress.message(line);
-    summary.final_top1 = r.top1;
-    if (r.top1 > summary.best_top1) {
-      summary.best_top1 = r.top1;
+    const Evaluation e = evaluate_run(*net, ema.get(), *val_loader, *comm, device, loop.reduce_bn);
+    record(eval_record(e.model, step, epoch, false));
+    progress.message(eval_line(e.model, step, false));
+    summary.final_top1 = e.model.top1;
+    if (e.model.top1 > summary.best_top1) {
+      summary.best_top1 = e.model.top1;
       summary.best_step = step;
     }
-    if (ema) {
-      ema->swap();
-      EvalResult e;
-      {
-        AveragedBnStats averaged(*net, *comm, reduce_bn);
-        e = evaluate(*net, *val_loader, *comm, device);
-      }
-      ema->swap();
-      record(eval_record(e, step, epoch, true));
-      std::snprintf(line, sizeof line, "[eval] step %lld (EMA): top-1 %.2f%%  top-5 %.2f%%",
-                    static_cast<long long>(step), 100 * e.top1, 100 * e.top5);
-      progress.message(line);
-      summary.final_top1_ema = e.top1;
+    if (e.ema) {
+      record(eval_record(*e.ema, step, epoch, true));
+      progress.message(eval_line(*e.ema, step, true));
+      summary.final_top1_ema = e.ema->top1;
     }
   };
-
-  const int64_t log_every = cfg.get_int("train.log_every_steps");
-  const int64_t eval_every = cfg.get_int("train.eval_every_steps");
-  const double max_bad = static_cast<double>(cfg.get_int("precision.max_bad_steps"));
-  const int64_t ckpt_every = cfg.get_int("checkpoint.every_steps");
-  const double clip = cfg.get_float("optim.clip_grad");
   auto settle_skipped = [&](int64_t done) {
-    const at::Tensor counts = at::stack({skipped, bad_most}).cpu();  // one host read
-    const auto window = static_cast<int64_t>(counts[0].item<float>());
-    const auto most = static_cast<int64_t>(counts[1].item<float>());
-    skipped.zero_();
-    bad_most.copy_(bad_run);
-    skipped_steps += window;
-    if (most >= max_bad)
-      throw std::runtime_error(
-          "the gradients were not finite for " + std::to_string(most) +
-          " steps in a row (precision.max_bad_steps, precision " + precision->name() +
-          "); the run diverged — lower optim.lr, raise schedule.warmup_steps, or try bf16");
+    const int64_t window = skips.settle(*precision);
     if (window > 0 && !precision->skips_steps_normally())
       progress.message("[train] " + std::to_string(window) + " step(s) up to step " +
                        std::to_string(done) + ": non-finite gradients, step skipped");
@@ -508,7 +543,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     p.step = done;
     p.epoch = st.epoch;
     p.samples_consumed = st.consumed;
-    p.skipped_steps = skipped_steps;
+    p.skipped_steps = skips.total();
     p.best_top1 = summary.best_top1;
     p.best_step = summary.best_step;
     return p;
@@ -518,124 +553,99 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   // Stochastic depth and dropout draw from a generator reseeded every step from (seed, rank,
   // step): a resumed run draws the same masks without saving generator states.
   const uint64_t rank_key = key_of(seed, 0x5eed, static_cast<uint64_t>(world.rank()) + 1);
-  int64_t micro_index = start_step * accum;
-  ProgressLine shown{start_step, total_steps, epoch, epochs, 0, 0, 0, 0};
-  for (int64_t step = start_step; step < total_steps; ++step) {
+  int64_t micro_index = start_step * loop.accum;
+  ProgressLine shown{start_step, loop.total_steps, epoch, loop.epochs, 0, 0, 0, 0};
+  for (int64_t step = start_step; step < loop.total_steps; ++step) {
     const auto t_step = clock_type::now();
     comm->set_step(step);
     world.set_step(step);
     maybe_stall(world.rank(), step);
     at::manual_seed(key_of(rank_key, static_cast<uint64_t>(step)));
-    const double lr = lr_at(sched, step);
+    const double lr = lr_at(loop.schedule, step);
     buckets.zero();
     double data_wait = 0, comm_wait = 0;
-    for (int64_t micro = 0; micro < accum; ++micro, ++micro_index) {
+    for (int64_t micro = 0; micro < loop.accum; ++micro, ++micro_index) {
       data::Batch batch = train_loader.next();
       epoch = batch.epoch;
       data_wait += batch.wait_seconds;
       data_hash += sample_hash(batch.indices);
-      const data::MixInfo m = data::draw_mix(mix, batch.epoch, micro_index, world.rank(),
+      const data::MixInfo m = data::draw_mix(loop.mix, batch.epoch, micro_index, world.rank(),
                                              batch.images.size(2), batch.images.size(3));
-      at::Tensor images;
-      if (fused_batch) {
-        const data::Loader::Normalisation n = train_loader.normalisation_on(device);
-        images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), n.scale,
-                                     n.bias, m, precision->compute_dtype());
-      } else {
-        images = train_loader.images_on(batch, device);
-        data::mix_images(images, m);
-      }
-      at::Tensor soft = data::mix_targets(
-          data::soft_targets(batch.targets.to(device), spec.num_classes, mix.label_smoothing), m);
+      const DeviceBatch in =
+          on_device(batch, m, train_loader, loop.mix, device,
+                    fused_batch ? precision->compute_dtype() : at::kFloat, fused_batch);
       at::Tensor loss;
       {
         auto autocast = precision->autocast(device);
-        loss = classification_loss(net->forward(images), soft, batch.valid.to(device), loss_type);
+        loss = classification_loss(net->forward(in.images), in.soft, in.valid, loop.loss);
       }
       if (nan_fault(step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
-      buckets.begin_backward(/*sync=*/micro == accum - 1);
-      precision->scale_loss(loss / static_cast<double>(accum)).backward();
+      buckets.begin_backward(/*sync=*/micro == loop.accum - 1);
+      precision->scale_loss(loss / static_cast<double>(loop.accum)).backward();
       buckets.finish();
       comm_wait += buckets.last_wait_s();
-      loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(accum);
+      loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(loop.accum);
     }
     // Gradients are identical on every rank now, so every rank takes the same decision, and
     // takes it on the device: a non-finite gradient (fp16's check, or the norm) sets
     // found_inf, and the optimizer, the EMA and the loss scale read it there.
-    found_inf.zero_();
+    at::Tensor& found_inf = skips.begin_step();
     precision->unscale(flat.grads, found_inf);
-    grad_norm = clip_grad_norm(flat.grads, clip, found_inf);
+    grad_norm = clip_grad_norm(flat.grads, loop.clip, found_inf);
     precision->update(found_inf);
     if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
     optimizer.step(lr, found_inf);
     if (ema) ema->update(found_inf);
-    skipped.add_(found_inf);
-    bad_run.add_(found_inf).mul_(found_inf);
-    at::maximum_out(bad_most, bad_most, bad_run);
-    const double dt = seconds_since(t_step);
-    window_time += dt;
-    window_data += data_wait;
-    window_comm += comm_wait;
-    ++window_steps;
+    skips.end_step();
+    times.add(seconds_since(t_step), data_wait, comm_wait);
 
     const int64_t done = step + 1;
-    const bool log_step = done % log_every == 0 || done == total_steps;
-    if (log_step) {
+    if (loop.log_at(done)) {
       // On the device: nccl reduces CUDA tensors.
       at::Tensor l = at::cat({loss_sum.reshape({1}), at::full({1}, data_hash, loss_sum.options())});
       comm->allreduce(l, "loss for logging");
       settle_skipped(done);
-      const double mean_loss = l[0].item<double>() / world.size() / window_steps;
+      TrainFigures fig;
+      fig.step = done;
+      fig.epoch = epoch;
+      fig.loss = l[0].item<double>() / world.size() / times.steps;
+      fig.lr = lr;
+      fig.grad_norm = grad_norm.item<double>();
+      fig.data_hash = l[1].item<double>();
+      fig.skipped_steps = skips.total();
+      fig.precision_state = precision->state();
+      fig.images_per_s = times.steps * loop.global_batch * loop.accum / std::max(times.time, 1e-9);
+      fig.elapsed_s = seconds_since(t_start);
+      record(train_record(fig, times));
       loss_sum.zero_();
-      const double ips = window_steps * global_batch * accum / std::max(window_time, 1e-9);
-      json::Value rec = json::Value::object();
-      rec["type"] = "train";
-      rec["step"] = done;
-      rec["epoch"] = epoch;
-      rec["loss"] = mean_loss;
-      rec["lr"] = lr;
-      rec["grad_norm"] = grad_norm.item<double>();
-      rec["data_hash"] = l[1].item<double>();
       data_hash = 0;
-      rec["skipped_steps"] = skipped_steps;
-      for (const auto& [k, v] : precision->state()) rec["precision_" + k] = v;
-      rec["images_per_s"] = ips;
-      rec["step_s"] = window_time / window_steps;
-      rec["data_wait_s"] = window_data / window_steps;
-      rec["comm_wait_s"] = window_comm / window_steps;
-      rec["elapsed_s"] = seconds_since(t_start);
-      record(rec);
-      shown = ProgressLine{
-          done,      total_steps, epoch, epochs,
-          mean_loss, lr,          ips,   (total_steps - done) * window_time / window_steps};
+      shown = ProgressLine{done,
+                           loop.total_steps,
+                           epoch,
+                           loop.epochs,
+                           fig.loss,
+                           lr,
+                           fig.images_per_s,
+                           (loop.total_steps - done) * times.time / times.steps};
       show_progress(progress, shown, true);
-      total_time += window_time;
-      total_data += window_data;
-      total_comm += window_comm;
-      window_time = window_data = window_comm = 0;
-      window_steps = 0;
+      times.close_window();
     } else {
       shown.step = done;  // the live bar moves every step; figures change at log steps
       shown.epoch = epoch;
       shown.lr = lr;
       show_progress(progress, shown, false);
     }
-    if (done % steps_per_epoch == 0 || (eval_every > 0 && done % eval_every == 0) ||
-        done == total_steps)
-      run_eval(done);
+    if (loop.eval_at(done)) run_eval(done);
     summary.steps = done;
     if (ckpt) ckpt->poll();
     // Every rank sees the same decision: a stop signal on any rank stops all of them here.
     maybe_stall(world.rank(), step, "boundary");
     const bool stop = world.max(stop_signal.load(), "stop-signal agreement") != 0;
-    if (checkpoints && (stop || done % steps_per_epoch == 0 ||
-                        (ckpt_every > 0 && done % ckpt_every == 0) || done == total_steps)) {
-      ckpt->save(resume_point(done), train_state.collect());
-    }
+    if (loop.save_at(done, stop)) ckpt->save(resume_point(done), train_state.collect());
     if (stop) {
       summary.stopped_by_signal = true;
       progress.message("[train] stop signal: stopping after step " + std::to_string(done) +
-                       (checkpoints ? ", checkpoint saved; resume with --resume auto" : ""));
+                       (loop.checkpoints ? ", checkpoint saved; resume with --resume auto" : ""));
       break;
     }
   }
@@ -645,43 +655,16 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   }
 
   // --- the end ---
-  if (!summary.stopped_by_signal) {  // the final weights carry the averaged statistics
-    AveragedBnStats(*net, *comm, reduce_bn).keep();
-    if (ema) {
-      ema->swap();
-      AveragedBnStats(*net, *comm, reduce_bn).keep();
-      ema->swap();
-    }
-  }
-  if (root && !summary.stopped_by_signal) {
-    model::save_weights(*net, (fs::path(summary.run_dir) / "final.safetensors").string());
-    if (ema) {
-      ema->swap();
-      model::save_weights(*net, (fs::path(summary.run_dir) / "final_ema.safetensors").string());
-      ema->swap();
-    }
-  }
+  if (!summary.stopped_by_signal)
+    save_final_weights(*net, ema.get(), *comm, loop.reduce_bn, summary.run_dir, root);
   comm->barrier("end of training");
   sync_bn.reset();
   summary.wall_s = seconds_since(t_start);
-  summary.images_per_s =
-      (summary.steps - start_step) * global_batch * accum / std::max(total_time, 1e-9);
-  summary.data_wait_share = total_data / std::max(total_time, 1e-9);
-  summary.comm_wait_share = total_comm / std::max(total_time, 1e-9);
-  json::Value s = json::Value::object();
-  s["type"] = "summary";
-  s["steps"] = summary.steps;
-  s["best_top1"] = summary.best_top1;
-  s["best_step"] = summary.best_step;
-  s["final_top1"] = summary.final_top1;
-  if (ema) s["final_top1_ema"] = summary.final_top1_ema;
-  s["wall_s"] = summary.wall_s;
-  s["images_per_s"] = summary.images_per_s;
-  s["data_wait_share"] = summary.data_wait_share;
-  s["comm_wait_share"] = summary.comm_wait_share;
-  s["checkpoint_stall_s"] = summary.checkpoint_stall_s;
-  s["stopped_by_signal"] = summary.stopped_by_signal;
-  if (resumed) s["resumed_from"] = resumed_from;
+  summary.images_per_s = (summary.steps - start_step) * loop.global_batch * loop.accum /
+                         std::max(times.total_time, 1e-9);
+  summary.data_wait_share = times.total_data / std::max(times.total_time, 1e-9);
+  summary.comm_wait_share = times.total_comm / std::max(times.total_time, 1e-9);
+  const json::Value s = summary_record(summary, ema != nullptr, resumed_from);
   record(s);
   if (root)
     util::write_text_atomically((fs::path(summary.run_dir) / "summary.json").string(),
