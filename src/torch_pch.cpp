@@ -1,0 +1,1 @@
+// Anchors the precompiled LibTorch header (torch_pch.h) that the other targets reuse.
