@@ -19,7 +19,6 @@
 
 #include "checkpoint/checkpointer.h"
 #include "config/config.h"
-#include "cuda/batch_prep.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/mixup.h"
@@ -38,6 +37,7 @@
 #include "train/precision.h"
 #include "train/report.h"
 #include "train/setup.h"
+#include "train/step.h"
 #include "util/atomic_file.h"
 #include "util/clock.h"
 #include "util/keyed_random.h"
@@ -131,51 +131,6 @@ void save_final_weights(model::CoAtNetImpl& net, ModelEma* ema, dist::Comm& comm
   }
 }
 
-// Non-finite steps, counted on the device and read back only at log steps and saves, so that a
-// step never waits for the host. found_inf is the step's decision (1: skipped), taken on the
-// device by the precision plugin and the gradient norm.
-class SkippedSteps {
- public:
-  SkippedSteps(const at::Device& device, int64_t already, double max_in_a_row)
-      : total_(already), max_in_a_row_(max_in_a_row) {
-    const auto on = at::TensorOptions().dtype(at::kFloat).device(device);
-    found_inf_ = at::zeros({}, on);
-    window_ = at::zeros({}, on);
-    run_ = at::zeros({}, on);
-    most_ = at::zeros({}, on);
-  }
-  at::Tensor& begin_step() { return found_inf_.zero_(); }
-  void end_step() {
-    window_.add_(found_inf_);
-    run_.add_(found_inf_).mul_(found_inf_);
-    at::maximum_out(most_, most_, run_);
-  }
-  // One host read: the skipped steps since the last one (added to total()). Throws when
-  // precision.max_bad_steps were skipped in a row: the run diverged.
-  int64_t settle(const Precision& precision) {
-    const at::Tensor counts = at::stack({window_, most_}).cpu();
-    const auto window = static_cast<int64_t>(counts[0].item<float>());
-    const auto most = static_cast<int64_t>(counts[1].item<float>());
-    window_.zero_();
-    most_.copy_(run_);
-    total_ += window;
-    if (most >= max_in_a_row_)
-      throw std::runtime_error(
-          "the gradients were not finite for " + std::to_string(most) +
-          " steps in a row (precision.max_bad_steps, precision " + precision.name() +
-          "); the run diverged — lower optim.lr, raise schedule.warmup_steps, or try bf16");
-    return window;
-  }
-  int64_t total() const { return total_; }
-
- private:
-  at::Tensor found_inf_, window_;
-  at::Tensor run_;   // non-finite steps in a row, now
-  at::Tensor most_;  // the longest such run since the last read
-  int64_t total_;
-  double max_in_a_row_;
-};
-
 // The model on the validation set, and its EMA when there is one, each with BatchNorm
 // statistics averaged over the ranks (AveragedBnStats) for the evaluation only.
 struct Evaluation {
@@ -211,30 +166,6 @@ std::string eval_line(const EvalResult& r, int64_t step, bool ema) {
                   static_cast<long long>(step), 100 * r.top1, 100 * r.top5, r.loss,
                   static_cast<long long>(r.samples), r.seconds);
   return line;
-}
-
-// A training batch on the device as the model takes it: normalised and mixed (Mixup/CutMix),
-// by the batch_prep kernel in one pass (cast to `dtype`) or by the ATen ops; its targets soft
-// (label smoothing, mixed with the same partners).
-struct DeviceBatch {
-  at::Tensor images, soft, valid;
-};
-DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Loader& loader,
-                      const data::MixOptions& mix, const at::Device& device, at::ScalarType dtype,
-                      bool batch_prep_kernel) {
-  DeviceBatch out;
-  if (batch_prep_kernel) {
-    const data::Loader::Normalisation n = loader.normalisation_on(device);
-    out.images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), n.scale,
-                                     n.bias, m, dtype);
-  } else {
-    out.images = loader.images_on(batch, device);
-    data::mix_images(out.images, m);
-  }
-  out.soft = data::mix_targets(
-      data::soft_targets(batch.targets.to(device), mix.num_classes, mix.label_smoothing), m);
-  out.valid = batch.valid.to(device);
-  return out;
 }
 
 // A stop request (SIGUSR1/SIGUSR2/SIGTERM: a preemption notice from Slurm's --signal, or mpirun
@@ -344,15 +275,6 @@ Resumed resume_run(checkpoint::Checkpointer& ckpt, const std::string& what, cons
   return r;
 }
 
-// A 32-bit hash of each training sample index, summed over a log window and over ranks: equal
-// windows of the data stream give equal sums at any world size (the resume tests compare it).
-double sample_hash(const std::vector<int64_t>& indices) {
-  double h = 0;
-  for (int64_t i : indices)
-    if (i >= 0) h += static_cast<double>(mix64(static_cast<uint64_t>(i)) >> 32);
-  return h;
-}
-
 }  // namespace
 
 // COATNET_FAULT_STALL_AT: where in the step the rank stalls — "start" (the default: before
@@ -367,16 +289,6 @@ void maybe_stall(int rank, int64_t step, const char* where) {
   std::fprintf(stderr, "[rank %d] fault injection: stalling at step %lld\n", rank,
                static_cast<long long>(step));
   for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
-}
-
-// Fault injection for the tests: COATNET_FAULT_NAN_STEPS=A-B makes the loss of steps A..B
-// (inclusive) NaN on every rank, so their gradients are not finite.
-bool nan_fault(int64_t step) {
-  const char* v = std::getenv("COATNET_FAULT_NAN_STEPS");
-  if (!v) return false;
-  long long a = 0, b = -1;
-  if (std::sscanf(v, "%lld-%lld", &a, &b) != 2) return false;
-  return step >= a && step <= b;
 }
 
 TrainSummary train(const config::Config& requested, dist::World& world) {
@@ -509,11 +421,11 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   // --- the loop ---
   net->train();
   StepTimes times;
-  at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   SkippedSteps skips(device, resumed ? resumed.manifest->skipped_steps : 0, loop.max_bad_steps);
   at::Tensor grad_norm = at::zeros({}, at::TensorOptions().dtype(at::kFloat).device(device));
+  ForwardBackward passes(*net, train_loader, buckets, *precision, loop, device, world.rank(),
+                         fused_batch, start_step * loop.accum);
   int64_t epoch = resumed ? resumed.manifest->epoch : 0;
-  double data_hash = 0;
   auto run_eval = [&](int64_t step) {
     if (!val_loader) return;
     const Evaluation e = evaluate_run(*net, ema.get(), *val_loader, *comm, device, loop.reduce_bn);
@@ -553,7 +465,6 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   // Stochastic depth and dropout draw from a generator reseeded every step from (seed, rank,
   // step): a resumed run draws the same masks without saving generator states.
   const uint64_t rank_key = key_of(seed, 0x5eed, static_cast<uint64_t>(world.rank()) + 1);
-  int64_t micro_index = start_step * loop.accum;
   ProgressLine shown{start_step, loop.total_steps, epoch, loop.epochs, 0, 0, 0, 0};
   for (int64_t step = start_step; step < loop.total_steps; ++step) {
     const auto t_step = clock_type::now();
@@ -563,29 +474,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     at::manual_seed(key_of(rank_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(loop.schedule, step);
     buckets.zero();
-    double data_wait = 0, comm_wait = 0;
-    for (int64_t micro = 0; micro < loop.accum; ++micro, ++micro_index) {
-      data::Batch batch = train_loader.next();
-      epoch = batch.epoch;
-      data_wait += batch.wait_seconds;
-      data_hash += sample_hash(batch.indices);
-      const data::MixInfo m = data::draw_mix(loop.mix, batch.epoch, micro_index, world.rank(),
-                                             batch.images.size(2), batch.images.size(3));
-      const DeviceBatch in =
-          on_device(batch, m, train_loader, loop.mix, device,
-                    fused_batch ? precision->compute_dtype() : at::kFloat, fused_batch);
-      at::Tensor loss;
-      {
-        auto autocast = precision->autocast(device);
-        loss = classification_loss(net->forward(in.images), in.soft, in.valid, loop.loss);
-      }
-      if (nan_fault(step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
-      buckets.begin_backward(/*sync=*/micro == loop.accum - 1);
-      precision->scale_loss(loss / static_cast<double>(loop.accum)).backward();
-      buckets.finish();
-      comm_wait += buckets.last_wait_s();
-      loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(loop.accum);
-    }
+    const ForwardBackward::Waits waits = passes.run(step);
+    epoch = passes.epoch;
     // Gradients are identical on every rank now, so every rank takes the same decision, and
     // takes it on the device: a non-finite gradient (fp16's check, or the norm) sets
     // found_inf, and the optimizer, the EMA and the loss scale read it there.
@@ -597,12 +487,13 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     optimizer.step(lr, found_inf);
     if (ema) ema->update(found_inf);
     skips.end_step();
-    times.add(seconds_since(t_step), data_wait, comm_wait);
+    times.add(seconds_since(t_step), waits.data, waits.comm);
 
     const int64_t done = step + 1;
     if (loop.log_at(done)) {
       // On the device: nccl reduces CUDA tensors.
-      at::Tensor l = at::cat({loss_sum.reshape({1}), at::full({1}, data_hash, loss_sum.options())});
+      at::Tensor l = at::cat({passes.loss_sum.reshape({1}),
+                              at::full({1}, passes.data_hash, passes.loss_sum.options())});
       comm->allreduce(l, "loss for logging");
       settle_skipped(done);
       TrainFigures fig;
@@ -617,8 +508,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       fig.images_per_s = times.steps * loop.global_batch * loop.accum / std::max(times.time, 1e-9);
       fig.elapsed_s = seconds_since(t_start);
       record(train_record(fig, times));
-      loss_sum.zero_();
-      data_hash = 0;
+      passes.loss_sum.zero_();
+      passes.data_hash = 0;
       shown = ProgressLine{done,
                            loop.total_steps,
                            epoch,

@@ -1,0 +1,74 @@
+#include "train/step.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+
+#include "cuda/batch_prep.h"
+#include "train/loss.h"
+#include "util/keyed_random.h"
+
+namespace coatnet::train {
+
+DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Loader& loader,
+                      const data::MixOptions& mix, const at::Device& device, at::ScalarType dtype,
+                      bool batch_prep_kernel) {
+  DeviceBatch out;
+  if (batch_prep_kernel) {
+    const data::Loader::Normalisation n = loader.normalisation_on(device);
+    out.images = cuda::prepare_batch(batch.images.to(device, /*non_blocking=*/true), n.scale,
+                                     n.bias, m, dtype);
+  } else {
+    out.images = loader.images_on(batch, device);
+    data::mix_images(out.images, m);
+  }
+  out.soft = data::mix_targets(
+      data::soft_targets(batch.targets.to(device), mix.num_classes, mix.label_smoothing), m);
+  out.valid = batch.valid.to(device);
+  return out;
+}
+
+ForwardBackward::Waits ForwardBackward::run(int64_t step) {
+  Waits w;
+  for (int64_t micro = 0; micro < loop_.accum; ++micro, ++micro_) {
+    data::Batch batch = loader_.next();
+    epoch = batch.epoch;
+    w.data += batch.wait_seconds;
+    data_hash += sample_hash(batch.indices);
+    // Mixup/CutMix partners and masks keyed by the micro-step and rank: the same on a resume.
+    const data::MixInfo m = data::draw_mix(loop_.mix, batch.epoch, micro_, rank_,
+                                           batch.images.size(2), batch.images.size(3));
+    const DeviceBatch in =
+        on_device(batch, m, loader_, loop_.mix, device_,
+                  batch_prep_ ? precision_.compute_dtype() : at::kFloat, batch_prep_);
+    at::Tensor loss;
+    {
+      auto autocast = precision_.autocast(device_);
+      loss = classification_loss(net_.forward(in.images), in.soft, in.valid, loop_.loss);
+    }
+    if (nan_fault(step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
+    buckets_.begin_backward(/*sync=*/micro == loop_.accum - 1);
+    precision_.scale_loss(loss / static_cast<double>(loop_.accum)).backward();
+    buckets_.finish();
+    w.comm += buckets_.last_wait_s();
+    loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(loop_.accum);
+  }
+  return w;
+}
+
+double sample_hash(const std::vector<int64_t>& indices) {
+  double h = 0;
+  for (int64_t i : indices)
+    if (i >= 0) h += static_cast<double>(mix64(static_cast<uint64_t>(i)) >> 32);
+  return h;
+}
+
+bool nan_fault(int64_t step) {
+  const char* v = std::getenv("COATNET_FAULT_NAN_STEPS");
+  if (!v) return false;
+  long long a = 0, b = -1;
+  if (std::sscanf(v, "%lld-%lld", &a, &b) != 2) return false;
+  return step >= a && step <= b;
+}
+
+}  // namespace coatnet::train
