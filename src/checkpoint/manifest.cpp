@@ -124,15 +124,15 @@ void validate(const Manifest& m, const std::string& where) {
     } else {
       bad(where, "layout '" + key + "' describes no tensor");
     }
-    for (const auto& e : entries)
+    for (const auto& e : entries) {
       for (int64_t d : e.shape)
         if (d < 0) bad(where, "layout entry '" + e.name + "' has a negative dimension");
-    for (const auto& e : entries)
       for (const auto& [name, n] : fits)
         if (e.offset < 0 || e.offset + e.numel() > n)
           bad(where, "layout '" + key + "' entry '" + e.name + "' at offset " +
                          std::to_string(e.offset) + " runs past tensor '" + name + "' of " +
                          std::to_string(n) + " elements" + (key == "params" ? "" : " per rank"));
+    }
   }
   // Each rank writes at most one shard, named for its rank and the world it was part of.
   if (m.shards.size() > static_cast<size_t>(m.world_size))

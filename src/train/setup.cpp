@@ -180,7 +180,8 @@ AdamWOptions adamw_options(const config::Config& cfg) {
 
 checkpoint::CheckpointOptions checkpoint_options(const config::Config& cfg, const std::string& root,
                                                  const model::ModelSpec& spec,
-                                                 const LoopOptions& loop) {
+                                                 const LoopOptions& loop,
+                                                 const std::string& config_text) {
   checkpoint::CheckpointOptions co;
   co.root = root;
   co.backend = cfg.get_string("checkpoint.backend");
@@ -188,7 +189,7 @@ checkpoint::CheckpointOptions checkpoint_options(const config::Config& cfg, cons
   co.keep_last = cfg.get_int("checkpoint.keep_last");
   co.keep_every = cfg.get_int("checkpoint.keep_every");
   co.stop_on_error = cfg.get_string("checkpoint.on_error") == "stop";
-  co.config_text = cfg.dump();
+  co.config_text = config_text;
   co.config_hash = checkpoint::recipe_hash(cfg.recipe());
   co.model = spec.name;
   co.seed = static_cast<uint64_t>(cfg.get_int("train.seed"));

@@ -80,7 +80,8 @@ LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec
 AdamWOptions adamw_options(const config::Config& cfg);
 checkpoint::CheckpointOptions checkpoint_options(const config::Config& cfg, const std::string& root,
                                                  const model::ModelSpec& spec,
-                                                 const LoopOptions& loop);
+                                                 const LoopOptions& loop,
+                                                 const std::string& config_text);
 
 // The shards must fit the model: classes within model.num_classes, the same label kind.
 void check_dataset(const data::Loader& loader, const model::ModelSpec& spec,

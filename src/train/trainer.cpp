@@ -11,10 +11,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "checkpoint/checkpointer.h"
@@ -363,7 +361,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   std::unique_ptr<checkpoint::Checkpointer> ckpt;
   const TrainState train_state{*net, flat, optimizer, ema.get(), *precision};
   if (loop.checkpoints || !resume.empty()) {
-    const auto co = checkpoint_options(cfg, checkpoint_root(cfg, summary.run_dir), spec, loop);
+    const auto co =
+        checkpoint_options(cfg, checkpoint_root(cfg, summary.run_dir), spec, loop, config_text);
     ckpt = std::make_unique<checkpoint::Checkpointer>(
         co, world, *comm, [&](const std::string& m) { progress.message(m); });
   }

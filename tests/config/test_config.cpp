@@ -157,9 +157,9 @@ TEST(Config, RecipeKeysAreFlaggedInTheSchema) {
   Config c = Config::defaults();
   c.set("optim.lr=5e-4");
   const auto r = c.recipe();
-  for (const char* k : {"model.name", "model.drop_path", "optim.lr", "schedule.epochs",
-                        "loss.label_smoothing", "aug.mixup", "data.batch_size", "train.seed",
-                        "precision.backend"})
+  for (const char* k :
+       {"model.name", "model.drop_path", "optim.lr", "schedule.epochs", "loss.label_smoothing",
+        "aug.mixup", "data.batch_size", "train.seed", "precision.backend"})
     EXPECT_EQ(r.count(k), 1u) << k << " is not in the recipe";
   for (const char* k : {"model.init_from", "data.train", "data.workers", "train.max_steps",
                         "train.run_dir", "checkpoint.dir", "dist.backend"})
