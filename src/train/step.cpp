@@ -34,7 +34,7 @@ ForwardBackward::Waits ForwardBackward::run(int64_t step) {
     data::Batch batch = loader_.next();
     epoch = batch.epoch;
     w.data += batch.wait_seconds;
-    data_hash += sample_hash(batch.indices);
+    data_hash_ += sample_hash(batch.indices);
     // Mixup/CutMix partners and masks keyed by the micro-step and rank: the same on a resume.
     const data::MixInfo m = data::draw_mix(loop_.mix, batch.epoch, micro_, rank_,
                                            batch.images.size(2), batch.images.size(3));
@@ -51,9 +51,19 @@ ForwardBackward::Waits ForwardBackward::run(int64_t step) {
     precision_.scale_loss(loss / static_cast<double>(loop_.accum)).backward();
     buckets_.finish();
     w.comm += buckets_.last_wait_s();
-    loss_sum += loss.detach().to(at::kDouble) / static_cast<double>(loop_.accum);
+    loss_sum_ += loss.detach().to(at::kDouble) / static_cast<double>(loop_.accum);
   }
   return w;
+}
+
+ForwardBackward::Window ForwardBackward::take_window(dist::Comm& comm, int64_t steps) {
+  // On the device: nccl reduces CUDA tensors.
+  at::Tensor l = at::cat({loss_sum_.reshape({1}), at::full({1}, data_hash_, loss_sum_.options())});
+  comm.allreduce(l, "loss for logging");
+  l = l.cpu();
+  loss_sum_.zero_();
+  data_hash_ = 0;
+  return {l[0].item<double>() / comm.size() / static_cast<double>(steps), l[1].item<double>()};
 }
 
 double sample_hash(const std::vector<int64_t>& indices) {

@@ -12,6 +12,7 @@
 
 #include "data/loader.h"
 #include "data/mixup.h"
+#include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "model/coatnet.h"
 #include "train/precision.h"
@@ -50,12 +51,17 @@ class ForwardBackward {
         rank_(rank),
         batch_prep_(batch_prep_kernel),
         micro_(first_micro_step) {
-    loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+    loss_sum_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   }
   Waits run(int64_t step);  // the passes of optimizer step `step`
-  at::Tensor loss_sum;      // since the last log step, on the device
-  double data_hash = 0;     // since the last log step
-  int64_t epoch = 0;        // of the last batch
+  // At a log step: the mean loss per step and rank, and the sample hash summed over ranks,
+  // since the last log step (`steps` optimizer steps) — one all-reduce on the device and one
+  // host read; the next window starts empty.
+  struct Window {
+    double loss = 0, data_hash = 0;
+  };
+  Window take_window(dist::Comm& comm, int64_t steps);
+  int64_t epoch = 0;  // of the last batch
 
  private:
   model::CoAtNetImpl& net_;
@@ -67,6 +73,8 @@ class ForwardBackward {
   int rank_;
   bool batch_prep_;
   int64_t micro_;
+  at::Tensor loss_sum_;   // since the last log step, on the device
+  double data_hash_ = 0;  // since the last log step
 };
 
 // Non-finite steps, counted on the device and read back only at log steps and saves, so that a

@@ -1,0 +1,152 @@
+#include "train/run_parts.h"
+
+#include <ATen/Parallel.h>
+
+#include <stdexcept>
+
+#include "checkpoint/checkpointer.h"
+#include "dist/world.h"
+#include "model/variants.h"
+#include "model/weights.h"
+
+namespace coatnet::train {
+
+namespace {
+
+int set_threads(const config::Config& cfg, const dist::World& world) {
+  const int threads = compute_threads(cfg, world);
+  at::set_num_threads(threads);
+  return threads;
+}
+
+// The config as this run will use it; refuses what cannot run before anything is built.
+config::Config run_config(const config::Config& requested, const at::Device& device,
+                          dist::World& world) {
+  config::Config cfg = resolved_for(requested, device);
+  world.set_timeout(cfg.get_float("dist.timeout_s"));
+  configure_gpu_kernels(cfg, device);
+  if (cfg.get_bool("checkpoint.enabled"))
+    checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
+  if (cfg.get_string("train.resume") == "auto" && cfg.get_string("train.name").empty() &&
+      cfg.get_string("checkpoint.dir").empty())
+    throw std::invalid_argument(
+        "--resume auto needs a fixed run directory to find the checkpoints in: set train.name "
+        "(e.g. --set train.name=$SLURM_JOB_NAME) or checkpoint.dir");
+  return cfg;
+}
+
+std::unique_ptr<dist::Comm> run_comm(const config::Config& cfg, const dist::World& world,
+                                     const at::Device& device) {
+  dist::CommOptions o;
+  o.timeout_s = cfg.get_float("dist.timeout_s");
+  o.device_index = device.is_cuda() ? device.index() : -1;
+  return dist::make_comm(cfg.get_string("dist.backend"), world, o, device.is_cuda());
+}
+
+// The model of the config on `device`, from train.seed (the same on every rank), or from
+// model.init_from's weights when it names some.
+model::CoAtNet build_model(const config::Config& cfg, const model::ModelSpec& spec,
+                           const at::Device& device, util::Progress& progress) {
+  at::manual_seed(static_cast<uint64_t>(cfg.get_int("train.seed")));
+  model::CoAtNet net(spec);
+  if (!cfg.get_string("model.init_from").empty()) {
+    model::LoadReport rep = model::load_weights(*net, cfg.get_string("model.init_from"));
+    if (!rep.resized.empty())
+      progress.message("[init] resized " + std::to_string(rep.resized.size()) +
+                       " relative-position bias tables to " + std::to_string(spec.image_size) +
+                       " px");
+    if (!rep.counters_zeroed.empty())
+      progress.message("[init] " + std::to_string(rep.counters_zeroed.size()) +
+                       " BatchNorm num_batches_tracked absent from the weights: set to 0");
+  }
+  net->to(device);
+  return net;
+}
+
+// All ranks start from rank 0's weights and buffers (the seed is shared too; this makes it
+// true whatever a custom init or --init-from did).
+void broadcast_model(torch::nn::Module& net, FlatParams& flat, dist::Comm& comm) {
+  at::NoGradGuard no_grad;
+  comm.broadcast(flat.values, 0, "initial parameters");
+  for (at::Tensor b : net.buffers(true)) {
+    at::Tensor c = b.contiguous();
+    comm.broadcast(c, 0, "initial buffers");
+    if (!c.is_same(b)) b.copy_(c);
+  }
+}
+
+data::LoaderOptions training_data(const config::Config& cfg, const dist::World& world, int workers,
+                                  const model::ModelSpec& spec, const at::Device& device) {
+  if (cfg.get_strings("data.train").empty())
+    throw std::invalid_argument("data.train is empty: list the training shards (coatnet pack)");
+  return loader_options(cfg, world, true, workers, spec, device);
+}
+
+int64_t megabytes(const config::Config& cfg, const char* key) {
+  return static_cast<int64_t>(cfg.get_float(key) * (1 << 20));
+}
+
+}  // namespace
+
+RunParts::RunParts(const config::Config& requested, dist::World& world, util::Progress& progress)
+    : threads(set_threads(requested, world)),
+      workers(decode_threads(requested, threads)),
+      device(choose_device(requested, world)),
+      cfg(run_config(requested, device, world)),
+      comm(run_comm(cfg, world, device)),
+      precision(make_precision(cfg.get_string("precision.backend"))),
+      spec(model::spec_from_config(cfg)),
+      net(build_model(cfg, spec, device, progress)),
+      flat(*net),
+      buckets(flat.params(), flat.grads, flat.offsets(), *comm,
+              megabytes(cfg, "dist.first_bucket_mb"), megabytes(cfg, "dist.bucket_mb")),
+      optimizer(flat, adamw_options(cfg)),
+      train_loader(training_data(cfg, world, workers, spec, device)),
+      loop(
+          loop_options(cfg, spec, train_loader.batches_per_epoch(), train_loader.dataset().size())),
+      batch_prep_kernel(use_batch_prep_kernel(cfg, device, train_loader)) {
+  broadcast_model(*net, flat, *comm);
+  if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
+  // After the broadcast: the EMA starts from the weights every rank shares.
+  if (cfg.get_float("train.ema_decay") > 0)
+    ema = std::make_unique<ModelEma>(flat, *net, cfg.get_float("train.ema_decay"));
+  check_dataset(train_loader, spec, cfg, "data.train");
+  if (!cfg.get_strings("data.val").empty()) {
+    val_loader =
+        std::make_unique<data::Loader>(loader_options(cfg, world, false, workers, spec, device));
+    check_dataset(*val_loader, spec, cfg, "data.val");
+  }
+}
+
+RunFacts RunParts::facts(dist::World& world, int64_t start_step,
+                         const std::string& resumed_from) const {
+  RunFacts f;
+  f.world_size = world.size();
+  f.ranks_per_node = world.local_size();
+  f.threads = threads;
+  f.decode_threads = workers;
+  f.placements = world.gather_strings(world.host() + "\t" + std::to_string(world.local_rank()) +
+                                      "\t" + std::to_string(threads) + "\t" + device.str());
+  f.comm = comm->name();
+  f.model = spec.name;
+  f.parameters = flat.parameter_count();
+  f.train_samples = train_loader.dataset().size();
+  f.val_samples = val_loader ? val_loader->dataset().size() : 0;
+  f.global_batch = loop.global_batch;
+  f.accum_steps = loop.accum;
+  f.steps_per_epoch = loop.steps_per_epoch;
+  f.total_steps = loop.total_steps;
+  f.start_step = start_step;
+  f.resumed_from = resumed_from;
+  return f;
+}
+
+std::string RunParts::banner(const dist::World& world, const std::string& run_dir) const {
+  return "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
+         std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
+         device.str() + ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
+         " gradient bucket(s); " + std::to_string(loop.total_steps) + " steps of " +
+         std::to_string(loop.global_batch * loop.accum) + " images; run directory " + run_dir;
+}
+
+}  // namespace coatnet::train
