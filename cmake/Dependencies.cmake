@@ -116,6 +116,10 @@ coatnet_report("yaml-cpp" "found" "${yaml-cpp_VERSION}")
 find_package(nlohmann_json 3.2 REQUIRED)
 coatnet_report("nlohmann-json" "found" "${nlohmann_json_VERSION}")
 
+# --- CLI11: the command line of every subcommand (header-only) --------------------------------
+find_package(CLI11 2.1 REQUIRED)
+coatnet_report("CLI11" "found" "${CLI11_VERSION}")
+
 # --- Boost (DLL for plugins, Stacktrace for fatal errors) -------------------------------------
 find_package(Boost 1.71 REQUIRED COMPONENTS filesystem)
 coatnet_report("Boost" "found" "${Boost_VERSION}")

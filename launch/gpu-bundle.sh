@@ -28,7 +28,7 @@ arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-g
 # lists, less documentation, make the candidates; headers are then cut down to those read.
 packages=(libopenmpi-dev libopenmpi3 openmpi-bin openmpi-common libhwloc15 libevent-core-2.1-7
           libevent-pthreads-2.1-7 libpmix2 libhdf5-dev libhdf5-103-1 libsz2 libaec0
-          libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libboost1.74-dev libboost-filesystem1.74-dev
+          libyaml-cpp-dev libyaml-cpp0.7 nlohmann-json3-dev libcli11-dev libboost1.74-dev libboost-filesystem1.74-dev
           libboost-filesystem1.74.0 libturbojpeg0-dev libturbojpeg0 libjpeg62-turbo-dev
           libjpeg62-turbo libpng-dev libpng16-16 libxxhash-dev libxxhash0 zlib1g-dev libgtest-dev
           pkgconf pkgconf-bin libpkgconf3)

@@ -1,6 +1,9 @@
 #include "cli/args.h"
 
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
+#include <utility>
 
 #include "util/text.h"
 
@@ -65,51 +68,67 @@ const ArgParser::Spec* ArgParser::find(const std::string& name) const {
   return nullptr;
 }
 
+// CLI11 splits the command line (--name value, --name=value, flags, positionals in any order,
+// -h/--help); the messages stay this parser's own, so every command reads as it always has.
 void ArgParser::parse(int argc, char** argv) {
-  std::vector<std::string> names{"--help"};
-  for (const auto& s : specs_) names.push_back("--" + s.name);
-  size_t next_positional = 0;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") throw HelpRequested{};
-    if (arg.rfind("--", 0) != 0) {
-      if (next_positional >= positionals_.size())
-        throw UsageError("coatnet " + command_ + ": unexpected argument '" + arg + "'");
-      const Positional& p = positionals_[next_positional];
-      values_[p.name].push_back(arg);
-      if (!p.variadic) ++next_positional;
-      continue;
-    }
-    std::string name = arg.substr(2), value;
-    bool inline_value = false;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
-      inline_value = true;
-    }
+  CLI::App app(summary_, command_);
+  app.set_help_flag("-h,--help");
+  app.allow_extras(true);  // unknown arguments are reported below, with a suggestion
+  std::vector<std::pair<std::string, CLI::Option*>> given;
+  for (const Positional& p : positionals_) {
+    CLI::Option* o = app.add_option(p.name);
+    if (p.variadic)  // one or more, also between options
+      o->expected(1, CLI::detail::expected_max_vector_size)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+          ->allow_extra_args(true);
+    given.emplace_back(p.name, o);
+  }
+  for (const Spec& s : specs_) {
+    CLI::Option* o = s.is_flag ? app.add_flag("--" + s.name)
+                               // Zero or one value, so that a missing one is ours to report.
+                               : app.add_option("--" + s.name)
+                                     ->expected(0, 1)
+                                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+                                     ->allow_extra_args(false);
+    given.emplace_back(s.name, o);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    throw HelpRequested{};
+  } catch (const CLI::ParseError& e) {
+    throw UsageError("coatnet " + command_ + ": " + e.what());
+  }
+  const std::string me = "coatnet " + command_ + ": ";
+  if (const std::vector<std::string> extra = app.remaining(); !extra.empty()) {
+    const std::string& arg = extra.front();
+    if (arg.size() < 2 || arg[0] != '-') throw UsageError(me + "unexpected argument '" + arg + "'");
+    std::vector<std::string> names{"--help"};
+    for (const auto& s : specs_) names.push_back("--" + s.name);
+    const std::string name = arg.substr(0, arg.find('='));
+    throw UsageError(me + "unknown option '" + name + "'" + text::did_you_mean(name, names));
+  }
+  for (int i = 1; i < argc; ++i)  // CLI11 takes --flag=false; these flags take no value
+    for (const Spec& s : specs_)
+      if (s.is_flag && std::string(argv[i]).rfind("--" + s.name + "=", 0) == 0)
+        throw UsageError(me + "--" + s.name + " takes no value");
+  for (const auto& [name, option] : given) {
     const Spec* spec = find(name);
-    if (!spec)
-      throw UsageError("coatnet " + command_ + ": unknown option '--" + name + "'" +
-                       text::did_you_mean("--" + name, names));
-    if (spec->is_flag) {
-      if (inline_value) throw UsageError("coatnet " + command_ + ": --" + name + " takes no value");
-      values_[name].push_back("1");
-      continue;
+    std::vector<std::string> values = option->results();
+    if (spec && spec->is_flag) values.assign(option->count(), "1");
+    if (spec && !spec->is_flag) {
+      for (const std::string& v : values)
+        if (v.empty()) throw UsageError(me + "--" + name + " needs " + spec->metavar);
+      if (values.size() > 1 && !spec->is_repeated)
+        throw UsageError(me + "--" + name + " given twice");
     }
-    if (!inline_value) {
-      if (i + 1 >= argc)
-        throw UsageError("coatnet " + command_ + ": --" + name + " needs " + spec->metavar);
-      value = argv[++i];
-    }
-    if (!spec->is_repeated && values_.count(name))
-      throw UsageError("coatnet " + command_ + ": --" + name + " given twice");
-    values_[name].push_back(value);
+    if (!values.empty()) values_[name] = std::move(values);
   }
   for (const auto& p : positionals_)
-    if (!values_.count(p.name)) throw UsageError("coatnet " + command_ + ": missing " + p.name);
+    if (!values_.count(p.name)) throw UsageError(me + "missing " + p.name);
   for (const auto& s : specs_)
     if (s.is_required && !values_.count(s.name))
-      throw UsageError("coatnet " + command_ + ": --" + s.name + " " + s.metavar + " is required");
+      throw UsageError(me + "--" + s.name + " " + s.metavar + " is required");
 }
 
 std::string ArgParser::usage() const {

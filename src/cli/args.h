@@ -1,5 +1,7 @@
 // Command-line parsing for the `coatnet` subcommands: declared options, `--help`, and a
-// UsageError (exit 2, usage on stderr) for anything unknown or malformed.
+// UsageError (exit 2, usage on stderr) for anything unknown or malformed. CLI11 splits the
+// command line; the usage text and the messages are this file's, the same for every command
+// (tests/cli/test_args.cpp holds them).
 #pragma once
 
 #include <functional>
