@@ -2,6 +2,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <boost/math/special_functions/beta.hpp>
+#include <cmath>
+#include <vector>
+
 #include "data/mixup.h"
 
 using namespace coatnet::data;
@@ -73,8 +78,35 @@ TEST(Mixup, MultiLabelTargetsMixToo) {
   EXPECT_NEAR(y[0][1].item<float>(), 1 - m.lam, 1e-6);
 }
 
-TEST(Mixup, BetaSamplesHaveTheRightMean) {
-  double sum = 0;
-  for (uint64_t k = 0; k < 4000; ++k) sum += keyed_beta(0.8, k * 7919);
-  EXPECT_NEAR(sum / 4000, 0.5, 0.03);
+namespace {
+
+// The Kolmogorov–Smirnov statistic of `samples` against the Beta(a, a) distribution.
+double ks_distance(std::vector<double> samples, double a) {
+  std::sort(samples.begin(), samples.end());
+  const double n = static_cast<double>(samples.size());
+  double d = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const double f = boost::math::ibeta(a, a, samples[i]);
+    d = std::max({d, f - i / n, (i + 1) / n - f});
+  }
+  return d;
+}
+
+}  // namespace
+
+// λ ~ Beta(α, α) in distribution, not only in mean (a symmetric Beta has mean 0.5 for every α,
+// so a mean test cannot see a wrong α). 4000 keyed draws per α; the KS critical value at
+// significance 0.001 is 1.95/√n = 0.031. The draws are keyed, so the test is deterministic.
+TEST(Mixup, BetaSamplesFollowTheBetaDistributionOfTheirAlpha) {
+  constexpr int n = 4000;
+  const double critical = 1.95 / std::sqrt(static_cast<double>(n));
+  for (double alpha : {0.2, 0.8, 1.0, 2.0}) {
+    std::vector<double> draws;
+    for (uint64_t k = 0; k < n; ++k) draws.push_back(keyed_beta(alpha, k * 7919 + 1));
+    const double d = ks_distance(draws, alpha);
+    EXPECT_LT(d, critical) << "Beta(" << alpha << ") draws: KS distance " << d;
+    // The test's power: the same draws are far from Beta(α/2) and Beta(2α).
+    EXPECT_GT(ks_distance(draws, alpha / 2), 2 * critical) << "alpha " << alpha;
+    EXPECT_GT(ks_distance(draws, alpha * 2), 2 * critical) << "alpha " << alpha;
+  }
 }
