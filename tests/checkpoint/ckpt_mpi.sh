@@ -22,7 +22,8 @@ common+=(--set train.ema_decay=0.9 --set model.drop_path=0.2 --set schedule.epoc
 ckroot() { echo "$work/runs/$1/checkpoints"; }
 
 # The per-step train records of two runs, from step $3 on: loss and data stream equal
-# (exactly, or within a relative tolerance $4 for the loss).
+# (exactly, or within a relative tolerance $4 for the loss); skipped steps and the precision
+# plugin's state (fp16's loss scale) exactly.
 same_steps() {
   "$py" - "$work/runs/$1/metrics.jsonl" "$work/runs/$2/metrics.jsonl" "$3" "${4:-0}" <<'PY'
 import json, sys
@@ -40,6 +41,9 @@ for s in sorted(a):
     assert a[s]["data_hash"] == b[s]["data_hash"], f"step {s}: different samples"
     d = abs(a[s]["loss"] - b[s]["loss"]) / abs(a[s]["loss"])
     assert d <= tol, f"step {s}: loss {a[s]['loss']} vs {b[s]['loss']} (relative {d:.2e})"
+    for k in a[s]:  # fp16's loss scale and clean-step count, the skipped steps: restored exactly
+        if k.startswith("precision_") or k == "skipped_steps":
+            assert a[s][k] == b[s].get(k), f"step {s}: {k} {a[s][k]} vs {b[s].get(k)}"
 def evals(path):
     out = {}
     for line in open(path):
@@ -69,11 +73,14 @@ case $mode in
 resume)
   # 20 steps straight vs 10 steps, stop, resume, 10 more: identical parameters, optimizer
   # state and EMA (byte-equal shards), identical data order and losses; at W=2 and W=1.
-  # W=1 runs fp16, whose loss scale and clean-step count must be restored too.
+  # W=1 runs fp16, whose loss scale and clean-step count must be restored too: a NaN at step 4
+  # halves the scale (65536 -> 32768) before the stop at 10, so a resume that started afresh
+  # from the initial scale would log another one.
   sizes="2 1"
   [[ $(ranks 2) == 2 ]] || sizes=1  # on one GPU: W=1 only
   for np in $sizes; do
     p=(--set precision.backend=$([[ $np == 1 ]] && echo fp16 || echo fp32))
+    if [[ $np == 1 ]]; then export COATNET_FAULT_NAN_STEPS=4-4; else unset COATNET_FAULT_NAN_STEPS; fi
     mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=20 --set train.name=s$np >/dev/null
     mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=10 --set train.name=r$np >/dev/null
     mpi $np "$coatnet" train "${common[@]}" "${p[@]}" --set train.max_steps=20 --set train.name=r$np \
@@ -81,6 +88,15 @@ resume)
     grep -q "\[resume\] .*step-00000010: step 10" "$work/r$np.log" ||
       { cat "$work/r$np.log"; fail "W=$np did not resume from step 10"; }
     same_steps s$np r$np 10
+    if [[ $np == 1 ]]; then
+      "$py" - "$work/runs/s1/metrics.jsonl" <<'PY' || fail "fp16: the scale did not back off at the NaN step"
+import json, sys
+r = {x["step"]: x for x in map(json.loads, open(sys.argv[1])) if x["type"] == "train"}
+assert r[4]["precision_scale"] == 65536 and r[5]["precision_scale"] == 32768, r[5]
+assert r[10]["precision_scale"] == 32768 and r[10]["skipped_steps"] == 1, r[10]
+PY
+      unset COATNET_FAULT_NAN_STEPS
+    fi
     [[ $(shard_sums "$(ckroot s$np)/step-00000020") == $(shard_sums "$(ckroot r$np)/step-00000020") ]] ||
       fail "W=$np: the step-20 checkpoints of the straight and the resumed run differ"
     cmp "$work/runs/s$np/final.safetensors" "$work/runs/r$np/final.safetensors" ||

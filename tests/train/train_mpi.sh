@@ -190,6 +190,32 @@ for p in ("bf16", "fp16"):
     print(f"{p}: last-50 mean {got:.4f} ({(got - ref) / ref:+.1%} vs fp32)")
     assert abs(got - ref) < 0.1 * ref, f"{p} loss {got} vs fp32 {ref}"
 PY
+  # fp16 on an injected NaN at step 3 (0-based): that step is skipped, the loss scale halves and
+  # its clean-step count restarts, and no parameter moves (3 clean steps == 4 with the 4th NaN).
+  f=(--set precision.backend=fp16 --set "data.val=[]" --set schedule.type=constant
+     --set schedule.warmup_steps=0)
+  COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${f[@]}" --set train.max_steps=6 \
+    --set train.name=fp16nan >/dev/null
+  "$py" - "$work/runs/fp16nan/metrics.jsonl" <<'PY' || fail "fp16 did not skip the NaN step as GradScaler does"
+import json, sys
+tr = [r for r in map(json.loads, open(sys.argv[1])) if r["type"] == "train"]
+got = [(r["skipped_steps"], r["precision_scale"], r["precision_clean_steps"]) for r in tr]
+want = [(0, 65536, 1), (0, 65536, 2), (0, 65536, 3), (1, 32768, 0), (1, 32768, 1), (1, 32768, 2)]
+print("fp16, NaN at step 3: (skipped, scale, clean steps) per step:", got)
+assert got == want, f"want {want}"
+PY
+  "$coatnet" train "${common[@]}" "${f[@]}" --set train.max_steps=3 --set train.name=fp16three >/dev/null
+  COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${f[@]}" --set train.max_steps=4 \
+    --set train.name=fp16four >/dev/null
+  "$py" - "$work/runs/fp16three/final.safetensors" "$work/runs/fp16four/final.safetensors" <<'PY' ||
+import sys
+from safetensors.numpy import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+stats = ("running_mean", "running_var", "num_batches_tracked")
+bad = [k for k in a if not k.endswith(stats) and (a[k] != b[k]).any()]
+sys.exit(f"a skipped fp16 step changed {bad}" if bad else 0)
+PY
+    fail "a skipped fp16 step changed parameters"
   echo "PASS: precision"
   ;;
 *) fail "unknown mode $mode" ;;
