@@ -7,6 +7,8 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <vector>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -65,6 +67,28 @@ uint64_t hash_file(const std::string& path, int64_t* bytes, bool fsync_too) {
   return XXH3_64bits_digest(st.get());
 }
 
+namespace {
+
+// Fault injection for the disk-full test: COATNET_FAULT_FILL_DISK=STEP_DIR (e.g. step-00000032)
+// fills the filesystem right after the space check of a shard of that step passed, leaving room
+// for half of its payload, so the write meets the kernel's ENOSPC halfway, as when another job
+// fills a shared disk. The filler lives in the step directory, which the failed save removes.
+void fill_disk_if_asked(const std::string& dir, const std::string& name, int64_t payload) {
+  const char* step = std::getenv("COATNET_FAULT_FILL_DISK");
+  if (!step || fs::path(dir).filename() != step) return;
+  const int fd = ::open((dir + "/" + name + ".filler").c_str(), O_WRONLY | O_CREAT, 0600);
+  if (fd < 0) return;
+  const std::vector<char> zeros(1 << 16, 0);
+  struct statvfs vfs {};
+  while (::statvfs(dir.c_str(), &vfs) == 0 &&
+         static_cast<int64_t>(vfs.f_bavail * vfs.f_frsize) > payload / 2 &&
+         ::write(fd, zeros.data(), zeros.size()) > 0) {
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
 ShardFile write_shard(const std::string& dir, const std::string& name,
                       const std::vector<SegmentData>& segments) {
   const std::string path = dir + "/" + name;
@@ -77,6 +101,7 @@ ShardFile write_shard(const std::string& dir, const std::string& name,
       throw ShardError(path + ": not enough space: " + std::to_string(payload) +
                        " bytes to write, " + std::to_string(free_bytes) + " free on the disk");
   }
+  fill_disk_if_asked(dir, name, payload);
   ShardFile out;
   out.file = name;
   {

@@ -10,7 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 train_dir=$(cd "$here/../train" && pwd)
 work=$(mktemp -d /tmp/coatnet_ckpt_test.XXXXXX)
 cleanup() {
-  mountpoint -q "$work/full" 2>/dev/null && umount "$work/full"
+  for m in full spacious; do
+    mountpoint -q "$work/$m" 2>/dev/null && umount "$work/$m"
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -232,6 +234,25 @@ diskfull)
   grep -q "warning: checkpoint save of step 32 failed" "$work/cont.log" || { cat "$work/cont.log"; fail "no warning"; }
   grep -q "\[summary\] 32 steps" "$work/cont.log" || fail "the run did not finish"
   "$coatnet" ckpt verify "$work/full/ck" || fail "the checkpoint kept is not intact"
+  # A real ENOSPC halfway through a shard: the space check passes on a roomy tmpfs, then the
+  # disk fills up (COATNET_FAULT_FILL_DISK, as another job on a shared disk would) and the
+  # kernel refuses the write. The save fails naming it, its partial files are gone, the space
+  # comes back, and the previous checkpoint is intact.
+  mkdir -p "$work/spacious"
+  mount -t tmpfs -o size=40m tmpfs "$work/spacious"
+  s=(--set "checkpoint.dir=$work/spacious/ck" --set checkpoint.every_steps=0)
+  expect_fail "$work/enospc.log" env COATNET_FAULT_FILL_DISK=step-00000032 \
+    mpirun --oversubscribe -np 2 -x COATNET_FAULT_FILL_DISK "$coatnet" train "${common[@]}" "${s[@]}" \
+    --set train.name=e
+  grep -q "checkpoint save of step 32 failed: .*writing dataset .*(No space left on device).*the previous checkpoint is intact" \
+    "$work/enospc.log" || { cat "$work/enospc.log"; fail "no ENOSPC message from the write"; }
+  grep -q "not enough space" "$work/enospc.log" && fail "the space check, not the write, failed"
+  grep -m1 "checkpoint save of step 32 failed" "$work/enospc.log"
+  [[ ! -e $work/spacious/ck/step-00000032 ]] || fail "the failed save left step-00000032 behind"
+  [[ $(cat "$work/spacious/ck/latest") == step-00000016 ]] || fail "latest is not step 16"
+  "$coatnet" ckpt verify "$work/spacious/ck" || fail "the previous checkpoint is not intact"
+  used=$(df --output=used -k "$work/spacious" | tail -1)
+  ((used < 20000)) || fail "the disk stayed full after the failed save (${used} KiB used)"
   echo "PASS: diskfull"
   ;;
 signal)
