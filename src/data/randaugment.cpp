@@ -96,16 +96,23 @@ void apply_aug_op(AugOp op, int m, int sign, uint8_t* img, int h, int w, int c) 
   switch (op) {
     case AugOp::Identity:
       return;
-    case AugOp::ShearX:
-      return warp(img, h, w, c, 1, sign * bin(0.3, m), 0, 0, 1, 0);
-    case AugOp::ShearY:
-      return warp(img, h, w, c, 1, 0, 0, sign * bin(0.3, m), 1, 0);
+    // As torchvision's F.affine(center=[0, 0]) and timm's PIL transforms: shears about the
+    // top-left corner, so the top row (ShearX) or left column (ShearY) stays in place.
+    case AugOp::ShearX: {
+      const double s = sign * bin(0.3, m);
+      return warp(img, h, w, c, 1, s, s * h * 0.5, 0, 1, 0);
+    }
+    case AugOp::ShearY: {
+      const double s = sign * bin(0.3, m);
+      return warp(img, h, w, c, 1, 0, 0, s, 1, s * w * 0.5);
+    }
+    // Whole pixels, truncated, as torchvision's F.affine(translate=[int(magnitude), 0]).
     case AugOp::TranslateX:
-      return warp(img, h, w, c, 1, 0, -sign * bin(150.0 / 331 * w, m), 0, 1, 0);
+      return warp(img, h, w, c, 1, 0, -sign * std::trunc(bin(150.0 / 331 * w, m)), 0, 1, 0);
     case AugOp::TranslateY:
-      return warp(img, h, w, c, 1, 0, 0, 0, 1, -sign * bin(150.0 / 331 * h, m));
-    case AugOp::Rotate: {
-      double t = sign * bin(30.0, m) * M_PI / 180.0;
+      return warp(img, h, w, c, 1, 0, 0, 0, 1, -sign * std::trunc(bin(150.0 / 331 * h, m)));
+    case AugOp::Rotate: {  // a positive angle turns counter-clockwise, as F.rotate
+      const double t = -sign * bin(30.0, m) * M_PI / 180.0;
       return warp(img, h, w, c, std::cos(t), std::sin(t), 0, -std::sin(t), std::cos(t), 0);
     }
     case AugOp::Brightness:

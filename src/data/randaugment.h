@@ -2,7 +2,9 @@
 // uniformly from 14 (identity, shear x/y, translate x/y, rotate, brightness, color, contrast,
 // sharpness, posterize, solarize, autocontrast, equalize), each at magnitude m of 0..30, signed
 // at random where the op has a direction. Works in place on an H×W×C uint8 image; randomness
-// comes from the caller's key, so it is the same on every rank and thread.
+// comes from the caller's key, so it is the same on every rank and thread. The geometric ops
+// give torchvision's pixels exactly; the colour ops round like PIL (torchvision's tensor ops
+// truncate), within one grey level (tests/data/randaugment_vs_torchvision.py).
 #pragma once
 
 #include <cstdint>
