@@ -21,7 +21,7 @@ namespace {
 struct Shape {
   int64_t b, c, h, w;      // logical (B, C, H, W)
   int64_t sb, sc, sh, sw;  // the input's strides, in elements
-  float lam, rest;         // Mixup: v·lam + mirror·rest
+  float lam, rest;         // Mixup: v·lam + partner·rest
   int mixed, cutmix;
   int64_t y0, y1, x0, x1;  // CutMix box
 };
@@ -54,7 +54,9 @@ __global__ void prepare_batch_kernel(const uint8_t* __restrict__ in,
     const int64_t at = ch * s.sc + y * s.sh + x * s.sw;
     float v = __fadd_rn(__fmul_rn(static_cast<float>(in[b * s.sb + at]), k), o);
     if (s.mixed) {
-      const float m = __fadd_rn(__fmul_rn(static_cast<float>(in[(s.b - 1 - b) * s.sb + at]), k), o);
+      // The pair partner, as data::partners_of: 2k <-> 2k+1, the last row of an odd batch itself.
+      const int64_t p = (b ^ 1) < s.b ? (b ^ 1) : b;
+      const float m = __fadd_rn(__fmul_rn(static_cast<float>(in[p * s.sb + at]), k), o);
       if (!s.cutmix)
         v = __fadd_rn(__fmul_rn(v, s.lam), __fmul_rn(m, s.rest));
       else if (y >= s.y0 && y < s.y1 && x >= s.x0 && x < s.x1)

@@ -1,6 +1,6 @@
 // GPU batch preparation in one pass (src/cuda): a uint8 batch already on the GPU → normalised
 // with the loader's per-channel v·scale + bias (its two rounded float steps) → Mixup or CutMix
-// with the batch's mirror → the model's dtype, channels-last. One read of the bytes and one
+// with each row's pair partner → the model's dtype, channels-last. One read of the bytes and one
 // write of the result, where the ATen composite (data::prepare_batch_composite: to(float),
 // mul_, add_, flip, mul_, add_, to(dtype), contiguous) makes about ten passes over float32.
 // Opt-in (train.cuda_kernels: [batch_prep]) until measured faster on a GPU.

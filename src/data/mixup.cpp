@@ -28,12 +28,12 @@ at::Tensor soft_targets(const at::Tensor& targets, int64_t k, double eps) {
   return eps > 0 ? y.mul(1.0 - eps).add_(eps / k) : y;
 }
 
-MixInfo draw_mix(const MixOptions& o, int64_t epoch, int64_t step, int rank, int64_t h, int64_t w) {
+MixInfo draw_mix(const MixOptions& o, int64_t epoch, int64_t step, int64_t h, int64_t w) {
   MixInfo m;
   const bool mixup = o.mixup_alpha > 0, cutmix = o.cutmix_alpha > 0;
   if (!mixup && !cutmix) return m;
-  const uint64_t key = key_of(o.seed ^ 0x6d6978, static_cast<uint64_t>(epoch),
-                              (static_cast<uint64_t>(step) << 16) ^ static_cast<uint64_t>(rank));
+  const uint64_t key =
+      key_of(o.seed ^ 0x6d6978, static_cast<uint64_t>(epoch), static_cast<uint64_t>(step) << 16);
   KeyedRandom s(key);
   m.mixed = true;
   m.cutmix = cutmix && (!mixup || s.uniform() < o.switch_prob);
@@ -52,22 +52,29 @@ MixInfo draw_mix(const MixOptions& o, int64_t epoch, int64_t step, int rank, int
   return m;
 }
 
+at::Tensor partners_of(const at::Tensor& rows) {
+  const int64_t b = rows.size(0);
+  at::Tensor idx = at::arange(b, at::TensorOptions().dtype(at::kLong)).bitwise_xor(1);
+  if (b % 2 == 1) idx[b - 1] = b - 1;
+  return rows.index_select(0, idx.to(rows.device()));
+}
+
 void mix_images(at::Tensor& images, const MixInfo& m) {
   if (!m.mixed) return;
   at::NoGradGuard no_grad;
-  at::Tensor mirror = images.flip(0);
+  const at::Tensor partner = partners_of(images);
   if (m.cutmix) {
     images.slice(2, m.y0, m.y1)
         .slice(3, m.x0, m.x1)
-        .copy_(mirror.slice(2, m.y0, m.y1).slice(3, m.x0, m.x1));
+        .copy_(partner.slice(2, m.y0, m.y1).slice(3, m.x0, m.x1));
   } else {
-    images.mul_(m.lam).add_(mirror, 1.0 - m.lam);
+    images.mul_(m.lam).add_(partner, 1.0 - m.lam);
   }
 }
 
 at::Tensor mix_targets(const at::Tensor& soft, const MixInfo& m) {
   if (!m.mixed) return soft;
-  return soft.mul(m.lam).add_(soft.flip(0), 1.0 - m.lam);
+  return soft.mul(m.lam).add_(partners_of(soft), 1.0 - m.lam);
 }
 
 at::Tensor prepare_batch_composite(const at::Tensor& images, const at::Tensor& scale,
@@ -79,8 +86,8 @@ at::Tensor prepare_batch_composite(const at::Tensor& images, const at::Tensor& s
 }
 
 at::Tensor mix_batch(at::Tensor& images, const at::Tensor& targets, const MixOptions& o,
-                     int64_t epoch, int64_t step, int rank, MixInfo* info) {
-  const MixInfo m = draw_mix(o, epoch, step, rank, images.size(2), images.size(3));
+                     int64_t epoch, int64_t step, MixInfo* info) {
+  const MixInfo m = draw_mix(o, epoch, step, images.size(2), images.size(3));
   mix_images(images, m);
   if (info) *info = m;
   return mix_targets(soft_targets(targets, o.num_classes, o.label_smoothing), m);

@@ -51,7 +51,7 @@ at::Tensor HeadImpl::forward(const at::Tensor& x) {
   if (norm) y = norm->forward(y);
   y = y.flatten(1);
   if (pre_logits) y = pre_logits->forward(y);
-  y = at::dropout(y, drop_rate, is_training());
+  y = row_dropout(y, drop_rate, is_training());
   return linear(fc, y);
 }
 

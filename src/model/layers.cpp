@@ -2,6 +2,10 @@
 
 #include <ATen/ATen.h>
 
+#include <stdexcept>
+#include <string>
+#include <vector>
+
 #include "model/macs.h"
 
 namespace coatnet::model {
@@ -28,13 +32,49 @@ int make_divisible(double v, int divisor) {
   return nv;
 }
 
+namespace {
+
+struct RowsOfGlobalBatch {
+  int64_t global = -1, first = 0;  // global < 0: no scope, every row is ours
+};
+thread_local RowsOfGlobalBatch rows_of_global_batch;
+
+}  // namespace
+
+GlobalBatchRows::GlobalBatchRows(int64_t global_rows, int64_t first_row)
+    : saved_global_(rows_of_global_batch.global), saved_first_(rows_of_global_batch.first) {
+  rows_of_global_batch = {global_rows, first_row};
+}
+
+GlobalBatchRows::~GlobalBatchRows() {
+  rows_of_global_batch = {saved_global_, saved_first_};
+}
+
+at::Tensor uniform_for_rows(int64_t rows, at::IntArrayRef rest, const at::TensorOptions& options) {
+  const RowsOfGlobalBatch& g = rows_of_global_batch;
+  if (g.global >= 0 && g.first + rows > g.global)
+    throw std::logic_error("rows " + std::to_string(g.first) + ".." +
+                           std::to_string(g.first + rows) + " are not in a global batch of " +
+                           std::to_string(g.global));
+  std::vector<int64_t> shape{g.global < 0 ? rows : g.global};
+  shape.insert(shape.end(), rest.begin(), rest.end());
+  at::Tensor u = at::rand(shape, options.dtype(at::kFloat));
+  return g.global < 0 ? u : u.narrow(0, g.first, rows);
+}
+
 at::Tensor drop_path(const at::Tensor& x, double rate, bool training) {
   if (!training || rate <= 0.0) return x;
-  double keep = 1.0 - rate;
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = x.size(0);
-  at::Tensor mask = at::empty(shape, x.options()).bernoulli_(keep);
-  return x * mask.div_(keep);
+  const double keep = 1.0 - rate;
+  const std::vector<int64_t> rest(x.dim() - 1, 1);
+  const at::Tensor mask = uniform_for_rows(x.size(0), rest, x.options()).lt(keep);
+  return x * mask.to(x.scalar_type()).div_(keep);
+}
+
+at::Tensor row_dropout(const at::Tensor& x, double rate, bool training) {
+  if (!training || rate <= 0.0) return x;
+  const double keep = 1.0 - rate;
+  const at::Tensor mask = uniform_for_rows(x.size(0), x.sizes().slice(1), x.options()).lt(keep);
+  return x * mask.to(x.scalar_type()).div_(keep);
 }
 
 torch::nn::Conv2d make_conv(int in, int out, int k, int stride, bool bias, int groups) {

@@ -19,9 +19,30 @@ at::Tensor activate(const at::Tensor& x, Act act);
 // timm's make_divisible: round to a multiple of `divisor`, never more than 10% below v.
 int make_divisible(double v, int divisor = 8);
 
-// Per-sample stochastic depth: zero whole residual branches with probability `rate` in training
-// and rescale the survivors, identity in eval.
+// The rows of the global batch this process holds, under data parallelism: while a scope lives,
+// the random masks of training (stochastic depth, the head's dropout) are drawn for all
+// `global_rows` rows and this process keeps rows [first_row, first_row + its batch). With the
+// generator seeded alike on every rank (the trainer reseeds it each step from the seed and the
+// step alone), each sample of the global batch gets the same mask at any world size, so a run
+// resumed at another world size goes on as it would have. Without a scope, every row is ours.
+class GlobalBatchRows {
+ public:
+  GlobalBatchRows(int64_t global_rows, int64_t first_row);
+  ~GlobalBatchRows();
+  GlobalBatchRows(const GlobalBatchRows&) = delete;
+  GlobalBatchRows& operator=(const GlobalBatchRows&) = delete;
+
+ private:
+  int64_t saved_global_, saved_first_;
+};
+// Uniform [0, 1) float32 draws of shape {rows, rest...} for this process's rows (see above).
+at::Tensor uniform_for_rows(int64_t rows, at::IntArrayRef rest, const at::TensorOptions& options);
+
+// Stochastic depth (timm's DropPath): whole samples' residual branches zeroed with probability
+// `rate`, the rest scaled by 1/(1 - rate); masks drawn per row as uniform_for_rows.
 at::Tensor drop_path(const at::Tensor& x, double rate, bool training);
+// Dropout of a (rows, features) tensor, its mask drawn as uniform_for_rows.
+at::Tensor row_dropout(const at::Tensor& x, double rate, bool training);
 
 // Convolution with MAC counting; `padding` is symmetric ((k-1)/2 for the odd kernels used here).
 torch::nn::Conv2d make_conv(int in, int out, int k, int stride = 1, bool bias = false,

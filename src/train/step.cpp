@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cuda/batch_prep.h"
+#include "model/layers.h"
 #include "train/loss.h"
 #include "util/keyed_random.h"
 
@@ -35,15 +36,17 @@ ForwardBackward::Waits ForwardBackward::run(int64_t step) {
     epoch = batch.epoch;
     w.data += batch.wait_seconds;
     data_hash_ += sample_hash(batch.indices);
-    // Mixup/CutMix partners and masks keyed by the micro-step and rank: the same on a resume.
-    const data::MixInfo m = data::draw_mix(loop_.mix, batch.epoch, micro_, rank_,
-                                           batch.images.size(2), batch.images.size(3));
+    // Mixup/CutMix keyed by the micro-step: the same on a resume, at any world size.
+    const data::MixInfo m =
+        data::draw_mix(loop_.mix, batch.epoch, micro_, batch.images.size(2), batch.images.size(3));
     const DeviceBatch in =
         on_device(batch, m, loader_, loop_.mix, device_,
                   batch_prep_ ? precision_.compute_dtype() : at::kFloat, batch_prep_);
     at::Tensor loss;
     {
       auto autocast = precision_.autocast(device_);
+      const int64_t rows = batch.images.size(0);  // this rank's slice of the global batch
+      model::GlobalBatchRows global(loop_.global_batch, rank_ * rows);
       loss = classification_loss(net_.forward(in.images), in.soft, in.valid, loop_.loss);
     }
     if (nan_fault(step)) loss = loss * std::numeric_limits<double>::quiet_NaN();

@@ -135,17 +135,17 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                          world.rank(), run.batch_prep_kernel, start_step * loop.accum);
   int64_t epoch = resumed ? resumed.manifest->epoch : 0;
   const StopSignals stop_signals;
-  // Stochastic depth and dropout draw from a generator reseeded every step from (seed, rank,
-  // step): a resumed run draws the same masks without saving generator states.
-  const uint64_t rank_key = key_of(static_cast<uint64_t>(run.cfg.get_int("train.seed")), 0x5eed,
-                                   static_cast<uint64_t>(world.rank()) + 1);
+  // Stochastic depth and dropout draw from a generator reseeded every step from (seed, step),
+  // alike on every rank, for the whole global batch (model::GlobalBatchRows): a resumed run
+  // draws the same masks without saving generator states, at any world size.
+  const uint64_t step_key = key_of(static_cast<uint64_t>(run.cfg.get_int("train.seed")), 0x5eed);
   ProgressLine shown{start_step, loop.total_steps, epoch, loop.epochs, 0, 0, 0, 0};
   for (int64_t step = start_step; step < loop.total_steps; ++step) {
     const auto t_step = clock_type::now();
     run.comm->set_step(step);
     world.set_step(step);
     maybe_stall(world.rank(), step);
-    at::manual_seed(key_of(rank_key, static_cast<uint64_t>(step)));
+    at::manual_seed(key_of(step_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(loop.schedule, step);
     run.buckets.zero();
     const ForwardBackward::Waits waits = passes.run(step);

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
   at::Tensor bias = at::full({3}, -2.0, at::TensorOptions().device(gpu));
   data::MixOptions mo;
   mo.mixup_alpha = 0.8;
-  const data::MixInfo mix = data::draw_mix(mo, 0, 0, 0, size, size);
+  const data::MixInfo mix = data::draw_mix(mo, 0, 0, size, size);
   const double elements = static_cast<double>(u8.numel());
   // Bytes the fused kernel must move: each uint8 read twice (self and mirror), bf16 written.
   const double bytes = elements * (2 + 2);

@@ -39,10 +39,12 @@ def steps(path):
 a, b = steps(sys.argv[1]), steps(sys.argv[2])
 tol = float(sys.argv[4])
 assert a.keys() == b.keys() and a, f"different steps logged: {sorted(a)} vs {sorted(b)}"
+worst = 0.0
 for s in sorted(a):
     assert a[s]["data_hash"] == b[s]["data_hash"], f"step {s}: different samples"
     d = abs(a[s]["loss"] - b[s]["loss"]) / abs(a[s]["loss"])
     assert d <= tol, f"step {s}: loss {a[s]['loss']} vs {b[s]['loss']} (relative {d:.2e})"
+    worst = max(worst, d)
     for k in a[s]:  # fp16's loss scale and clean-step count, the skipped steps: restored exactly
         if k.startswith("precision_") or k == "skipped_steps":
             assert a[s][k] == b[s].get(k), f"step {s}: {k} {a[s][k]} vs {b[s].get(k)}"
@@ -56,7 +58,7 @@ def evals(path):
 if tol == 0:  # exact modes: evaluations equal too (BatchNorm statistics of every rank restored)
     ea, eb = evals(sys.argv[1]), evals(sys.argv[2])
     assert ea == eb, f"evaluations differ: {ea} vs {eb}"
-print(f"steps {min(a)}..{max(a)}: same samples, loss within {tol}")
+print(f"steps {min(a)}..{max(a)}: same samples, loss within {tol} (max relative {worst:.1e})")
 PY
 }
 
@@ -113,9 +115,13 @@ PY
   echo "PASS: resume"
   ;;
 reshard)
-  # Save at W=2, resume at W=1 and W=3 with the same global batch (24): the same data stream
-  # and, after 10 more steps, parameters within fp tolerance of the uninterrupted W=2 run.
-  b=(--set data.batch_size=24 --set dist.sync_bn=true --set optim.eps=1e-5 --set model.drop_path=0)
+  # Save at W=2, resume at W=1 and W=3 with the same global batch (24), with stochastic depth
+  # (0.2), dropout, Mixup and CutMix on: the same data stream, and every step's loss within
+  # 1e-5 of the uninterrupted W=2 run — each sample got the same drop-path and dropout masks
+  # and the same Mixup partner, λ and box at every world size (keyed by its place in the global
+  # batch and the step, not by rank). Weights are not compared: see train_equivalence.
+  b=(--set data.batch_size=24 --set dist.sync_bn=true --set model.drop_rate=0.2
+     --set aug.mixup=0.8 --set aug.cutmix=1.0)
   mpi 2 "$coatnet" train "${common[@]}" "${b[@]}" --set train.max_steps=20 --set train.name=w2 >/dev/null
   for np in 1 3; do
     mkdir -p "$work/runs/w${np}r/checkpoints"
@@ -124,11 +130,7 @@ reshard)
       --set train.name=w${np}r --resume auto >"$work/w$np.log"
     grep -q "saved at world size 2, now $np" "$work/w$np.log" ||
       { cat "$work/w$np.log"; fail "no resume at W=$np"; }
-    same_steps w2 w${np}r 10 1e-3
-    read -r _ rel < <(compare "$work/runs/w2/final.safetensors" "$work/runs/w${np}r/final.safetensors")
-    echo "W=2 -> W=$np: max |dparam| relative $rel after 10 more steps"
-    "$py" -c "import sys; sys.exit(0 if float('$rel') < 1e-4 else 1)" ||
-      fail "W=$np resumed run differs from W=2 by $rel (relative) > 1e-4"
+    same_steps w2 w${np}r 10 1e-5
   done
   # A different global batch is refused with the reason.
   expect_fail "$work/batch.log" "$coatnet" train "${common[@]}" --set data.batch_size=32 \

@@ -35,8 +35,7 @@ std::vector<data::MixInfo> mixes(int64_t h, int64_t w) {
   data::MixOptions mixup, cutmix;
   mixup.mixup_alpha = 0.8;
   cutmix.cutmix_alpha = 1.0;
-  return {data::MixInfo{}, data::draw_mix(mixup, 0, 3, 0, h, w),
-          data::draw_mix(cutmix, 1, 7, 0, h, w)};
+  return {data::MixInfo{}, data::draw_mix(mixup, 0, 3, h, w), data::draw_mix(cutmix, 1, 7, h, w)};
 }
 
 double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "model/coatnet.h"
+#include "model/layers.h"
 
 using namespace coatnet::model;
 
@@ -165,4 +166,38 @@ TEST(Model, MacsGrowWithImageArea) {
   CoAtNet net448(spec);
   // Convolutions scale with area (x4), attention with area squared: more than x4 in total.
   EXPECT_GT(count_macs(net448), 4 * macs224);
+}
+
+// Stochastic depth and the head's dropout give each row of the global batch the same mask
+// however the batch is split across ranks: W = 1, 2, 3 slices of 12 rows drawn after the same
+// seed reproduce the one-process masks row for row (what makes a resume at another world size
+// exact with model.drop_path and model.drop_rate on).
+TEST(GlobalBatchRows, MasksOfARowDoNotDependOnTheSplit) {
+  const int64_t global = 12;
+  const at::Tensor ones = at::ones({global, 3, 2, 2});
+  const at::Tensor feats = at::ones({global, 5});
+  at::manual_seed(99);
+  const at::Tensor whole = drop_path(ones, 0.5, true);
+  const at::Tensor whole_dropout = row_dropout(feats, 0.3, true);
+  EXPECT_GT(whole.eq(0).sum().item<int64_t>(), 0) << "no sample dropped: a weak test";
+  EXPECT_LT(whole.eq(0).sum().item<int64_t>(), ones.numel()) << "every sample dropped";
+  for (int64_t world : {1, 2, 3}) {
+    const int64_t rows = global / world;
+    for (int64_t rank = 0; rank < world; ++rank) {
+      at::manual_seed(99);
+      GlobalBatchRows mine(global, rank * rows);
+      const at::Tensor part = drop_path(ones.narrow(0, 0, rows), 0.5, true);
+      const at::Tensor part_dropout = row_dropout(feats.narrow(0, 0, rows), 0.3, true);
+      EXPECT_TRUE(at::equal(part, whole.narrow(0, rank * rows, rows)))
+          << "drop_path, rank " << rank << " of " << world;
+      EXPECT_TRUE(at::equal(part_dropout, whole_dropout.narrow(0, rank * rows, rows)))
+          << "dropout, rank " << rank << " of " << world;
+    }
+  }
+  EXPECT_THROW(
+      {
+        GlobalBatchRows bad(global, 10);
+        drop_path(ones.narrow(0, 0, 4), 0.5, true);
+      },
+      std::logic_error);
 }
