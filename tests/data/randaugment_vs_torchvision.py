@@ -12,6 +12,7 @@ usage: randaugment_vs_torchvision.py AUG_OP_TOOL PHOTO_DIR
 import os
 import subprocess
 import sys
+import tempfile
 
 try:
     import numpy as np
@@ -34,11 +35,16 @@ OURS = {  # torchvision's name -> ours
 }
 
 
-def ours(tool, op, m, sign, img):
+def ours_all(tool, img, workdir):
+    """Every op at MAGNITUDES, both directions: {(op, m, sign): image}, from one process."""
     h, w, c = img.shape
-    out = subprocess.run([tool, OURS[op], str(m), str(sign), str(h), str(w), str(c)],
-                         input=img.tobytes(), capture_output=True, check=True).stdout
-    return np.frombuffer(out, np.uint8).reshape(h, w, c)
+    raw = os.path.join(workdir, "in.raw")
+    img.tofile(raw)
+    subprocess.run([tool, str(h), str(w), str(c), raw, workdir,
+                    ",".join(map(str, MAGNITUDES))], check=True)
+    return {(op, m, sign): np.fromfile(os.path.join(
+                workdir, f"{OURS[op]}_{m}_{'p' if sign > 0 else 'm'}.raw"), np.uint8).reshape(h, w, c)
+            for op in OURS for m in MAGNITUDES for sign in (1, -1)}
 
 
 def theirs(op, m, sign, img, space):
@@ -55,8 +61,16 @@ def mad(a, b):
 
 def main():
     tool, photo_dir = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(1)
     photos = {f: np.asarray(Image.open(os.path.join(photo_dir, f)).convert("RGB"))
               for f in sorted(os.listdir(photo_dir)) if f.endswith(".png")}
+    with tempfile.TemporaryDirectory() as tmp:
+        mine = {}
+        for name, img in photos.items():
+            os.makedirs(os.path.join(tmp, name))
+            mine[name] = ours_all(tool, img, os.path.join(tmp, name))
+    space = {name: RandAugment()._augmentation_space(31, img.shape[:2])
+             for name, img in photos.items()}
     failures = []
     print(f"{'op':13} {'m':>3} {'sign':>4}  {'|ours-tv|':>9} {'one level':>9}   (worst photo)")
     for op in OURS:
@@ -64,16 +78,13 @@ def main():
             for sign in (1, -1):
                 worst = None
                 for name, img in photos.items():
-                    space = RandAugment(num_ops=1, magnitude=m)._augmentation_space(
-                        31, (img.shape[0], img.shape[1]))
-                    if space[op][0].ndim == 0 and sign < 0:
-                        continue  # no magnitude, no direction
-                    if not space[op][1] and sign < 0:
-                        continue  # unsigned op
-                    tv = theirs(op, m, sign, img, space)
-                    level = max(mad(tv, theirs(op, k, sign, img, space))
+                    bins, signed = space[name][op]
+                    if sign < 0 and (bins.ndim == 0 or not signed):
+                        continue  # no magnitude or no direction: one case
+                    tv = theirs(op, m, sign, img, space[name])
+                    level = max(mad(tv, theirs(op, k, sign, img, space[name]))
                                 for k in (m - 1, m + 1) if 0 <= k <= 30)
-                    d = mad(ours(tool, op, m, sign, img), tv)
+                    d = mad(mine[name][(op, m, sign)], tv)
                     if worst is None or d - level > worst[0] - worst[1]:
                         worst = (d, level, name)
                 if worst is None:
