@@ -16,7 +16,8 @@ die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 packages=(build-essential cmake ninja-build ccache pkg-config git
           libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
           libboost-dev libboost-filesystem-dev libboost-stacktrace-dev
-          libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libxxhash-dev zlib1g-dev libgtest-dev dataset-fashion-mnist)
+          libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libxxhash-dev zlib1g-dev libgtest-dev dataset-fashion-mnist
+          clang libclang-rt-14-dev)
 if ! python3 -m venv --help >/dev/null 2>&1; then packages+=(python3 python3-venv); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -130,6 +130,12 @@ std::vector<T> read_all(hid_t file, const std::string& name, const std::string& 
   H5Sget_simple_extent_dims(space, dims.data(), nullptr);
   hsize_t n = 1;
   for (hsize_t x : dims) n *= x;
+  // The shards' datasets are contiguous and uncompressed: their elements fit in the bytes stored.
+  // A damaged header that claims more is refused before anything is allocated (fuzz_shard).
+  const hsize_t stored = H5Dget_storage_size(d);
+  if (n > stored / sizeof(T))
+    fail(path, name + " claims " + std::to_string(n) + " elements but stores " +
+                   std::to_string(stored) + " bytes (truncated or corrupt file?)");
   std::vector<T> out(n);
   QuietErrors quiet;
   if (n > 0 && H5Dread(d, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)

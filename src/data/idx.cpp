@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 
 namespace coatnet::data {
@@ -60,8 +62,15 @@ IdxArray read_idx(const std::string& path) {
     total *= out.dims.back();
     if (total > (uint64_t{1} << 36)) throw std::runtime_error(path + ": IDX dimensions too large");
   }
-  out.data.resize(total);
-  f.read(out.data.data(), total, "data");
+  // Grown as the bytes arrive: a header that claims more than the file holds ends in "truncated"
+  // after reading what is there, not in an allocation of what the header says (fuzz_idx).
+  constexpr uint64_t kChunk = uint64_t{64} << 20;
+  for (uint64_t done = 0; done < total;) {
+    const uint64_t n = std::min(kChunk, total - done);
+    out.data.resize(done + n);
+    f.read(out.data.data() + done, n, "data");
+    done += n;
+  }
   return out;
 }
 

@@ -134,9 +134,17 @@ Shard::Shard(const std::string& path) : path_(path) {
     if (!meta_.multi_label && static_cast<int64_t>(labels_.size()) != n)
       bad("/labels/class has " + std::to_string(labels_.size()) + " entries for " +
           std::to_string(n) + " records");
-    if (meta_.multi_label && (static_cast<int64_t>(label_offsets_.size()) != n + 1 ||
-                              label_offsets_.back() != label_indices_.size()))
-      bad("/labels/offsets do not span /labels/indices");
+    if (meta_.multi_label) {
+      if (static_cast<int64_t>(label_offsets_.size()) != n + 1 || label_offsets_[0] != 0 ||
+          label_offsets_.back() != label_indices_.size())
+        bad("/labels/offsets do not span /labels/indices");
+      for (int64_t i = 0; i < n; ++i)  // found by fuzz_shard: a decrease read out of bounds
+        if (label_offsets_[i + 1] < label_offsets_[i])
+          bad("/labels/offsets decrease at record " + std::to_string(i));
+      if (!label_weights_.empty() && label_weights_.size() != label_indices_.size())
+        bad("/labels/weights has " + std::to_string(label_weights_.size()) + " entries for " +
+            std::to_string(label_indices_.size()) + " label indices");
+    }
     if (total > 0) {
       haddr_t addr = H5Dget_offset(bytes);
       if (addr == HADDR_UNDEF) bad("/images/bytes is not stored contiguously (re-pack it)");

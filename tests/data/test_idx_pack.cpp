@@ -112,3 +112,22 @@ TEST_F(IdxPackTest, BadInputsAreNamed) {
   EXPECT_NE(e.find("label 6 of record 2 is out of range for 5 classes"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(path("bad/train-00000-of-00001.h5")));
 }
+
+// Found by fuzz_idx: a header may claim far more than the file holds (here 6·2^30 = 6 GiB in
+// a 100-byte file, plain and gzipped). The read ends in "truncated" after what is there, without
+// first allocating and zeroing what the header claims (which took seconds and could exhaust
+// memory). Memory is bounded by the peak resident size of this process staying far below it.
+TEST_F(IdxPackTest, AHeaderClaimingMoreThanTheFileHoldsIsTruncatedNotAllocated) {
+  for (bool gz : {false, true}) {
+    write_file(path("big"), header(3, {6 << 10, 1 << 10, 1 << 10}) + pixels_.substr(0, 100), gz);
+    try {
+      read_idx(path("big"));
+      FAIL() << "a 6 GiB claim in a 100-byte file was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    }
+  }
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) EXPECT_LT(std::stol(line.substr(6)), 4L << 20) << line;
+}

@@ -89,6 +89,34 @@ TEST_F(ShardTest, MultiLabelWithWeightsRoundTrip) {
   EXPECT_EQ(s.read(2).label_weights, (std::vector<float>{1.0f, 1.0f}));  // unweighted = 1
 }
 
+// Regressions found by fuzz_shard: contents that lie are refused when the shard is opened, before
+// a record is read through them. Each overwrites one dataset of a good multi-label shard in place.
+TEST_F(ShardTest, LyingLabelOffsetsAndWeightsAreRefused) {
+  auto shard_with = [&](const std::string& name, const std::string& dataset,
+                        const std::vector<uint64_t>& values) {
+    ShardMeta meta;
+    meta.num_classes = 10;
+    meta.multi_label = true;
+    ShardWriter w(path(name), meta);
+    for (int i = 0; i < 3; ++i) {
+      Record r = record(i, -1);
+      r.labels = {1, 2};
+      r.label_weights = {0.5f, 1.0f};
+      w.add(r);
+    }
+    w.commit();
+    h5::Id f(H5Fopen(path(name).c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    h5::Id d(H5Dopen2(f, dataset.c_str(), H5P_DEFAULT), H5Dclose);
+    H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+    return error_opening(path(name));
+  };
+  // 0, 4, 2, 6: spans the indices, but record 1 would read [4, 2).
+  std::string err = shard_with("dec.h5", "/labels/offsets", {0, 4, 2, 6});
+  EXPECT_NE(err.find("/labels/offsets decrease at record 1"), std::string::npos) << err;
+  err = shard_with("start.h5", "/labels/offsets", {2, 2, 4, 6});
+  EXPECT_NE(err.find("/labels/offsets do not span /labels/indices"), std::string::npos) << err;
+}
+
 TEST_F(ShardTest, UncommittedWriterLeavesNothing) {
   {
     ShardWriter w(path("gone.h5"), ShardMeta{});
