@@ -84,6 +84,7 @@ void GradBuckets::begin_backward(bool sync) {
   sync_ = sync;
   next_launch_ = 0;
   t0_ = std::chrono::steady_clock::now();
+  first_in_flight_ = 0;
   for (Bucket& b : buckets_) {
     b.pending = b.params.size();
     b.ready_s = b.launched_s = b.done_s = -1;
@@ -98,8 +99,19 @@ void GradBuckets::mark_ready(size_t param_index) {
   if (--b.pending == 0) {
     b.ready_s = since_begin();
     launch_ready();
-  } else {
-    comm_.progress();
+  }
+  poll_in_flight();
+}
+
+void GradBuckets::poll_in_flight() {
+  // Testing the launched all-reduces is what lets them advance while backward computes (MPI
+  // progresses only inside MPI calls), and it dates their completion for the overlap figures.
+  for (size_t i = first_in_flight_; i < next_launch_; ++i) {
+    Bucket& b = buckets_[i];
+    if (b.done_s >= 0) continue;
+    if (b.work && !b.work->done()) return;  // later ones were launched later: test them later
+    b.done_s = since_begin();
+    first_in_flight_ = i + 1;
   }
 }
 
@@ -126,7 +138,7 @@ void GradBuckets::finish() {
   const auto w0 = std::chrono::steady_clock::now();
   for (Bucket& b : buckets_) {
     if (b.work) b.work->wait();
-    b.done_s = since_begin();
+    if (b.done_s < 0) b.done_s = since_begin();  // else it completed during backward
   }
   last_wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
   if (comm_.size() > 1) flat_.div_(static_cast<double>(comm_.size()));

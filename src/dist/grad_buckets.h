@@ -33,7 +33,7 @@ struct Bucket {
   std::vector<size_t> params;            // indices into the parameter list
   size_t pending = 0;                    // gradients not yet ready in this backward
   double ready_s = -1, launched_s = -1;  // seconds since begin_backward()
-  double done_s = -1;                    // when finish() saw it complete
+  double done_s = -1;  // when it was seen complete: during backward (polled), or in finish()
   std::unique_ptr<Work> work;
 };
 
@@ -59,6 +59,7 @@ class GradBuckets {
  private:
   double since_begin() const;
   void launch_ready();
+  void poll_in_flight();
 
   std::vector<at::Tensor> params_;
   at::Tensor flat_;
@@ -68,6 +69,7 @@ class GradBuckets {
   Comm& comm_;
   bool sync_ = true;
   size_t next_launch_ = 0;
+  size_t first_in_flight_ = 0;  // buckets before it were seen complete
   std::chrono::steady_clock::time_point t0_;
   double backward_end_s_ = 0, last_wait_s_ = 0;
 };
