@@ -62,6 +62,12 @@ const std::vector<Variant>& variants() {
        [](const char* n) {
          return paper(n, {2, 12, 28, 2}, {192, 384, 768, 1536}, 192);
        }},
+      // The paper's CoAtNet-5 as timm defines it (timm's MaxxVitCfg coatnet_5: stem 192, as
+      // CoAtNet-4; the paper's Table 10 does not give the stem width).
+      {"coatnet_5_224",
+       [](const char* n) {
+         return paper(n, {2, 12, 28, 2}, {256, 512, 1280, 2048}, 192);
+       }},
       {"coatnet_0_rw_224",
        [](const char* n) {
          ModelSpec s = rw_base(n);
