@@ -7,14 +7,14 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <vector>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "data/hdf5_util.h"
 #include "util/atomic_file.h"
