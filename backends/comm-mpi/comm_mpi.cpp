@@ -120,11 +120,6 @@ class MpiComm : public Comm {
     w.wait();
   }
 
-  void progress() override {
-    int flag = 0;
-    MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE);
-  }
-
  private:
   CommOptions opt_;
   std::vector<std::string> hosts_;  // of every rank, for timeout messages

@@ -56,8 +56,6 @@ class Comm {
   // Every rank's tensor (same shape everywhere), stacked: (world, *t.shape).
   virtual at::Tensor allgather(const at::Tensor& t, const std::string& what) = 0;
   virtual void barrier(const std::string& what) = 0;
-  // Lets outstanding non-blocking collectives advance (MPI progresses only inside MPI calls).
-  virtual void progress() {}
 
   void allreduce(at::Tensor t, const std::string& what) { allreduce_async(t, what)->wait(); }
   // The training step shown in timeout messages.

@@ -9,6 +9,28 @@ work=$(mktemp -d /tmp/coatnet_train_test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 source "$here/tiny_env.sh"
 
+# A skipped step changes no parameter: NaN at step 3 of 4 gives the parameters of 3 clean steps
+# (with a constant learning rate, so the step numbers do not matter). BatchNorm's running
+# statistics did see step 3's forward, as under torch.amp.GradScaler.
+# usage: skipped_step_moves_nothing NAME EXTRA_ARGS...
+skipped_step_moves_nothing() {
+  local name=$1
+  shift
+  local c=(--set schedule.type=constant --set schedule.warmup_steps=0 --set "data.val=[]" "$@")
+  "$coatnet" train "${common[@]}" "${c[@]}" --set train.max_steps=3 --set "train.name=${name}3" >/dev/null
+  COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${c[@]}" --set train.max_steps=4 \
+    --set "train.name=${name}4" >/dev/null
+  "$py" - "$work/runs/${name}3/final.safetensors" "$work/runs/${name}4/final.safetensors" <<'PY' ||
+import sys
+from safetensors.numpy import load_file
+a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
+stats = ("running_mean", "running_var", "num_batches_tracked")
+bad = [k for k in a if not k.endswith(stats) and (a[k] != b[k]).any()]
+sys.exit(f"a skipped step changed {bad}" if bad else 0)
+PY
+    fail "a skipped step ($name) changed parameters"
+}
+
 case $mode in
 equivalence)
   # The whole trainer at 2 ranks x 8 images per step against 1 rank x 16 (the same global
@@ -149,24 +171,7 @@ PY
   [[ $rc != 0 ]] || { cat "$work/stop.log"; fail "9 NaN steps in a row did not stop the run"; }
   grep -q "the gradients were not finite for [4-9] steps in a row (precision.max_bad_steps" \
     "$work/stop.log" || { cat "$work/stop.log"; fail "no message with the count"; }
-  # A skipped step changes no parameter: NaN at step 3 of 4 gives the parameters of 3 clean
-  # steps (with a constant learning rate, so the step numbers do not matter). BatchNorm's
-  # running statistics did see step 3's forward, as under torch.amp.GradScaler.
-  c=(--set schedule.type=constant --set schedule.warmup_steps=0 --set "data.val=[]"
-     --set train.ema_decay=0.9)
-  "$coatnet" train "${common[@]}" "${c[@]}" --set train.max_steps=3 --set train.name=three >/dev/null
-  COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${c[@]}" --set train.max_steps=4 \
-    --set train.name=four >/dev/null
-  "$py" - "$work/runs/three/final.safetensors" "$work/runs/four/final.safetensors" <<'PY' ||
-import sys
-from safetensors.numpy import load_file
-a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
-stats = ("running_mean", "running_var", "num_batches_tracked")
-params = [k for k in a if not k.endswith(stats)]
-bad = [k for k in params if (a[k] != b[k]).any()]
-sys.exit(f"a skipped step changed {bad}" if bad else 0)
-PY
-    fail "a skipped step changed parameters"
+  skipped_step_moves_nothing fp32 --set train.ema_decay=0.9
   echo "PASS: nonfinite"
   ;;
 precision)
@@ -192,8 +197,7 @@ for p in ("bf16", "fp16"):
 PY
   # fp16 on an injected NaN at step 3 (0-based): that step is skipped, the loss scale halves and
   # its clean-step count restarts, and no parameter moves (3 clean steps == 4 with the 4th NaN).
-  f=(--set precision.backend=fp16 --set "data.val=[]" --set schedule.type=constant
-     --set schedule.warmup_steps=0)
+  f=(--set precision.backend=fp16 --set "data.val=[]")
   COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${f[@]}" --set train.max_steps=6 \
     --set train.name=fp16nan >/dev/null
   "$py" - "$work/runs/fp16nan/metrics.jsonl" <<'PY' || fail "fp16 did not skip the NaN step as GradScaler does"
@@ -204,18 +208,7 @@ want = [(0, 65536, 1), (0, 65536, 2), (0, 65536, 3), (1, 32768, 0), (1, 32768, 1
 print("fp16, NaN at step 3: (skipped, scale, clean steps) per step:", got)
 assert got == want, f"want {want}"
 PY
-  "$coatnet" train "${common[@]}" "${f[@]}" --set train.max_steps=3 --set train.name=fp16three >/dev/null
-  COATNET_FAULT_NAN_STEPS=3-3 "$coatnet" train "${common[@]}" "${f[@]}" --set train.max_steps=4 \
-    --set train.name=fp16four >/dev/null
-  "$py" - "$work/runs/fp16three/final.safetensors" "$work/runs/fp16four/final.safetensors" <<'PY' ||
-import sys
-from safetensors.numpy import load_file
-a, b = load_file(sys.argv[1]), load_file(sys.argv[2])
-stats = ("running_mean", "running_var", "num_batches_tracked")
-bad = [k for k in a if not k.endswith(stats) and (a[k] != b[k]).any()]
-sys.exit(f"a skipped fp16 step changed {bad}" if bad else 0)
-PY
-    fail "a skipped fp16 step changed parameters"
+  skipped_step_moves_nothing fp16 --set precision.backend=fp16
   echo "PASS: precision"
   ;;
 *) fail "unknown mode $mode" ;;
