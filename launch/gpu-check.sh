@@ -3,7 +3,7 @@
 # and a Python torch with CUDA (python3 on PATH, or $COATNET_GPU_PYTHON):
 #
 #   launch/gpu-check.sh [--bundle DIR] [--prebuilt DIR] [--out DIR] [--deadline S]
-#                       [--skip-build] [--help]
+#                       [--only NAMES] [--baseline DIR] [--skip-build] [--help]
 #
 #   --bundle DIR   what launch/gpu-bundle.sh DIR made elsewhere: the project's system libraries
 #                  (Open MPI, HDF5, yaml-cpp, Boost, libjpeg-turbo, xxHash, GoogleTest, ...) for
@@ -16,6 +16,11 @@
 #   --deadline S   stop starting new steps S seconds after the start (default 540), so that the
 #                  table is printed inside a limited lease; each step is also bounded by its own
 #                  timeout, and what did not run is listed as skipped
+#   --only NAMES   run only these tests and benchmarks (comma-separated, as the table names
+#                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped
+#   --baseline DIR a prebuilt of another commit (launch/gpu-prebuild.sh in a worktree of it):
+#                  its coatnet_0 run is timed and profiled beside ours, in the same run, so a
+#                  change of speed between commits is told from a change of machine
 #   --skip-build   reuse build-gpu/ from an earlier run on the same machine
 #
 # 1. builds the project into build-gpu/ against that python's torch (Torch_DIR from
@@ -23,17 +28,18 @@
 # 2. runs the GPU tests: NCCL collectives and SyncBatchNorm at world size 1 (one GPU holds one
 #    NCCL rank) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
-#    the GPU and resumed bit-exactly;
+#    the GPU and resumed bit-exactly, the step profiler;
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
 #    (ours, ours with the batch_prep kernel, timm eager AMP channels-last, timm +
-#    torch.compile), each kernel of src/cuda against its ATen composite, MFU against the datasheet and
+#    torch.compile; ours profiled: GPU busy share, top kernels), each kernel of src/cuda against
+#    its ATen composite, the relative-position attention's ATen paths, MFU against the datasheet and
 #    against a bf16 matrix product measured here, and the loader's images/s on this machine's
 #    cores (photo-like JPEGs made here from scikit-image's photos) against what the GPU consumes.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
-bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540
+usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540 only="" baseline=""
 while (($#)); do
   case $1 in
     --bundle) bundle=${2:?--bundle needs a directory}; shift 2 ;;
@@ -41,6 +47,8 @@ while (($#)); do
     --prebuilt) prebuilt=${2:?--prebuilt needs a directory}; shift 2 ;;
     --deadline) deadline=${2:?--deadline needs seconds}; shift 2 ;;
     --skip-build) skip_build=1; shift ;;
+    --only) only=",${2:?--only needs names},"; shift 2 ;;
+    --baseline) baseline=${2:?--baseline needs a directory}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -118,6 +126,12 @@ if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
 fi
 coatnet="$build/bin/coatnet"
 [[ -x $coatnet ]] || { say "no build: stopping"; cat "$results"; exit 1; }
+# selected NAME: whether --only (if given) names this step; else it is recorded as skipped.
+selected() {
+  [[ -z $only || $only == *",$2,"* ]] && return 0
+  record "$1 $2" "skip (--only)" 0 ""
+  return 1
+}
 # left SECONDS: how much of --deadline remains (0 when spent)
 left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
@@ -126,6 +140,7 @@ left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)
 test_step() {  # NAME SECONDS_LIMIT COMMAND...
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s) rc
+  selected test "$name" || return 0
   ((limit > $(left))) && limit=$(left)
   ((limit < 10)) && { record "test $name" "skip (deadline)" 0 "--deadline $deadline reached"; return; }
   say "test: $name"
@@ -141,7 +156,11 @@ test_step() {  # NAME SECONDS_LIMIT COMMAND...
   [[ $status == FAIL ]] && tail -20 "$out/test-$name.log"
 }
 test_step nccl_syncbn_w1 120 "$build/bin/coatnet_dist_tests"
-test_step mpi_w2 120 mpirun -np 2 --bind-to none "$build/bin/coatnet_dist_tests"
+# With Open MPI's own choice of shared-memory copy (CMA where it works): images that set
+# OMPI_MCA_btl_vader_single_copy_mechanism=none (the GPU machine's does) make a bucket's fragments
+# move only while both ranks are inside MPI, and no all-reduce completes during backward there.
+test_step mpi_w2 120 env -u OMPI_MCA_btl_vader_single_copy_mechanism \
+  mpirun -np 2 --bind-to none "$build/bin/coatnet_dist_tests"
 test_step pinned_loader 60 "$build/bin/coatnet_tests" --gtest_filter='*Pinned*:*Gpu*'
 test_step precision_gpu 150 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" precision "$coatnet" "$py"
@@ -149,13 +168,16 @@ test_step nonfinite_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" nonfinite "$coatnet" "$py"
 test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
-test_step kernels_vs_reference 60 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*'
+test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:RelPosAttention*'
+test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+  bash "$root/tests/train/train_mpi.sh" profile "$coatnet" "$py"
 
 
 # --- 3. benchmarks --------------------------------------------------------------------------------
 bench() {  # NAME SECONDS_LIMIT COMMAND... : its last line of output (JSON) is the result
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s)
+  selected bench "$name" || return 0
   ((limit > $(left))) && limit=$(left)
   ((limit < 15)) && { record "bench $name" "skip (deadline)" 0 "--deadline $deadline reached"; return; }
   say "bench: $name"
@@ -192,31 +214,56 @@ timeout 120 "$py" "$root/tests/bench/make_photo_set.py" "$work/photos" 1000 >"$o
 ours_args=(--config "$root/configs/coatnet_0_imagenet1k.yaml" --set "data.train=[$work/train-*.h5]"
            --set "data.val=[]" --set data.batch_size=128 --set precision.backend=bf16
            --set data.channels_last=true --set model.drop_path=0 --set aug.randaugment_n=0
-           --set aug.mixup=0 --set aug.cutmix=0 --set train.max_steps=50
+           --set aug.mixup=0 --set aug.cutmix=0 --set train.max_steps=56
+           --set train.profile_start=50 --set train.profile_steps=5
            --set train.log_every_steps=10 --set train.device=cuda --set "train.run_dir=$work/runs"
            --set train.name=ours --set train.progress=lines --set checkpoint.enabled=false)
-# Steady images/s of our run from its metrics.jsonl, leaving out the first (warm-up) window.
+# Steady images/s of our run from its metrics.jsonl, leaving out the first (warm-up) window and
+# the profiled steps after step 50; with the profile of steps 51-55 (GPU busy share, top kernels).
 cat >"$work/steady.py" <<'PY'
-import json, sys
+import json, os, sys
 recs = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
-tr = [r for r in recs if r["type"] == "train"][1:]
+tr = [r for r in recs if r["type"] == "train" and r["step"] <= 50][1:]
 step = sum(r["step_s"] for r in tr) / len(tr)
-print(json.dumps({"images_per_s": sum(r["images_per_s"] for r in tr) / len(tr),
-                  "step_ms": step * 1e3,
-                  "data_share": sum(r["data_wait_s"] for r in tr) / len(tr) / step}))
+out = {"images_per_s": sum(r["images_per_s"] for r in tr) / len(tr), "step_ms": step * 1e3,
+       "data_share": sum(r["data_wait_s"] for r in tr) / len(tr) / step}
+prof = sys.argv[1] + "/profile/summary.json"
+if os.path.exists(prof):
+    p = json.load(open(prof))
+    out["profile"] = {k: p[k] for k in ("wall_ms_per_step", "busy_ms_per_step", "busy_share",
+                                        "kernels_per_step")}
+    out["profile"]["top"] = [[t["name"][:90], round(t["ms_per_step"], 3), round(t["share_of_busy"], 4)]
+                             for t in p["top"][:12]]
+print(json.dumps(out))
 PY
-bench ours_coatnet_0_bf16 180 bash -c 'py=$0 steady=$1 runs=$2; shift 2
-  "$@" >"$runs.log" 2>&1 || { tail -20 "$runs.log"; exit 1; }
-  "$py" "$steady" "$runs/ours"' "$py" "$work/steady.py" "$work/runs" "$coatnet" train "${ours_args[@]}"
+# ours_run.sh NAME COATNET [--set ...]: a timed and profiled run (a script, for `timeout`); its
+# profile is kept in $out.
+{
+  echo 'set -u; name=$1 bin=$2; shift 2'
+  echo "args=($(printf '%q ' "${ours_args[@]}")); work=$(printf '%q' "$work") out=$(printf '%q' "$out") py=$(printf '%q' "$py")"
+  cat <<'SH'
+"$bin" train "${args[@]}" --set "train.name=$name" "$@" >"$work/runs-$name.log" 2>&1 ||
+  { tail -20 "$work/runs-$name.log"; exit 1; }
+if [[ -f $work/runs/$name/profile/summary.json ]]; then
+  cp "$work/runs/$name/profile/summary.json" "$out/profile-$name.json"
+  gzip -c "$work/runs/$name/profile/trace.json" >"$out/trace-$name.json.gz"
+fi
+"$py" "$work/steady.py" "$work/runs/$name"
+SH
+} >"$work/ours_run.sh"
+bench ours_coatnet_0_bf16 180 bash "$work/ours_run.sh" ours "$coatnet"
+[[ -n $baseline ]] &&
+  bench ours_baseline_coatnet_0_bf16 180 bash "$work/ours_run.sh" base "$baseline/bin/coatnet"
 peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --image-size 224
       --in-chans 3 --num-classes 1000 --batch 128 --device cuda --amp bf16 --channels-last
       --threads "$(nproc)")
 bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30 --profile 5
 bench kernels 60 "$build/bin/bench_kernels" --batch 128 --size 224
-bench ours_coatnet_0_bf16_batch_prep 180 bash -c 'py=$0 steady=$1 runs=$2; shift 2
-  "$@" >"$runs.log" 2>&1 || { tail -20 "$runs.log"; exit 1; }
-  "$py" "$steady" "$runs/ours_bp"' "$py" "$work/steady.py" "$work/runs" "$coatnet" train \
-  "${ours_args[@]}" --set train.name=ours_bp --set "train.cuda_kernels=[batch_prep]"
+bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
+bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coatnet" \
+  --set "train.cuda_kernels=[batch_prep]"
+bench ours_coatnet_0_bf16_relpos_attention 180 bash "$work/ours_run.sh" ours_rp "$coatnet" \
+  --set "train.cuda_kernels=[relpos_attention]"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
   --batches 40 --uint8 --json
 bench timm_compile_bf16 150 "${peer[@]}" --compile --warmup 3 --steps 30
@@ -260,7 +307,10 @@ for r in rows:
 lines += ["", "| figure | value | goal |", "| --- | ---: | ---: |"]
 fmt = lambda v, f="{:.1f}": "n/a" if v is None else f.format(v)
 ours_bp, kern = bench("ours_coatnet_0_bf16_batch_prep"), bench("kernels")
-for name, b in (("ours", ours), ("ours + batch_prep kernel", ours_bp), ("timm eager", eager),
+base, ours_rp = bench("ours_baseline_coatnet_0_bf16"), bench("ours_coatnet_0_bf16_relpos_attention")
+for name, b in (("ours", ours), ("ours + batch_prep kernel", ours_bp),
+                ("ours + relpos_attention kernel", ours_rp), ("ours at the baseline commit", base),
+                ("timm eager", eager),
                 ("timm compile", comp), ("loader", loader)):
     lines.append(f"| {name} images/s | {fmt(ips(b))} | |")
 for name, v, goal in goals:
@@ -269,10 +319,33 @@ for k in sorted(summary):
     if k.startswith("mfu_"):
         lines.append(f"| {k} | {fmt(summary[k], '{:.1%}')} | |")
 lines.append(f"| bf16 matmul 8192^3 TFLOP/s | {fmt(mm and mm['tflops'])} | |")
-if kern:
-    lines.append(f"| batch_prep kernel vs ATen composite | {fmt(kern['speedup'], '{:.2f}')}x "
-                 f"({kern['kernel_ms']:.3f} vs {kern['composite_ms']:.3f} ms, "
-                 f"{kern['kernel_gb_per_s']:.0f} GB/s) | > 1 |")
+for who, b in (("ours", ours), ("ours + relpos_attention", ours_rp), ("baseline commit", base)):
+    p = b and b.get("profile")
+    if p:
+        lines.append(f"| {who}: GPU busy per step (profile of steps 51-55) | {p['busy_ms_per_step']:.1f} of "
+                     f"{p['wall_ms_per_step']:.1f} ms ({p['busy_share']:.0%}), "
+                     f"{p['kernels_per_step']:.0f} kernels | |")
+prof = ours and ours.get("profile")
+if prof:
+    for name, ms, share in prof["top"][:10]:
+        lines.append(f"| ours kernel: {name[:70]} | {ms:.2f} ms ({share:.1%}) | |")
+att = bench("attention_composite")
+for r in (att or {}).get("shapes", []):
+    lines.append(f"| attention fwd+bwd {r['heads']}x{r['n']}x{r['dim_head']}: composite / with a strided bias / "
+                 f"explicit / flash without bias | {fmt(r['composite_ms'], '{:.3f}')} / "
+                 f"{fmt(r.get('composite_strided_bias_ms'), '{:.3f}')} / {fmt(r['explicit_ms'], '{:.3f}')} / "
+                 f"{fmt(r['no_bias_flash_ms'], '{:.3f}')} ms | |")
+for k in (kern or {}).get("kernels", []):
+    if k["kernel"] == "batch_prep":
+        lines.append(f"| batch_prep kernel vs ATen composite | {fmt(k['speedup'], '{:.2f}')}x "
+                     f"({k['kernel_ms']:.3f} vs {k['composite_ms']:.3f} ms, "
+                     f"{k['kernel_gb_per_s']:.0f} GB/s) | > 1 |")
+    elif k["kernel"] == "relpos_attention":
+        b_, h_, n_, d_ = k["shape"]
+        lines.append(f"| relpos_attention fwd+bwd B={b_} heads={h_} N={n_} d={d_}: vs composite "
+                     f"(SDPA + gathered bias) / vs explicit | {k['speedup']:.2f}x / "
+                     f"{k['speedup_vs_explicit']:.2f}x ({k['kernel_ms']:.3f} vs {k['composite_ms']:.3f} / "
+                     f"{k['explicit_ms']:.3f} ms; forward {k['kernel_forward_ms']:.3f}) | >= 1.5 |")
 open(f"{out}/gpu-check.txt", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 bad = [r[0] for r in rows if r[1] == "FAIL"]

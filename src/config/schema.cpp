@@ -109,6 +109,12 @@ std::vector<KeySpec> build() {
       key("train.cuda_kernels", K::StringList, "[]",
           "opt-in CUDA kernels of src/cuda (GPU runs): batch_prep (uint8 batch -> normalise -> "
           "Mixup/CutMix -> the autocast dtype, channels-last, in one pass)"),
+      key("train.profile_steps", K::Int, "0",
+          "profile this many steps with PyTorch's profiler (GPU kernels too) into "
+          "RUN_DIR/profile/ (trace.json, summary.json); 0 = off",
+          0, 1e6),
+      key("train.profile_start", K::Int, "10",
+          "the first profiled step (0-based; after the first steps, which warm up)", 0, 1e15),
       key("train.deterministic", K::Bool, "false",
           "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
           "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),

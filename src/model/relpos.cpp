@@ -47,7 +47,11 @@ RelPosBiasImpl::RelPosBiasImpl(int64_t h_, int64_t w_, int64_t heads_)
 at::Tensor RelPosBiasImpl::bias() {
   if (index_.device() != table.device()) index_ = index_.to(table.device());
   int64_t n = h * w;
-  return table.index_select(0, index_).view({n, n, heads}).permute({2, 0, 1});
+  // Contiguous, as timm's get_bias(): with a strided (permuted) bias scaled_dot_product_attention
+  // on a GPU cannot use its memory-efficient kernel and falls back to its math path, which
+  // computes bfloat16 and float16 attention in float32 without tensor cores (found in the
+  // step's profile on an H100: fp32 GEMMs and softmax, ~10% of the step).
+  return table.index_select(0, index_).view({n, n, heads}).permute({2, 0, 1}).contiguous();
 }
 
 }  // namespace coatnet::model

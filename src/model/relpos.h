@@ -25,7 +25,7 @@ std::pair<int64_t, int64_t> table_grid(int64_t rows, std::pair<int64_t, int64_t>
 class RelPosBiasImpl : public torch::nn::Module {
  public:
   RelPosBiasImpl(int64_t h, int64_t w, int64_t heads);
-  // (heads, HW, HW) bias for attention logits.
+  // (heads, HW, HW) bias for attention logits, contiguous.
   at::Tensor bias();
   at::Tensor table;  // "relative_position_bias_table": ((2H-1)(2W-1), heads)
   int64_t h, w, heads;

@@ -13,6 +13,7 @@
 #include "checkpoint/checkpointer.h"
 #include "dist/world.h"
 #include "train/phases.h"
+#include "train/profile.h"
 #include "train/report.h"
 #include "train/run_parts.h"
 #include "train/step.h"
@@ -140,7 +141,12 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   // draws the same masks without saving generator states, at any world size.
   const uint64_t step_key = key_of(static_cast<uint64_t>(run.cfg.get_int("train.seed")), 0x5eed);
   ProgressLine shown{start_step, loop.total_steps, epoch, loop.epochs, 0, 0, 0, 0};
+  StepProfiler profiler(run.cfg.get_int("train.profile_start"),
+                        run.cfg.get_int("train.profile_steps"), run.device.is_cuda(),
+                        root ? summary.run_dir + "/profile" : "",
+                        [&](const std::string& m) { progress.message(m); });
   for (int64_t step = start_step; step < loop.total_steps; ++step) {
+    profiler.before_step(step);
     const auto t_step = clock_type::now();
     run.comm->set_step(step);
     world.set_step(step);
@@ -162,6 +168,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     if (run.ema) run.ema->update(found_inf);
     skips.end_step();
     times.add(seconds_since(t_step), waits.data, waits.comm);
+    profiler.after_step(step);
 
     const int64_t done = step + 1;
     shown.step = done;  // the live bar moves every step; figures change at log steps

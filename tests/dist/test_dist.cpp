@@ -177,11 +177,18 @@ TEST(GradBuckets, AveragesLikeOneBigBatch) {
 // non-blocking collective only inside MPI calls, and the autograd hooks test the buckets in
 // flight. The figures printed: how many launched during backward completed during it, and the
 // wait after backward against the time the all-reduces were in flight. (Not a timed test: the
-// assertion holds however slow the machine, unless nothing drives MPI during backward.)
+// assertion holds however slow or fast the machine, unless nothing drives MPI during backward.)
+// Two things keep it so: the ranks start each backward together (a barrier), since a peer that
+// starts its backward later cannot have sent its part in time; and each rank computes on one
+// thread, as the ranks of a CPU job do (train.threads = cores / ranks): on a 16-core machine two
+// ranks of 16 threads each finished the 15 layers before the peer's data arrived (first seen on
+// the GPU machine, 0 of 18 in time).
 TEST(GradBuckets, AllReducesCompleteWhileBackwardRuns) {
   auto comm = make();
   const int r = comm->rank(), w = comm->size();
   if (w < 2) GTEST_SKIP() << "one rank has nothing to communicate (runs under mpirun -np 2, 3)";
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
   Mlp m(16, 512);
   auto params = m.params_backward_order();
   Flat flat(params);
@@ -192,8 +199,10 @@ TEST(GradBuckets, AllReducesCompleteWhileBackwardRuns) {
   int overlapped = 0, launched_early = 0, first_in_time = 0;
   for (int rep = 0; rep < 3; ++rep) {  // the first one warms up
     buckets.zero();
+    at::Tensor loss = loss_of(m, slice(x, r, w));
+    comm->barrier("backward starts together");
     buckets.begin_backward(true);
-    loss_of(m, slice(x, r, w)).backward();
+    loss.backward();
     buckets.finish();
     if (rep == 0) continue;
     const auto& bs = buckets.buckets();
@@ -214,6 +223,7 @@ TEST(GradBuckets, AllReducesCompleteWhileBackwardRuns) {
       r, buckets.buckets().size(), overlapped, launched_early, 1e3 * in_flight / 2,
       1e3 * waited / 2, 1e3 * last_bucket / 2);
   EXPECT_GE(buckets.buckets().size(), 5u);
+  at::set_num_threads(threads);
   EXPECT_EQ(first_in_time, 2) << "the first bucket's all-reduce did not complete during backward";
 }
 

@@ -136,11 +136,11 @@ errors)
   [[ $rc == 1 ]] || fail "nccl without a GPU: expected exit 1, got $rc"
   echo "$out" | grep -q "nccl needs a GPU" || { echo "$out"; fail "no message about nccl"; }
   set +e
-  out=$("$coatnet" train "${common[@]}" --set "train.cuda_kernels=[batch_prep, fused_all]" 2>&1)
+  out=$("$coatnet" train "${common[@]}" --set "train.cuda_kernels=[relpos_attention, fused_all]" 2>&1)
   rc=$?
   set -e
   [[ $rc == 1 ]] || fail "an unknown CUDA kernel: expected exit 1, got $rc"
-  echo "$out" | grep -q "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep" ||
+  echo "$out" | grep -q "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, relpos_attention" ||
     { echo "$out"; fail "no message naming the unknown kernel"; }
   echo "PASS: errors"
   ;;
@@ -210,6 +210,31 @@ assert got == want, f"want {want}"
 PY
   skipped_step_moves_nothing fp16 --set precision.backend=fp16
   echo "PASS: precision"
+  ;;
+profile)
+  # train.profile_steps at 2 ranks: rank 0 writes the window's trace (valid JSON, Chrome trace
+  # events) and a summary of exactly those steps, whose busy time fits in their wall time; the
+  # other rank writes nothing and the run goes on to its end. On a GPU (COATNET_TEST_DEVICE) the
+  # summary's entries are CUDA kernels.
+  mpi "$(ranks 2)" "$coatnet" train "${common[@]}" --set train.max_steps=8 --set "data.val=[]" \
+    --set train.profile_start=3 --set train.profile_steps=3 --set train.name=prof >"$work/prof.log"
+  grep -q "profile of steps 4-6" "$work/prof.log" || fail "no profile line: $(tail -3 "$work/prof.log")"
+  [[ -f $work/runs/prof/final.safetensors ]] || fail "the profiled run did not finish"
+  "$py" - "$work/runs/prof/profile" "${COATNET_TEST_DEVICE:-cpu}" <<'PY' || fail "bad profile"
+import json, sys
+d, device = sys.argv[1], sys.argv[2]
+trace = json.load(open(d + "/trace.json"))
+assert trace["traceEvents"], "empty trace"
+s = json.load(open(d + "/summary.json"))
+assert s["steps"] == 3 and s["first_step"] == 3 and s["device"] == device, s
+assert 0 < s["busy_ms_per_step"] <= s["wall_ms_per_step"] * 1.02, s
+assert s["top"] and all(t["ms_per_step"] > 0 for t in s["top"]), s["top"][:3]
+names = " ".join(t["name"] for t in s["top"])
+# CPU: ATen operators; GPU: kernels (cuDNN, cuBLAS, ATen's own), never operator names.
+assert ("aten::" in names) == (device == "cpu"), names[:300]
+print(f"profile: {s['wall_ms_per_step']:.1f} ms per step, busy {s['busy_share']:.0%}, "
+      f"{s['kernels_per_step']:.0f} per step; top: {s['top'][0]['name'][:60]}")
+PY
   ;;
 *) fail "unknown mode $mode" ;;
 esac
