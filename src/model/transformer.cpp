@@ -27,22 +27,10 @@ at::Tensor Attention2dImpl::forward(const at::Tensor& x) {
   auto qkv_parts = conv(qkv, x).view({b, heads, 3 * dim_head, n}).chunk(3, 2);
   auto tokens = [](const at::Tensor& t) { return t.transpose(-1, -2).contiguous(); };
   at::Tensor out =
-      fused ? fused(tokens(qkv_parts[0]), tokens(qkv_parts[1]), tokens(qkv_parts[2]),
-                    rel_pos->table, h, w)
-            : at::scaled_dot_product_attention(tokens(qkv_parts[0]), tokens(qkv_parts[1]),
-                                               tokens(qkv_parts[2]), rel_pos->bias().to(x.dtype()));
+      at::scaled_dot_product_attention(tokens(qkv_parts[0]), tokens(qkv_parts[1]),
+                                       tokens(qkv_parts[2]), rel_pos->bias().to(x.dtype()));
   count_dot(2 * b * heads * n * n, dim_head);  // q·k and attn·v
   return conv(proj, out.transpose(-1, -2).reshape({b, heads * dim_head, h, w}));
-}
-
-int use_attention(torch::nn::Module& net, const AttentionFn& fn) {
-  int count = 0;
-  for (const auto& m : net.modules())
-    if (auto* a = m->as<Attention2dImpl>()) {
-      a->fused = fn;
-      ++count;
-    }
-  return count;
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : options(o) {

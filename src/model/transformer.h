@@ -4,18 +4,10 @@
 // pooled projection.
 #pragma once
 
-#include <functional>
-
 #include "model/layers.h"
 #include "model/relpos.h"
 
 namespace coatnet::model {
-
-// An attention computation in place of the ATen composite (a fused kernel of src/cuda, given by
-// the trainer, so that the model depends on no kernel): (q, k, v of shape (B, heads, N, D), the
-// relative position table, grid h, grid w) -> (B, heads, N, D).
-using AttentionFn = std::function<at::Tensor(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t)>;
 
 // Multi-head self-attention over all H×W positions with a relative position bias.
 class Attention2dImpl : public torch::nn::Module {
@@ -25,12 +17,8 @@ class Attention2dImpl : public torch::nn::Module {
   torch::nn::Conv2d qkv{nullptr}, proj{nullptr};
   RelPosBias rel_pos{nullptr};
   int heads, dim_head;
-  AttentionFn fused;  // when set, used instead of the composite (use_attention)
 };
 TORCH_MODULE(Attention2d);
-
-// Makes `fn` the attention of every Attention2d in `net`; returns how many there are.
-int use_attention(torch::nn::Module& net, const AttentionFn& fn);
 
 struct TransformerOptions {
   TransformerOptions(int in, int out, int stride, int grid)

@@ -5,9 +5,7 @@
 #include <stdexcept>
 
 #include "checkpoint/checkpointer.h"
-#include "cuda/relpos_attention.h"
 #include "dist/world.h"
-#include "model/transformer.h"
 #include "model/variants.h"
 #include "model/weights.h"
 
@@ -106,9 +104,7 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
       train_loader(training_data(cfg, world, workers, spec, device)),
       loop(
           loop_options(cfg, spec, train_loader.batches_per_epoch(), train_loader.dataset().size())),
-      kernels(cuda_kernels(cfg, device, train_loader)),
-      batch_prep_kernel(kernels.batch_prep) {
-  if (kernels.relpos_attention) model::use_attention(*net, cuda::relpos_attention);
+      batch_prep_kernel(use_batch_prep_kernel(cfg, device, train_loader)) {
   broadcast_model(*net, flat, *comm);
   if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
   // After the broadcast: the EMA starts from the weights every rank shares.

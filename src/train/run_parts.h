@@ -60,8 +60,7 @@ class RunParts {
   data::Loader train_loader;
   std::unique_ptr<data::Loader> val_loader;  // data.val given
   const LoopOptions loop;
-  const CudaKernels kernels;     // train.cuda_kernels that apply (a GPU run)
-  const bool batch_prep_kernel;  // kernels.batch_prep
+  const bool batch_prep_kernel;  // train.cuda_kernels: batch_prep, on a GPU
 
   TrainState state() { return TrainState{*net, flat, optimizer, ema.get(), *precision}; }
   // The "env" record's facts (gathers every rank's placement: all ranks call it).

@@ -111,30 +111,25 @@ void configure_gpu_kernels(const config::Config& cfg, const at::Device& device) 
   if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
 }
 
-CudaKernels cuda_kernels(const config::Config& cfg, const at::Device& device,
-                         const data::Loader& loader) {
-  CudaKernels k;
-  for (const std::string& name : cfg.get_strings("train.cuda_kernels")) {
-    if (name == "batch_prep")
-      k.batch_prep = true;
-    else if (name == "relpos_attention")
-      k.relpos_attention = true;
-    else
-      throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + name +
-                                  "'; the kernels of src/cuda are: batch_prep, relpos_attention");
+bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
+                           const data::Loader& loader) {
+  bool wanted = false;
+  for (const std::string& k : cfg.get_strings("train.cuda_kernels")) {
+    if (k != "batch_prep")
+      throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + k +
+                                  "'; the kernels of src/cuda are: batch_prep");
+    wanted = true;
   }
-  if (!device.is_cuda()) return {};  // GPU runs only; a CPU run ignores them
-  if ((k.batch_prep || k.relpos_attention) && !cuda::kernels_built())
+  if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores it
+  if (!cuda::kernels_built())
     throw std::invalid_argument(
-        "train.cuda_kernels asks for " + std::string(k.batch_prep ? "batch_prep " : "") +
-        (k.relpos_attention ? "relpos_attention " : "") +
-        "but this coatnet was built without its CUDA kernels (no nvcc at configure time; see "
-        "`coatnet: CUDA kernels` in the configure output)");
-  if (k.batch_prep && !loader.uint8_batches())
+        "train.cuda_kernels = [batch_prep], but this coatnet was built without its CUDA "
+        "kernels (no nvcc at configure time; see `coatnet: CUDA kernels` in the configure output)");
+  if (!loader.uint8_batches())
     throw std::invalid_argument(
         "train.cuda_kernels: batch_prep takes uint8 batches, but data.dtype = float32 normalises "
         "them on the loader threads; set data.dtype=auto (or uint8)");
-  return k;
+  return true;
 }
 
 LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,

@@ -32,15 +32,10 @@ at::Device choose_device(const config::Config& cfg, const dist::World& world);
 config::Config resolved_for(const config::Config& cfg, const at::Device& device);
 // data.channels_last with auto resolved: NHWC batches on a GPU.
 bool channels_last(const config::Config& cfg, const at::Device& device);
-// The kernels of src/cuda that train.cuda_kernels asks for and that apply (a GPU run); unknown
-// names, a build without the kernels, and batch_prep without uint8 batches throw
-// std::invalid_argument.
-struct CudaKernels {
-  bool batch_prep = false;        // the batch normalised, mixed and cast in one pass
-  bool relpos_attention = false;  // the T stages' attention fused (model::use_attention)
-};
-CudaKernels cuda_kernels(const config::Config& cfg, const at::Device& device,
-                         const data::Loader& loader);
+// Whether train.cuda_kernels asks for batch_prep and it applies (a GPU run); unknown kernel
+// names, a build without the kernels and float32 batches are errors naming the fix.
+bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
+                           const data::Loader& loader);
 // cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.
