@@ -52,6 +52,13 @@ expect 0 '"layout":"CTTT"' -- "$coatnet" info --model custom --set model.layout=
 expect 1 "unknown model 'coatnet_9_224' \(did you mean" -- "$coatnet" info --model coatnet_9_224
 expect 1 "image_size 100 must be a multiple of 32" -- "$coatnet" info --model coatnet_0_224 --image-size 100
 expect 1 "layout 'CCXT' has 'X'" -- "$coatnet" info --model custom --set model.layout=CCXT
+# info --batch: the memory plan (test_memory_plan.cpp checks its figures)
+tiny=(--model custom --set model.depths=[1,1,1,1] --set model.widths=[16,32,32,64] --image-size 32)
+expect 0 '"memory":\{"world_size":4,"batch":10,"per_rank_batch":3,"precision":"fp32","params_bytes":' -- "$coatnet" info "${tiny[@]}" --batch 10 --world-size 4 --precision fp32 --json
+expect 0 "memory per rank: world size 2, batch 8 \(4 per rank\), bf16" -- "$coatnet" info "${tiny[@]}" --batch 8 --world-size 2
+expect 1 "--batch must be a positive integer, got '0'" -- "$coatnet" info "${tiny[@]}" --batch 0
+expect 1 "--world-size must be a positive integer, got 'two'" -- "$coatnet" info "${tiny[@]}" --batch 8 --world-size two
+expect 1 "--precision must be fp32, bf16 or fp16, got 'fp8'" -- "$coatnet" info "${tiny[@]}" --batch 8 --precision fp8
 
 # train --print-config and config errors
 expect 0 "lr: 0.001 +# peak learning rate" -- "$coatnet" train --config "$src/configs/coatnet_0_imagenet1k.yaml" --print-config

@@ -1,0 +1,50 @@
+// What training a model holds per rank, in bytes, before a run starts (`coatnet info
+// --world-size W --batch B`): the trainer's own buffers from the model's parameter shapes, and
+// a step's peak working memory, measured on the CPU at one and two images and scaled.
+//
+//   MemoryPlan m = plan_memory(*net, spec, {.per_rank_batch = 64, .dtype = at::kBFloat16});
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "model/coatnet.h"
+
+namespace coatnet::train {
+
+struct MemoryPlan {
+  int64_t params_bytes = 0;     // FlatParams::values: fp32, each parameter 64-byte aligned
+  int64_t grads_bytes = 0;      // FlatParams::grads, the same layout
+  int64_t optimizer_bytes = 0;  // AdamW's two moments and the weight-decay mask (fp32 each)
+  int64_t ema_bytes = 0;        // the EMA's parameters and buffers (train.ema_decay > 0)
+  // A step's peak working memory that grows with the batch (what forward keeps for backward,
+  // and backward's temporaries at its peak): per_image_bytes × this rank's batch.
+  int64_t activations_bytes = 0;
+  int64_t per_image_bytes = 0;
+  // A step's peak working memory whatever the batch: autocast's low-precision copies of the
+  // weights, and per-layer temporaries.
+  int64_t step_fixed_bytes = 0;
+  int64_t total() const {
+    return params_bytes + grads_bytes + optimizer_bytes + ema_bytes + activations_bytes +
+           step_fixed_bytes;
+  }
+};
+
+struct MemoryPlanOptions {
+  int64_t per_rank_batch = 1;
+  at::ScalarType dtype = at::kFloat;  // the compute dtype: float (fp32), bfloat16, half
+  bool ema = false;
+};
+
+// The trainer's buffers from `net`'s parameters (their shapes only), and a training step's peak
+// (forward and backward) measured with PyTorch's profiler (memory events) on the CPU at 1 and 2
+// images in training mode under autocast to `dtype`: the difference is one image's, the rest
+// batch-independent. `net` runs two steps and is left as it was (BatchNorm statistics and
+// gradients too).
+MemoryPlan plan_memory(model::CoAtNet& net, const MemoryPlanOptions& options);
+
+// Bytes of the flat fp32 layout of these parameter sizes (FlatParams' 64-byte alignment).
+int64_t flat_bytes(const std::vector<int64_t>& numels);
+
+}  // namespace coatnet::train

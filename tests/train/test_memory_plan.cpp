@@ -1,0 +1,80 @@
+// train::plan_memory: the trainer's buffers equal to what FlatParams, AdamW and the EMA really
+// allocate, and a step's peak measured linear in the batch, smaller in bf16, with the model
+// left as it was (BatchNorm statistics, no gradients).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "model/coatnet.h"
+#include "train/flat_params.h"
+#include "train/memory_plan.h"
+
+using namespace coatnet;
+
+namespace {
+
+model::ModelSpec tiny_spec() {  // tests/train/tiny.yaml's model: C-C-T-T at 32 px
+  model::ModelSpec s;
+  s.name = "custom";
+  s.layout = "CCTT";
+  s.depths = {1, 1, 1, 1};
+  s.widths = {16, 32, 32, 64};
+  s.stem_widths = {16, 16};
+  s.head_hidden = 0;
+  s.image_size = 32;
+  s.in_chans = 1;
+  s.num_classes = 10;
+  return s;
+}
+
+}  // namespace
+
+TEST(MemoryPlan, FlatBytesAlignEachParameterTo64Bytes) {
+  EXPECT_EQ(train::flat_bytes({1, 16, 17}), (16 + 16 + 32) * 4);
+  EXPECT_EQ(train::flat_bytes({}), 0);
+}
+
+TEST(MemoryPlan, TrainingStateIsWhatTheTrainerAllocates) {
+  model::CoAtNet net(tiny_spec());
+  const train::MemoryPlan m = train::plan_memory(net, {4, at::kFloat, /*ema=*/true});
+  model::CoAtNet other(tiny_spec());
+  train::FlatParams flat(*other);
+  const int64_t flat_bytes = flat.values.numel() * 4;
+  EXPECT_EQ(m.params_bytes, flat_bytes);
+  EXPECT_EQ(m.grads_bytes, flat.grads.numel() * 4);
+  // exp_avg, exp_avg_sq (optim.cpp) and the decay mask (flat_params.cpp), all fp32 and flat.
+  EXPECT_EQ(m.optimizer_bytes, 3 * flat_bytes);
+  int64_t buffers = 0;
+  for (const at::Tensor& b : other->buffers()) buffers += b.numel() * b.element_size();
+  EXPECT_EQ(m.ema_bytes, flat_bytes + buffers);
+  EXPECT_EQ(train::plan_memory(net, {4, at::kFloat, false}).ema_bytes, 0);
+}
+
+TEST(MemoryPlan, ActivationsScaleWithTheBatchAndShrinkInBfloat16) {
+  model::CoAtNet net(tiny_spec());
+  const train::MemoryPlan f32 = train::plan_memory(net, {8, at::kFloat, false});
+  const train::MemoryPlan b16 = train::plan_memory(net, {8, at::kBFloat16, false});
+  std::printf(
+      "tiny model, per image: fp32 %lld bytes, bf16 %lld bytes; fixed %lld, %lld\n",
+      static_cast<long long>(f32.per_image_bytes), static_cast<long long>(b16.per_image_bytes),
+      static_cast<long long>(f32.step_fixed_bytes), static_cast<long long>(b16.step_fixed_bytes));
+  // At least the input image and every stage's output are kept: 1x32x32 floats and more.
+  EXPECT_GT(f32.per_image_bytes, 32 * 32 * 4);
+  EXPECT_EQ(f32.activations_bytes, 8 * f32.per_image_bytes);
+  EXPECT_LT(b16.per_image_bytes, f32.per_image_bytes);
+  // The bf16 copies of the conv and linear weights are kept through the step.
+  EXPECT_GT(b16.step_fixed_bytes, f32.step_fixed_bytes);
+  // Measured, so deterministic: the same model measured again gives the same bytes.
+  EXPECT_EQ(train::plan_memory(net, {8, at::kFloat, false}).per_image_bytes, f32.per_image_bytes);
+}
+
+TEST(MemoryPlan, LeavesTheModelAsItWas) {
+  model::CoAtNet net(tiny_spec());
+  net->eval();
+  std::vector<at::Tensor> before;
+  for (const at::Tensor& b : net->buffers()) before.push_back(b.clone());
+  (void)train::plan_memory(net, {2, at::kFloat, false});
+  EXPECT_FALSE(net->is_training());
+  for (const at::Tensor& p : net->parameters()) EXPECT_FALSE(p.grad().defined());
+  size_t i = 0;
+  for (const at::Tensor& b : net->buffers()) EXPECT_TRUE(at::equal(b, before[i++]));
+}
