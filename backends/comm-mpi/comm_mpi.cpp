@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -34,6 +35,14 @@ MPI_Datatype mpi_type(const at::Tensor& t, const std::string& what) {
   }
 }
 
+// MPI counts are int.
+int as_int(int64_t n, const std::string& what) {
+  if (n > std::numeric_limits<int>::max())
+    throw std::invalid_argument("comm-mpi: " + what + ": " + std::to_string(n) +
+                                " elements exceed MPI's int counts; use smaller buckets");
+  return static_cast<int>(n);
+}
+
 void check_tensor(const at::Tensor& t, const std::string& what) {
   if (!t.device().is_cpu())
     throw std::invalid_argument("comm-mpi: " + what + ": tensor is on " + t.device().str() +
@@ -60,6 +69,10 @@ class MpiWork : public Work {
   std::string what_;
   at::Tensor keep_;  // holds the buffer alive while MPI uses it
   bool finished_ = false;
+
+ public:
+  at::Tensor keep_also;     // a second buffer (reduce-scatter's output)
+  std::vector<int> counts;  // read by MPI until the operation completes
 };
 
 class MpiComm : public Comm {
@@ -87,6 +100,35 @@ class MpiComm : public Comm {
     COATNET_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()),
                                      mpi_type(t, what), MPI_SUM, comm_, &w->request),
                       "MPI_Iallreduce (" + what + ")");
+    return w;
+  }
+
+  std::unique_ptr<Work> reduce_scatter_async(at::Tensor in, at::Tensor out,
+                                             std::vector<int64_t> counts,
+                                             const std::string& what) override {
+    check_tensor(in, what);
+    check_tensor(out, what);
+    check_scatter(in, out, counts, what);
+    auto w = std::make_unique<MpiWork>(*this, what, in);
+    w->keep_also = out;
+    for (int64_t c : counts) w->counts.push_back(as_int(c, what));
+    COATNET_MPI_CHECK(MPI_Ireduce_scatter(in.data_ptr(), out.data_ptr(), w->counts.data(),
+                                          mpi_type(in, what), MPI_SUM, comm_, &w->request),
+                      "MPI_Ireduce_scatter (" + what + ")");
+    return w;
+  }
+
+  std::unique_ptr<Work> allgather_inplace_async(at::Tensor t, int64_t count,
+                                                const std::string& what) override {
+    check_tensor(t, what);
+    if (count < 0 || t.numel() != count * size_)
+      throw std::invalid_argument(what + ": allgather of " + std::to_string(count) +
+                                  " elements per rank needs " + std::to_string(count * size_) +
+                                  " elements, got " + std::to_string(t.numel()));
+    auto w = std::make_unique<MpiWork>(*this, what, t);
+    COATNET_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t.data_ptr(),
+                                     as_int(count, what), mpi_type(t, what), comm_, &w->request),
+                      "MPI_Iallgather (" + what + ")");
     return w;
   }
 

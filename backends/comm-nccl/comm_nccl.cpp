@@ -163,6 +163,50 @@ class NcclComm : public Comm {
                    },
                    {t});
   }
+  std::unique_ptr<Work> reduce_scatter_async(at::Tensor in, at::Tensor out,
+                                             std::vector<int64_t> counts,
+                                             const std::string& what) override {
+    check_scatter(in, out, counts, what);
+    if (!out.is_cuda() || !out.is_contiguous())
+      throw std::invalid_argument("comm-nccl: " + what +
+                                  ": the output must be a contiguous CUDA tensor");
+    // Uneven segments: one reduce per owner, grouped into one launch (ncclReduceScatter
+    // takes equal counts only).
+    return enqueue(in, what,
+                   [&](cudaStream_t s) {
+                     ncclResult_t rc = ncclGroupStart();
+                     const ncclDataType_t type = nccl_type(in, what);
+                     const size_t bytes = in.element_size();
+                     int64_t offset = 0;
+                     for (int r = 0; r < size_ && rc == ncclSuccess; ++r) {
+                       if (counts[r] > 0) {
+                         const char* send =
+                             static_cast<const char*>(in.data_ptr()) + offset * bytes;
+                         void* recv = r == rank_ ? out.data_ptr() : nullptr;
+                         rc = ncclReduce(send, recv, counts[r], type, ncclSum, r, comm_, s);
+                       }
+                       offset += counts[r];
+                     }
+                     const ncclResult_t end = ncclGroupEnd();
+                     return rc != ncclSuccess ? rc : end;
+                   },
+                   {in, out});
+  }
+  std::unique_ptr<Work> allgather_inplace_async(at::Tensor t, int64_t count,
+                                                const std::string& what) override {
+    if (count < 0 || t.numel() != count * size_)
+      throw std::invalid_argument(what + ": allgather of " + std::to_string(count) +
+                                  " elements per rank needs " + std::to_string(count * size_) +
+                                  " elements, got " + std::to_string(t.numel()));
+    return enqueue(t, what,
+                   [&](cudaStream_t s) {
+                     // In place, as NCCL defines it: the send buffer is this rank's segment.
+                     const char* send =
+                         static_cast<const char*>(t.data_ptr()) + rank_ * count * t.element_size();
+                     return ncclAllGather(send, t.data_ptr(), count, nccl_type(t, what), comm_, s);
+                   },
+                   {t});
+  }
   void broadcast(at::Tensor t, int root, const std::string& what) override {
     enqueue(t, what,
             [&](cudaStream_t s) {

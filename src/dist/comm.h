@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -56,8 +57,38 @@ class Comm {
   // Every rank's tensor (same shape everywhere), stacked: (world, *t.shape).
   virtual at::Tensor allgather(const at::Tensor& t, const std::string& what) = 0;
   virtual void barrier(const std::string& what) = 0;
+  // The sum over ranks, scattered: `in` is cut into consecutive segments of counts[0],
+  // counts[1], ... elements, one per rank (they add up to in.numel(); a count may be 0), and
+  // `out` (counts[rank()] elements, apart from `in`) receives the sum over ranks of segment
+  // rank(). For ZeRO-1: a gradient bucket reduced only into the ranks that own its parts.
+  virtual std::unique_ptr<Work> reduce_scatter_async(at::Tensor in, at::Tensor out,
+                                                     std::vector<int64_t> counts,
+                                                     const std::string& what) = 0;
+  // In place: `t` holds size() segments of `count` elements; when done every rank's `t` holds
+  // segment r from rank r, for every r (ZeRO-1: the updated parameter ranges, shared).
+  virtual std::unique_ptr<Work> allgather_inplace_async(at::Tensor t, int64_t count,
+                                                        const std::string& what) = 0;
 
   void allreduce(at::Tensor t, const std::string& what) { allreduce_async(t, what)->wait(); }
+  // The checks every backend makes for reduce_scatter_async; throws std::invalid_argument.
+  void check_scatter(const at::Tensor& in, const at::Tensor& out,
+                     const std::vector<int64_t>& counts, const std::string& what) const {
+    int64_t total = 0;
+    for (int64_t c : counts) {
+      if (c < 0) throw std::invalid_argument(what + ": a negative count, " + std::to_string(c));
+      total += c;
+    }
+    if (static_cast<int>(counts.size()) != size() || total != in.numel() ||
+        out.numel() != counts[rank()] || out.scalar_type() != in.scalar_type())
+      throw std::invalid_argument(
+          what + ": reduce_scatter needs one count per rank (" + std::to_string(size()) + ", got " +
+          std::to_string(counts.size()) + ") adding up to the input's " +
+          std::to_string(in.numel()) + " elements (got " + std::to_string(total) +
+          "), and an output of this rank's count (" +
+          std::to_string(
+              counts.empty() || rank() >= static_cast<int>(counts.size()) ? -1 : counts[rank()]) +
+          ", got " + std::to_string(out.numel()) + ") and dtype");
+  }
   // The training step shown in timeout messages.
   void set_step(int64_t step) { step_ = step; }
   int64_t step() const { return step_; }

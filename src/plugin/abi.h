@@ -16,7 +16,7 @@
 
 #include <boost/dll/alias.hpp>
 
-#define COATNET_PLUGIN_ABI 4
+#define COATNET_PLUGIN_ABI 5
 
 namespace coatnet::plugin {
 

@@ -99,6 +99,40 @@ TEST(Comm, AllreduceBroadcastAllgatherClosedForm) {
   comm->barrier("test barrier");
 }
 
+// Uneven segments, one of them empty, and values that tell which rank and element they came
+// from: segment r of the sum lands on rank r only, whole and in place.
+TEST(Comm, ReduceScatterAndInPlaceAllgatherClosedForm) {
+  auto comm = make();
+  const int r = comm->rank(), w = comm->size();
+  std::vector<int64_t> counts;
+  for (int k = 0; k < w; ++k) counts.push_back(k == 1 ? 0 : 3 + 2 * k);  // 3, 0, 7, ...
+  int64_t total = 0, mine = 0;
+  for (int k = 0; k < w; ++k) {
+    if (k == r) mine = total;
+    total += counts[k];
+  }
+  // Element i of rank q's input: 1000·(q+1) + i. Its sum over ranks: 1000·w(w+1)/2 + w·i.
+  at::Tensor in = at::arange(total, at::kFloat) + 1000.0f * (r + 1);
+  at::Tensor out = at::full({counts[r]}, std::nanf(""));
+  comm->reduce_scatter_async(in, out, counts, "test reduce_scatter")->wait();
+  const at::Tensor want =
+      (at::arange(mine, mine + counts[r], at::kFloat) * w + 1000.0f * w * (w + 1) / 2);
+  EXPECT_TRUE(at::equal(out, want)) << "rank " << r << ": " << out << " vs " << want;
+  // Segment k of rank k is k·100 + i; every other segment starts as garbage (NaN).
+  const int64_t count = 5;
+  at::Tensor t = at::full({count * w}, std::nanf(""), at::kDouble);
+  t.narrow(0, r * count, count).copy_(at::arange(count, at::kDouble) + 100.0 * r);
+  comm->allgather_inplace_async(t, count, "test allgather in place")->wait();
+  for (int k = 0; k < w; ++k)
+    EXPECT_TRUE(
+        at::equal(t.narrow(0, k * count, count), at::arange(count, at::kDouble) + 100.0 * k))
+        << "segment " << k << " on rank " << r;
+  // The counts are checked before anything is sent.
+  EXPECT_THROW(comm->reduce_scatter_async(in, out, std::vector<int64_t>(w + 1, 0), "bad counts"),
+               std::invalid_argument);
+  EXPECT_THROW(comm->allgather_inplace_async(t, count + 1, "bad count"), std::invalid_argument);
+}
+
 TEST(Comm, RejectsWhatItCannotDo) {
   auto comm = make();
   EXPECT_THROW(comm->allreduce(at::ones({4}, at::kHalf), "half"), std::invalid_argument);
@@ -137,6 +171,18 @@ TEST(Comm, NcclAllreduceClosedFormOnGpu) {
   EXPECT_EQ(b.sum().item<double>(), 210.0);
   at::Tensor g = comm->allgather(at::full({2}, static_cast<float>(r), dev), "test nccl allgather");
   for (int k = 0; k < w; ++k) EXPECT_EQ(g[k][1].item<float>(), static_cast<float>(k));
+  std::vector<int64_t> counts(w, 4);
+  counts[0] = 6;
+  int64_t total = 4 * w + 2, mine = r == 0 ? 0 : 6 + 4 * (r - 1);
+  at::Tensor in = at::arange(total, dev) + 10.0f * (r + 1);
+  at::Tensor out = at::full({counts[r]}, -1.0f, dev);
+  comm->reduce_scatter_async(in, out, counts, "test nccl reduce_scatter")->wait();
+  const at::Tensor want = at::arange(mine, mine + counts[r], dev) * w + 10.0f * w * (w + 1) / 2;
+  EXPECT_TRUE(at::equal(out, want));
+  at::Tensor parts = at::full({3 * w}, -1.0f, dev);
+  parts.narrow(0, 3 * r, 3).fill_(static_cast<float>(r));
+  comm->allgather_inplace_async(parts, 3, "test nccl allgather in place")->wait();
+  for (int k = 0; k < w; ++k) EXPECT_EQ(parts[3 * k + 2].item<float>(), static_cast<float>(k));
   comm->barrier("test nccl barrier");
 }
 
