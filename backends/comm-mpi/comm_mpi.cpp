@@ -121,10 +121,7 @@ class MpiComm : public Comm {
   std::unique_ptr<Work> allgather_inplace_async(at::Tensor t, int64_t count,
                                                 const std::string& what) override {
     check_tensor(t, what);
-    if (count < 0 || t.numel() != count * size_)
-      throw std::invalid_argument(what + ": allgather of " + std::to_string(count) +
-                                  " elements per rank needs " + std::to_string(count * size_) +
-                                  " elements, got " + std::to_string(t.numel()));
+    check_allgather(t, count, what);
     auto w = std::make_unique<MpiWork>(*this, what, t);
     COATNET_MPI_CHECK(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t.data_ptr(),
                                      as_int(count, what), mpi_type(t, what), comm_, &w->request),

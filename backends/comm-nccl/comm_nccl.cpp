@@ -194,10 +194,7 @@ class NcclComm : public Comm {
   }
   std::unique_ptr<Work> allgather_inplace_async(at::Tensor t, int64_t count,
                                                 const std::string& what) override {
-    if (count < 0 || t.numel() != count * size_)
-      throw std::invalid_argument(what + ": allgather of " + std::to_string(count) +
-                                  " elements per rank needs " + std::to_string(count * size_) +
-                                  " elements, got " + std::to_string(t.numel()));
+    check_allgather(t, count, what);
     return enqueue(t, what,
                    [&](cudaStream_t s) {
                      // In place, as NCCL defines it: the send buffer is this rank's segment.

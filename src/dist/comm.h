@@ -70,24 +70,32 @@ class Comm {
                                                         const std::string& what) = 0;
 
   void allreduce(at::Tensor t, const std::string& what) { allreduce_async(t, what)->wait(); }
-  // The checks every backend makes for reduce_scatter_async; throws std::invalid_argument.
+  // The checks every backend makes for reduce_scatter_async and allgather_inplace_async, before
+  // anything is sent; std::invalid_argument naming the operation and the numbers.
   void check_scatter(const at::Tensor& in, const at::Tensor& out,
                      const std::vector<int64_t>& counts, const std::string& what) const {
+    auto fail = [&](const std::string& why) { throw std::invalid_argument(what + ": " + why); };
+    if (static_cast<int>(counts.size()) != size())
+      fail("reduce_scatter needs one count per rank: " + std::to_string(size()) + " ranks, " +
+           std::to_string(counts.size()) + " counts");
     int64_t total = 0;
     for (int64_t c : counts) {
-      if (c < 0) throw std::invalid_argument(what + ": a negative count, " + std::to_string(c));
+      if (c < 0) fail("reduce_scatter count " + std::to_string(c) + " is negative");
       total += c;
     }
-    if (static_cast<int>(counts.size()) != size() || total != in.numel() ||
-        out.numel() != counts[rank()] || out.scalar_type() != in.scalar_type())
-      throw std::invalid_argument(
-          what + ": reduce_scatter needs one count per rank (" + std::to_string(size()) + ", got " +
-          std::to_string(counts.size()) + ") adding up to the input's " +
-          std::to_string(in.numel()) + " elements (got " + std::to_string(total) +
-          "), and an output of this rank's count (" +
-          std::to_string(
-              counts.empty() || rank() >= static_cast<int>(counts.size()) ? -1 : counts[rank()]) +
-          ", got " + std::to_string(out.numel()) + ") and dtype");
+    if (total != in.numel())
+      fail("reduce_scatter counts add up to " + std::to_string(total) + ", the input has " +
+           std::to_string(in.numel()) + " elements");
+    if (out.numel() != counts[rank()] || out.scalar_type() != in.scalar_type())
+      fail("reduce_scatter output has " + std::to_string(out.numel()) + " elements; rank " +
+           std::to_string(rank()) + "'s count is " + std::to_string(counts[rank()]) +
+           " (and its dtype must be the input's)");
+  }
+  void check_allgather(const at::Tensor& t, int64_t count, const std::string& what) const {
+    if (count < 0 || t.numel() != count * size())
+      throw std::invalid_argument(what + ": allgather of " + std::to_string(count) +
+                                  " elements per rank needs " + std::to_string(count * size()) +
+                                  " elements, got " + std::to_string(t.numel()));
   }
   // The training step shown in timeout messages.
   void set_step(int64_t step) { step_ = step; }

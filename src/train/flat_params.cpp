@@ -28,7 +28,7 @@ FlatParams::FlatParams(torch::nn::Module& model) {
                                   " is not float32 (master weights are fp32)");
     entries.push_back(
         {it->first, it->second, total, it->second.numel(), decays(it->first, it->second)});
-    total += (it->second.numel() + kAlignElements - 1) / kAlignElements * kAlignElements;
+    total += aligned(it->second.numel());
   }
   // Zeros: the padding between parameters must stay 0 (no gradient, no update, no norm).
   values = at::zeros({total}, opts);

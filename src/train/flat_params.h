@@ -37,6 +37,10 @@ class FlatParams {
   // norm in fp32 and fp16 faulted with "misaligned address" on an H100 with packed offsets). The
   // padding between parameters is zero and stays zero.
   static constexpr int64_t kAlignElements = 16;
+  // The elements a parameter of `numel` takes in the flat buffer, with its padding.
+  static int64_t aligned(int64_t numel) {
+    return (numel + kAlignElements - 1) / kAlignElements * kAlignElements;
+  }
   explicit FlatParams(torch::nn::Module& model);
   std::vector<FlatEntry> entries;  // in flat (backward) order
   at::Tensor values;               // fp32, every parameter

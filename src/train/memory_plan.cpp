@@ -1,92 +1,40 @@
 #include "train/memory_plan.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/csrc/autograd/profiler_kineto.h>
 
 #include <algorithm>
-#include <set>
-#include <utility>
 #include <vector>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "train/flat_params.h"
+#include "train/profile.h"
 
 namespace coatnet::train {
 
-namespace prof = torch::autograd::profiler;
-using torch::profiler::impl::ActivityType;
-using torch::profiler::impl::ProfilerConfig;
-using torch::profiler::impl::ProfilerState;
-
 namespace {
 
-// Kineto reads its log level (KINETO_LOG_LEVEL) when the library loads, and logs every profiler
-// start and stop, and without a GPU an error about counting GPUs, to stderr: noise in `coatnet
-// info`'s output. Its calls here run with stderr pointed at /dev/null.
-class QuietStderr {
- public:
-  QuietStderr() : saved_(dup(2)) {
-    const int null = open("/dev/null", O_WRONLY);
-    if (saved_ >= 0 && null >= 0) dup2(null, 2);
-    if (null >= 0) close(null);
-  }
-  ~QuietStderr() {
-    if (saved_ < 0) return;
-    dup2(saved_, 2);
-    close(saved_);
-  }
-  QuietStderr(const QuietStderr&) = delete;
-  QuietStderr& operator=(const QuietStderr&) = delete;
-
- private:
-  int saved_;
-};
-
-// The most bytes a training step (forward, then backward of the mean squared logits) has
-// allocated at once on the CPU beyond what it started with, for `images` images in training
-// mode under autocast to `dtype`. Gradients go into buffers allocated before (as the trainer's
-// flat gradients are), so they are not counted.
+// A training step (forward, then backward of the mean squared logits) for `images` images in
+// training mode under autocast to `dtype`: the most bytes it has allocated at once on the CPU.
+// Gradients go into buffers allocated before (as the trainer's flat gradients are), so they are
+// not counted.
 int64_t step_peak(model::CoAtNet& net, int64_t images, at::ScalarType dtype) {
   const model::ModelSpec& s = net->spec;
   const at::Tensor x = at::randn({images, s.in_chans, s.image_size, s.image_size});
-  const ProfilerConfig config(ProfilerState::KINETO, /*report_input_shapes=*/false,
-                              /*profile_memory=*/true);
-  const std::set<ActivityType> cpu{ActivityType::CPU};
-  std::unique_ptr<prof::ProfilerResult> result;
-  {
-    const QuietStderr quiet;
-    prof::prepareProfiler(config, cpu);
-    prof::enableProfiler(config, cpu);
-    {
-      const bool low = dtype != at::kFloat;
-      at::autocast::set_autocast_enabled(at::kCPU, low);
-      if (low) at::autocast::set_autocast_dtype(at::kCPU, dtype);
-      at::Tensor loss = net->forward(x).to(at::kFloat).pow(2).mean();
-      at::autocast::set_autocast_enabled(at::kCPU, false);
-      loss.backward();
-      at::autocast::clear_cache();
-    }
-    result = prof::disableProfiler();
-  }
-  std::vector<std::pair<uint64_t, int64_t>> events;  // (time, bytes allocated (+) or freed (-))
-  for (const prof::KinetoEvent& e : result->events())
-    if (e.name() == "[memory]" && e.deviceType() == c10::DeviceType::CPU)
-      events.emplace_back(e.startNs(), e.nBytes());
-  std::stable_sort(events.begin(), events.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  int64_t live = 0, peak = 0;
-  for (const auto& [t, bytes] : events) peak = std::max(peak, live += bytes);
-  return peak;
+  return peak_cpu_bytes([&] {
+    const bool low = dtype != at::kFloat;
+    at::autocast::set_autocast_enabled(at::kCPU, low);
+    if (low) at::autocast::set_autocast_dtype(at::kCPU, dtype);
+    at::Tensor loss = net->forward(x).to(at::kFloat).pow(2).mean();
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    loss.backward();
+    at::autocast::clear_cache();
+  });
 }
 
 }  // namespace
 
 int64_t flat_bytes(const std::vector<int64_t>& numels) {
-  const int64_t a = FlatParams::kAlignElements;
   int64_t total = 0;
-  for (int64_t n : numels) total += (n + a - 1) / a * a;
+  for (int64_t n : numels) total += FlatParams::aligned(n);
   return total * static_cast<int64_t>(sizeof(float));
 }
 
@@ -94,7 +42,8 @@ MemoryPlan plan_memory(model::CoAtNet& net, const MemoryPlanOptions& o) {
   MemoryPlan m;
   std::vector<int64_t> numels;
   int64_t buffer_bytes = 0;
-  for (const at::Tensor& p : net->parameters()) numels.push_back(p.numel());
+  for (const at::Tensor& p : net->parameters())
+    if (p.requires_grad()) numels.push_back(p.numel());  // what FlatParams holds
   for (const at::Tensor& b : net->buffers()) buffer_bytes += b.numel() * b.element_size();
   m.params_bytes = m.grads_bytes = flat_bytes(numels);
   m.optimizer_bytes = 3 * m.params_bytes;  // exp_avg, exp_avg_sq, decay_mask

@@ -9,6 +9,9 @@
 #include <set>
 #include <utility>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "util/atomic_file.h"
 #include "util/clock.h"
 
@@ -42,7 +45,52 @@ std::vector<KernelSpan> spans_of(const prof::ProfilerResult& result, bool cuda) 
   return spans;
 }
 
+// Kineto reads its log level (KINETO_LOG_LEVEL) when the library loads and logs every profiler
+// start and stop, and without a GPU an error about counting GPUs, to stderr: noise in `coatnet
+// info`'s output. While one of these lives, stderr points at /dev/null.
+class QuietStderr {
+ public:
+  QuietStderr() : saved_(dup(2)) {
+    const int null = open("/dev/null", O_WRONLY);
+    if (saved_ >= 0 && null >= 0) dup2(null, 2);
+    if (null >= 0) close(null);
+  }
+  ~QuietStderr() {
+    if (saved_ < 0) return;
+    dup2(saved_, 2);
+    close(saved_);
+  }
+  QuietStderr(const QuietStderr&) = delete;
+  QuietStderr& operator=(const QuietStderr&) = delete;
+
+ private:
+  int saved_;
+};
+
 }  // namespace
+
+int64_t peak_cpu_bytes(const std::function<void()>& work) {
+  const ProfilerConfig config(ProfilerState::KINETO, /*report_input_shapes=*/false,
+                              /*profile_memory=*/true);
+  const std::set<ActivityType> cpu = activities(false);
+  std::unique_ptr<prof::ProfilerResult> result;
+  {
+    const QuietStderr quiet;
+    prof::prepareProfiler(config, cpu);
+    prof::enableProfiler(config, cpu);
+    work();
+    result = prof::disableProfiler();
+  }
+  std::vector<std::pair<uint64_t, int64_t>> events;  // (time, bytes allocated (+) or freed (-))
+  for (const prof::KinetoEvent& e : result->events())
+    if (e.name() == "[memory]" && e.deviceType() == c10::DeviceType::CPU)
+      events.emplace_back(e.startNs(), e.nBytes());
+  std::stable_sort(events.begin(), events.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  int64_t live = 0, peak = 0;
+  for (const auto& [t, bytes] : events) peak = std::max(peak, live += bytes);
+  return peak;
+}
 
 json::Value profile_summary(std::vector<KernelSpan> kernels, int64_t steps, double wall_s,
                             std::size_t top) {

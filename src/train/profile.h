@@ -47,4 +47,9 @@ struct KernelSpan {
 json::Value profile_summary(std::vector<KernelSpan> kernels, int64_t steps, double wall_s,
                             std::size_t top = 30);
 
+// Runs `work` under PyTorch's profiler with memory events and returns the most bytes it had
+// allocated at once on the CPU beyond what was allocated before it (train::plan_memory).
+// Kineto's start/stop log lines are kept out of stderr meanwhile.
+int64_t peak_cpu_bytes(const std::function<void()>& work);
+
 }  // namespace coatnet::train

@@ -128,7 +128,17 @@ TEST(Comm, ReduceScatterAndInPlaceAllgatherClosedForm) {
         at::equal(t.narrow(0, k * count, count), at::arange(count, at::kDouble) + 100.0 * k))
         << "segment " << k << " on rank " << r;
   // The counts are checked before anything is sent.
-  EXPECT_THROW(comm->reduce_scatter_async(in, out, std::vector<int64_t>(w + 1, 0), "bad counts"),
+  try {
+    comm->reduce_scatter_async(in, out, std::vector<int64_t>(w + 1, 0), "bad counts");
+    ADD_FAILURE() << "w + 1 counts accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "bad counts: reduce_scatter needs one count per rank: " + std::to_string(w) +
+                  " ranks, " + std::to_string(w + 1) + " counts");
+  }
+  std::vector<int64_t> short_counts = counts;
+  short_counts.back() -= 1;
+  EXPECT_THROW(comm->reduce_scatter_async(in, out, short_counts, "short counts"),
                std::invalid_argument);
   EXPECT_THROW(comm->allgather_inplace_async(t, count + 1, "bad count"), std::invalid_argument);
 }

@@ -27,27 +27,15 @@
 #include "model/coatnet.h"
 #include "train/flat_params.h"
 #include "train/loss.h"
+#include "train/tiny_spec.h"
 
 using namespace coatnet;
+using coatnet::test::tiny_spec;
 
 namespace {
 
 constexpr int kPerRank = 4;  // B
 constexpr double kUnitRoundoff = 1.0 / (1 << 24);
-
-model::ModelSpec tiny_spec() {  // tests/train/tiny.yaml's model: C-C-T-T at 32 px
-  model::ModelSpec s;
-  s.name = "custom";
-  s.layout = "CCTT";
-  s.depths = {1, 1, 1, 1};
-  s.widths = {16, 32, 32, 64};
-  s.stem_widths = {16, 16};
-  s.head_hidden = 0;
-  s.image_size = 32;
-  s.in_chans = 1;
-  s.num_classes = 10;
-  return s;
-}
 
 model::CoAtNet seeded_model() {
   at::manual_seed(17);

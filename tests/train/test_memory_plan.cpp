@@ -7,26 +7,10 @@
 #include "model/coatnet.h"
 #include "train/flat_params.h"
 #include "train/memory_plan.h"
+#include "train/tiny_spec.h"
 
 using namespace coatnet;
-
-namespace {
-
-model::ModelSpec tiny_spec() {  // tests/train/tiny.yaml's model: C-C-T-T at 32 px
-  model::ModelSpec s;
-  s.name = "custom";
-  s.layout = "CCTT";
-  s.depths = {1, 1, 1, 1};
-  s.widths = {16, 32, 32, 64};
-  s.stem_widths = {16, 16};
-  s.head_hidden = 0;
-  s.image_size = 32;
-  s.in_chans = 1;
-  s.num_classes = 10;
-  return s;
-}
-
-}  // namespace
+using coatnet::test::tiny_spec;
 
 TEST(MemoryPlan, FlatBytesAlignEachParameterTo64Bytes) {
   EXPECT_EQ(train::flat_bytes({1, 16, 17}), (16 + 16 + 32) * 4);
