@@ -29,4 +29,8 @@ assert all(0 <= x["val_top1"] <= 1 and x["final_train_loss"] > 0 for x in r), r
 PY
 msg=$("${study[@]}" --layouts CCXT 2>&1) && fail "a bad layout was accepted"
 [[ $msg == *"layout 'CCXT'"* ]] || fail "the message does not name the layout: $msg"
+msg=$("${study[@]}" --epochs 0 2>&1) && fail "--epochs 0 was accepted"
+[[ $msg == *"--epochs must be a positive integer, got '0'"* ]] || fail "the message does not name the value: $msg"
+msg=$("$src/launch/layout-study.sh" --train "x-*.h5" 2>&1) && fail "--train without --val was accepted"
+[[ $msg == *"--train and --val go together"* ]] || fail "no message for --train without --val: $msg"
 echo "PASS: layout_study"
