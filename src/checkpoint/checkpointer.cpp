@@ -225,6 +225,34 @@ void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_l
   }
 }
 
+void read_flat_range(const std::string& dir, const Manifest& m, const std::string& name,
+                     at::Tensor dst, int64_t begin, const std::vector<LayoutEntry>& model_layout) {
+  const std::vector<LayoutEntry>& saved_layout = m.layout.at("params");
+  const int64_t n = m.tensor(name)->numel, len = dst.numel();
+  at::Tensor host = at::zeros({len}, at::kFloat);  // the padding stays zero
+  float* out = host.data_ptr<float>();
+  bool same = true;
+  for (size_t i = 0; same && i < model_layout.size(); ++i)
+    same = saved_layout[i].offset == model_layout[i].offset;
+  if (same) {  // one read; the saved tensor may be shorter or longer (padding for another W)
+    const int64_t end = std::min(begin + len, n);
+    if (end > begin) read_tensor(dir, m, name, begin, end, out);
+  } else {  // entry by entry, each from its saved offset
+    for (size_t i = 0; i < model_layout.size(); ++i) {
+      const int64_t at = model_layout[i].offset, count = model_layout[i].numel();
+      const int64_t lo = std::max(at, begin), hi = std::min(at + count, begin + len);
+      if (hi <= lo) continue;
+      const int64_t from = saved_layout[i].offset + (lo - at);
+      if (from + (hi - lo) > n)
+        throw ManifestError(dir + ": checkpoint parameter '" + saved_layout[i].name +
+                            "' at offset " + std::to_string(saved_layout[i].offset) +
+                            " runs past the saved " + std::to_string(n) + " elements");
+      read_tensor(dir, m, name, from, from + (hi - lo), out + (lo - begin));
+    }
+  }
+  dst.copy_(host);
+}
+
 Checkpointer::Checkpointer(CheckpointOptions options, dist::World& world, dist::Comm& comm, Log log)
     : opt_(std::move(options)), world_(world), comm_(comm), log_(std::move(log)) {
   backend_ = plugin::create<Backend>("checkpoint", opt_.backend, nullptr, "checkpoint.backend");
@@ -279,10 +307,14 @@ void Checkpointer::save(const ResumePoint& at, const State& state) {
   {
     at::NoGradGuard no_grad;
     for (const FlatTensor& t : state.flat) {
-      m.tensors.push_back({t.name, DType::F32, t.values.numel()});
-      const auto [b, e] = backend_->range(t.values.numel(), rank, world);
+      m.tensors.push_back({t.name, DType::F32, t.numel()});
+      // A tensor held in part is written by its holders, with no gather (ZeRO-1).
+      const auto [b, e] = t.partial()
+                              ? std::pair<int64_t, int64_t>{t.begin, t.begin + t.values.numel()}
+                              : backend_->range(t.values.numel(), rank, world);
       if (e <= b) continue;
-      f->to_copy.emplace_back(f->segments.size(), t.values.detach().narrow(0, b, e - b));
+      const int64_t from = t.partial() ? 0 : b;
+      f->to_copy.emplace_back(f->segments.size(), t.values.detach().narrow(0, from, e - b));
       f->segments.push_back({{t.name, b, e}, DType::F32, nullptr});
     }
     m.layout["params"] = state.layout;
@@ -431,6 +463,10 @@ Manifest Checkpointer::load(const std::string& dir, State& state) {
     if (!spec) {
       if (!t.if_missing) throw ManifestError(dir + ": no tensor '" + t.name + "'");
       missing.push_back(&t.if_missing);
+      continue;
+    }
+    if (t.partial()) {
+      read_flat_range(dir, m, t.name, t.values, t.begin, state.layout);
       continue;
     }
     // This rank reads its part at the current world size; the parts are all-gathered.

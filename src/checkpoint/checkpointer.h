@@ -122,6 +122,13 @@ void load_model_weights(const std::string& dir, torch::nn::Module& net, bool ema
 void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_layout,
                 at::Tensor dst, const std::vector<LayoutEntry>& model_layout);
 
+// Elements [begin, begin + dst.numel()) of flat tensor `name` of checkpoint `dir` in the model's
+// layout, read from the shards that hold them into `dst` (any device): what a ZeRO-1 rank holds
+// of the optimizer state, at any world size, from a checkpoint saved with or without ZeRO-1.
+// Beyond the saved tensor (padding for another world size) it is zero.
+void read_flat_range(const std::string& dir, const Manifest& m, const std::string& name,
+                     at::Tensor dst, int64_t begin, const std::vector<LayoutEntry>& model_layout);
+
 // The hash a manifest keeps of the recipe (config::Config::recipe(): key → value).
 std::string recipe_hash(const std::map<std::string, std::string>& recipe);
 

@@ -22,13 +22,19 @@ namespace coatnet::checkpoint {
 // line for the log (nullptr: the checkpoint is refused instead).
 using IfMissing = std::function<std::string()>;
 
-// A 1-D float32 tensor that every rank holds whole (parameters, AdamW's moments, the EMA): the
-// files split it across ranks by the checkpoint backend, and a load at any world size fills it
-// whole again. All of them share one layout, State::layout.
+// A 1-D float32 tensor in the layout of the flat parameters (parameters, AdamW's moments, the
+// EMA; all share State::layout). Held whole by every rank, the files split it across ranks by
+// the checkpoint backend; held in part (ZeRO-1: `values` is elements [begin, begin +
+// values.numel()) of a tensor of `total`), each rank writes its own part, whatever the backend.
+// A load at any world size, whole or in part, fills what this rank holds.
 struct FlatTensor {
   std::string name;
   at::Tensor values;  // saved from; loaded into, in place
   IfMissing if_missing;
+  int64_t begin = 0;   // held in part: where `values` starts in the whole tensor
+  int64_t total = -1;  // held in part: the whole tensor's elements (-1: `values` is whole)
+  bool partial() const { return total >= 0; }
+  int64_t numel() const { return partial() ? total : values.numel(); }
 };
 
 // Tensors of which each rank has its own (BatchNorm's running statistics, unless SyncBN): kept

@@ -40,6 +40,12 @@ at::ScalarType dtype_of(const std::string& precision) {
   throw std::invalid_argument("--precision must be fp32, bf16 or fp16, got '" + precision + "'");
 }
 
+bool zero_of(const std::string& zero, int world) {
+  if (zero != "auto" && zero != "0" && zero != "1")
+    throw std::invalid_argument("--zero must be 0, 1 or auto, got '" + zero + "'");
+  return zero == "1" || (zero == "auto" && world > 1);
+}
+
 std::string gib(int64_t bytes) {
   char b[32];
   std::snprintf(b, sizeof b, "%.2f GiB", static_cast<double>(bytes) / (1 << 30));
@@ -51,7 +57,7 @@ struct PlanRequest {
   int world = 1;
   int64_t batch = 0, per_rank = 0;
   std::string precision;
-  bool ema = false;
+  bool ema = false, zero = false;
 };
 
 json::Value memory_json(const train::MemoryPlan& m, const PlanRequest& r) {
@@ -60,6 +66,7 @@ json::Value memory_json(const train::MemoryPlan& m, const PlanRequest& r) {
   j["batch"] = r.batch;
   j["per_rank_batch"] = r.per_rank;
   j["precision"] = r.precision;
+  j["zero"] = r.zero ? 1 : 0;
   j["params_bytes"] = m.params_bytes;
   j["grads_bytes"] = m.grads_bytes;
   j["optimizer_bytes"] = m.optimizer_bytes;
@@ -72,15 +79,19 @@ json::Value memory_json(const train::MemoryPlan& m, const PlanRequest& r) {
 }
 
 void print_memory(const train::MemoryPlan& m, const PlanRequest& r) {
-  std::printf("  memory per rank: world size %d, batch %lld (%lld per rank), %s\n", r.world,
+  std::printf("  memory per rank: world size %d, batch %lld (%lld per rank), %s, %s\n", r.world,
               static_cast<long long>(r.batch), static_cast<long long>(r.per_rank),
-              r.precision.c_str());
+              r.precision.c_str(),
+              r.zero ? "ZeRO-1 (optimizer state and EMA split over the ranks)" : "optim.zero 0");
   auto row = [](const char* what, int64_t bytes, const std::string& note) {
     std::printf("    %-13s %12s  %s\n", what, gib(bytes).c_str(), note.c_str());
   };
   row("parameters", m.params_bytes, "fp32, flat");
-  row("gradients", m.grads_bytes, "fp32, flat");
-  row("optimizer", m.optimizer_bytes, "AdamW moments and weight-decay mask, fp32");
+  row("gradients", m.grads_bytes,
+      r.zero ? "fp32, flat, and the owned range reduced" : "fp32, flat");
+  row("optimizer", m.optimizer_bytes,
+      r.zero ? "AdamW moments, fp32, 1/" + std::to_string(r.world) + " of them"
+             : "AdamW moments, fp32");
   row("EMA", m.ema_bytes, r.ema ? "train.ema_decay > 0" : "none (--ema to count it)");
   row("activations", m.activations_bytes,
       text::thousands(m.per_image_bytes / (1 << 10)) +
@@ -102,10 +113,15 @@ int cmd_info(int argc, char** argv) {
       .option("world-size", "W", "ranks sharing the batch (with --batch)", "1")
       .option("precision", "P", "fp32, bf16 or fp16: the compute dtype (with --batch)", "bf16")
       .flag("ema", "count an EMA of the weights (train.ema_decay > 0; with --batch)")
+      .option("zero", "0|1",
+              "optim.zero: 1 splits the optimizer state and the EMA over the ranks (ZeRO-1); "
+              "auto: 1 when --world-size > 1 (with --batch)",
+              "auto")
       .flag("json", "print one JSON object on stdout");
   p.epilog(
       "examples: coatnet info --model coatnet_0_224 --image-size 384 --json\n"
-      "          coatnet info --model coatnet_3_224 --batch 4096 --world-size 64 --precision bf16");
+      "          coatnet info --model coatnet_3_224 --batch 4096 --world-size 64 --precision bf16\n"
+      "          coatnet info --model coatnet_4_224 --batch 64 --world-size 8 --zero 0 --ema");
   return run_command(p, argc, argv, [&] {
     model::ModelSpec spec = model::spec_from_config(model_config_from(p));
     model::CoAtNet net(spec);
@@ -120,7 +136,8 @@ int cmd_info(int argc, char** argv) {
       r.per_rank = (r.batch + r.world - 1) / r.world;
       r.precision = p.get("precision");
       r.ema = p.has("ema");
-      memory = train::plan_memory(net, {r.per_rank, dtype_of(r.precision), r.ema});
+      r.zero = zero_of(p.get("zero"), r.world);
+      memory = train::plan_memory(net, {r.per_rank, dtype_of(r.precision), r.ema, r.world, r.zero});
     }
     if (p.has("json")) {
       json::Value out = json::Value::object();

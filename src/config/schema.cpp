@@ -85,6 +85,11 @@ std::vector<KeySpec> build() {
       key("optim.eps", K::Float, "1e-8", "AdamW epsilon", 0, 1),
       key("optim.clip_grad", K::Float, "1.0", "clip the global gradient norm; 0 = off", 0, 1e6),
       key("optim.accum_steps", K::Int, "1", "micro-steps per optimizer step", 1, 4096),
+      choice(
+          "optim.zero", "auto", {"auto", "0", "1"},
+          "ZeRO-1: 1 splits AdamW's moments, the EMA and the update over the ranks "
+          "(gradients reduce-scattered, parameters all-gathered); 0 keeps them whole on "
+          "every rank; auto: 1 with more than one rank (0 with checkpoint.backend consolidated)"),
       choice("schedule.type", "cosine", {"cosine", "linear", "constant"},
              "decay after warm-up, down to schedule.min_lr"),
       key("schedule.epochs", K::Int, "300", "training epochs", 1, 100000),
@@ -162,14 +167,15 @@ std::string number(double v) {
 }
 
 // The recipe: the model, the optimizer, the schedule, the loss and the augmentation, the global
-// batch, the seed and the precision; not where training started from (model.init_from).
+// batch, the seed and the precision; not where training started from (model.init_from), nor
+// how the optimizer state is spread over the ranks (optim.zero: the same update either way).
 std::vector<KeySpec> with_recipe_flags(std::vector<KeySpec> keys) {
   for (KeySpec& k : keys) {
     const std::string section = k.path.substr(0, k.path.find('.'));
     k.recipe = (section == "model" || section == "optim" || section == "schedule" ||
                 section == "loss" || section == "aug" || k.path == "data.batch_size" ||
                 k.path == "train.seed" || k.path == "precision.backend") &&
-               k.path != "model.init_from";
+               k.path != "model.init_from" && k.path != "optim.zero";  // how, not what
   }
   return keys;
 }

@@ -167,11 +167,18 @@ Loader::Normalisation Loader::normalisation_on(const at::Device& device) {
   return device_norm_;
 }
 
-Batch Loader::next() {
+Batch Loader::next(const std::function<bool()>& meanwhile) {
   auto p = pending_.front();
   auto t0 = std::chrono::steady_clock::now();
   {
     std::unique_lock<std::mutex> lock(p->mu);
+    bool polling = static_cast<bool>(meanwhile);
+    while (polling && !p->ready) {
+      lock.unlock();
+      polling = !meanwhile();
+      lock.lock();
+      if (polling) p->cv.wait_for(lock, std::chrono::microseconds(500), [&] { return p->ready; });
+    }
     p->cv.wait(lock, [&] { return p->ready; });
   }
   double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 
 #include "data/dataset.h"
@@ -47,7 +48,10 @@ class Loader {
  public:
   explicit Loader(LoaderOptions options);
   ~Loader();
-  Batch next();
+  // `meanwhile`, if given, is called about every 0.5 ms while the batch is not ready yet, until
+  // it returns true: it drives work that progresses only when polled (an MPI collective in
+  // flight, such as ZeRO-1's parameter all-gather), so that it overlaps the wait.
+  Batch next(const std::function<bool()>& meanwhile = {});
   // The batch's images on `device` as normalised float. A uint8 batch (normalize = false) is
   // normalised there, with the same float arithmetic as the loader's (bit-identical on CPU).
   at::Tensor images_on(const Batch& batch, const at::Device& device);

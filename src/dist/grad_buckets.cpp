@@ -76,8 +76,24 @@ double GradBuckets::since_begin() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
 }
 
+void GradBuckets::scatter_into(at::Tensor owned, Partition partition) {
+  if (partition.world != comm_.size() || partition.rank != comm_.rank() ||
+      partition.shard * partition.world != flat_.numel() || owned.numel() != partition.shard)
+    throw std::invalid_argument("GradBuckets::scatter_into: " + std::to_string(flat_.numel()) +
+                                " gradient elements are not " + std::to_string(comm_.size()) +
+                                " shards of " + std::to_string(partition.shard) +
+                                " (owned: " + std::to_string(owned.numel()) +
+                                "; partition of rank " + std::to_string(partition.rank) + " of " +
+                                std::to_string(partition.world) + ")");
+  owned_ = std::move(owned);
+  part_ = partition;
+}
+
 void GradBuckets::zero() {
   flat_.zero_();
+  // The reduce-scatter writes the buckets' ranges only: the padding between them must not keep
+  // what clipping made of it (a NaN norm's coefficient would stay there for good).
+  if (owned_.defined()) owned_.zero_();
 }
 
 void GradBuckets::begin_backward(bool sync) {
@@ -122,9 +138,17 @@ void GradBuckets::launch_ready() {
     b.launched_s = since_begin();
     ++next_launch_;
     if (comm_.size() == 1) continue;  // nothing to exchange
+    const std::string index = std::to_string(next_launch_ - 1);
+    at::Tensor range = flat_.narrow(0, b.begin, b.end - b.begin);
+    if (!owned_.defined()) {
+      b.work = comm_.allreduce_async(range, "gradient all-reduce, bucket " + index);
+      continue;
+    }
+    std::vector<int64_t> counts = part_.counts(b.begin, b.end);
+    const int64_t mine = counts[static_cast<size_t>(comm_.rank())];
     b.work =
-        comm_.allreduce_async(flat_.narrow(0, b.begin, b.end - b.begin),
-                              "gradient all-reduce, bucket " + std::to_string(next_launch_ - 1));
+        comm_.reduce_scatter_async(range, owned_.narrow(0, part_.owned_offset(b.begin), mine),
+                                   std::move(counts), "gradient reduce-scatter, bucket " + index);
   }
 }
 
@@ -141,7 +165,7 @@ void GradBuckets::finish() {
     if (b.done_s < 0) b.done_s = since_begin();  // else it completed during backward
   }
   last_wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-  if (comm_.size() > 1) flat_.div_(static_cast<double>(comm_.size()));
+  if (comm_.size() > 1) (owned_.defined() ? owned_ : flat_).div_(static_cast<double>(comm_.size()));
 }
 
 }  // namespace coatnet::dist

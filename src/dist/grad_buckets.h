@@ -11,6 +11,12 @@
 //   buckets.begin_backward(/*sync=*/true);  // false on non-final accumulation micro-steps
 //   loss.backward();
 //   buckets.finish();                       // grads now hold the mean over ranks
+//
+// ZeRO-1 (train/zero.h): after scatter_into(owned, partition) each bucket is reduce-scattered
+// instead: each rank receives the mean over ranks of the bucket's part inside the range it owns,
+// in `owned` (partition.shard elements; zero() zeroes it too, so it is zero where no bucket
+// reaches), and the flat buffer keeps
+// this rank's own gradients.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -21,6 +27,7 @@
 #include <vector>
 
 #include "dist/comm.h"
+#include "dist/partition.h"
 
 namespace torch::autograd {
 struct Node;
@@ -45,7 +52,8 @@ class GradBuckets {
               Comm& comm, int64_t first_bucket_bytes, int64_t bucket_bytes);
   ~GradBuckets();
 
-  void zero();  // zero every gradient (one memset of the flat buffer)
+  void scatter_into(at::Tensor owned, Partition partition);
+  void zero();  // zero every gradient (one memset of the flat buffer, and of `owned`)
   void begin_backward(bool sync);
   void finish();  // launches what is left, waits, divides by the world size
 
@@ -67,6 +75,8 @@ class GradBuckets {
   std::vector<Bucket> buckets_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keeps the hooks alive
   Comm& comm_;
+  at::Tensor owned_;  // ZeRO-1: this rank's range of the reduced gradients (else undefined)
+  Partition part_;
   bool sync_ = true;
   size_t next_launch_ = 0;
   size_t first_in_flight_ = 0;  // buckets before it were seen complete

@@ -3,6 +3,7 @@
 #include <torch/nn/module.h>
 
 #include <stdexcept>
+#include <string>
 
 namespace coatnet::train {
 
@@ -13,7 +14,8 @@ bool decays(const std::string& name, const at::Tensor& p) {
 }
 }  // namespace
 
-FlatParams::FlatParams(torch::nn::Module& model) {
+FlatParams::FlatParams(torch::nn::Module& model, int shards) {
+  if (shards < 1) throw std::invalid_argument("FlatParams: shards = " + std::to_string(shards));
   auto named = model.named_parameters(/*recurse=*/true);
   std::vector<std::pair<std::string, at::Tensor>> list;
   for (const auto& item : named)
@@ -30,17 +32,17 @@ FlatParams::FlatParams(torch::nn::Module& model) {
         {it->first, it->second, total, it->second.numel(), decays(it->first, it->second)});
     total += aligned(it->second.numel());
   }
+  const int64_t unit = kAlignElements * shards;
+  total = (total + unit - 1) / unit * unit;
   // Zeros: the padding between parameters must stay 0 (no gradient, no update, no norm).
   values = at::zeros({total}, opts);
   grads = at::zeros({total}, opts);
-  decay_mask = at::zeros({total}, opts);
   at::NoGradGuard no_grad;
   for (FlatEntry& e : entries) {
     at::Tensor view = values.narrow(0, e.offset, e.numel).view(e.param.sizes());
     view.copy_(e.param);
     // The module keeps the same Variable; only its storage moves into the flat buffer.
     e.param.set_data(view);
-    if (e.decay) decay_mask.narrow(0, e.offset, e.numel).fill_(1);
   }
 }
 

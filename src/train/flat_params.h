@@ -2,9 +2,11 @@
 // gradients as views into another, in the order backward produces gradients (the reverse of
 // registration order). So gradient buckets are contiguous ranges, and the optimizer, the EMA
 // and the gradient norm each work on a few large tensors instead of hundreds of small ones.
-// The same layout is what a ZeRO-1 checkpoint splits evenly across ranks.
+// The same layout is what ZeRO-1 (train/zero.h) and the sharded checkpoints split evenly across
+// ranks.
 //
 //   FlatParams flat(*net);         // net's parameters now live in flat.values
+//   FlatParams flat(*net, world);  // the same, padded to `world` equal shards (ZeRO-1)
 //   flat.grads.zero_();            // every p.grad() at once (after GradBuckets set the views)
 #pragma once
 
@@ -41,11 +43,12 @@ class FlatParams {
   static int64_t aligned(int64_t numel) {
     return (numel + kAlignElements - 1) / kAlignElements * kAlignElements;
   }
-  explicit FlatParams(torch::nn::Module& model);
+  // With `shards` > 1 the buffers end with zero padding up to a multiple of shards · 16
+  // elements, so that they split into `shards` equal, aligned ranges.
+  explicit FlatParams(torch::nn::Module& model, int shards = 1);
   std::vector<FlatEntry> entries;  // in flat (backward) order
   at::Tensor values;               // fp32, every parameter
   at::Tensor grads;                // fp32, same layout (views are set up by GradBuckets)
-  at::Tensor decay_mask;           // 1 where weight decay applies, else 0
   int64_t numel() const { return values.numel(); }  // with the padding
   int64_t parameter_count() const;                  // without it
   std::vector<at::Tensor> params() const;

@@ -32,10 +32,11 @@ int64_t step_peak(model::CoAtNet& net, int64_t images, at::ScalarType dtype) {
 
 }  // namespace
 
-int64_t flat_bytes(const std::vector<int64_t>& numels) {
+int64_t flat_bytes(const std::vector<int64_t>& numels, int shards) {
   int64_t total = 0;
   for (int64_t n : numels) total += FlatParams::aligned(n);
-  return total * static_cast<int64_t>(sizeof(float));
+  const int64_t unit = FlatParams::kAlignElements * shards;
+  return (total + unit - 1) / unit * unit * static_cast<int64_t>(sizeof(float));
 }
 
 MemoryPlan plan_memory(model::CoAtNet& net, const MemoryPlanOptions& o) {
@@ -45,9 +46,12 @@ MemoryPlan plan_memory(model::CoAtNet& net, const MemoryPlanOptions& o) {
   for (const at::Tensor& p : net->parameters())
     if (p.requires_grad()) numels.push_back(p.numel());  // what FlatParams holds
   for (const at::Tensor& b : net->buffers()) buffer_bytes += b.numel() * b.element_size();
-  m.params_bytes = m.grads_bytes = flat_bytes(numels);
-  m.optimizer_bytes = 3 * m.params_bytes;  // exp_avg, exp_avg_sq, decay_mask
-  m.ema_bytes = o.ema ? m.params_bytes + buffer_bytes : 0;
+  const int shards = o.zero ? o.world : 1;
+  m.params_bytes = m.grads_bytes = flat_bytes(numels, shards);
+  const int64_t owned = m.params_bytes / shards;  // the range each rank updates
+  if (shards > 1) m.grads_bytes += owned;         // the reduce-scatter's target
+  m.optimizer_bytes = 2 * owned;                  // exp_avg, exp_avg_sq
+  m.ema_bytes = o.ema ? owned + buffer_bytes : 0;
   // Training-mode forwards update BatchNorm's running statistics: put them back after.
   std::vector<at::Tensor> buffers, saved;
   for (at::Tensor& t : net->buffers()) {

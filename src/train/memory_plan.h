@@ -1,6 +1,7 @@
 // What training a model holds per rank, in bytes, before a run starts (`coatnet info
-// --world-size W --batch B`): the trainer's own buffers from the model's parameter shapes, and
-// a step's peak working memory, measured on the CPU at one and two images and scaled.
+// --world-size W --batch B [--zero 0|1]`): the trainer's own buffers from the model's parameter
+// shapes (under ZeRO-1 the optimizer state and the EMA are 1/W of them), and a step's peak
+// working memory, measured on the CPU at one and two images and scaled.
 //
 //   MemoryPlan m = plan_memory(*net, spec, {.per_rank_batch = 64, .dtype = at::kBFloat16});
 #pragma once
@@ -14,10 +15,12 @@
 namespace coatnet::train {
 
 struct MemoryPlan {
-  int64_t params_bytes = 0;     // FlatParams::values: fp32, each parameter 64-byte aligned
-  int64_t grads_bytes = 0;      // FlatParams::grads, the same layout
-  int64_t optimizer_bytes = 0;  // AdamW's two moments and the weight-decay mask (fp32 each)
-  int64_t ema_bytes = 0;        // the EMA's parameters and buffers (train.ema_decay > 0)
+  int64_t params_bytes = 0;  // FlatParams::values: fp32, each parameter 64-byte aligned
+  // FlatParams::grads, the same layout; under ZeRO-1 also the reduced gradients of the owned
+  // range (train/zero.h).
+  int64_t grads_bytes = 0;
+  int64_t optimizer_bytes = 0;  // AdamW's two moments (fp32), of the owned range under ZeRO-1
+  int64_t ema_bytes = 0;  // the EMA's parameters (the owned range) and buffers (train.ema_decay)
   // A step's peak working memory that grows with the batch (what forward keeps for backward,
   // and backward's temporaries at its peak): per_image_bytes × this rank's batch.
   int64_t activations_bytes = 0;
@@ -35,6 +38,8 @@ struct MemoryPlanOptions {
   int64_t per_rank_batch = 1;
   at::ScalarType dtype = at::kFloat;  // the compute dtype: float (fp32), bfloat16, half
   bool ema = false;
+  int world = 1;      // ranks
+  bool zero = false;  // optim.zero 1: the optimizer state split over them
 };
 
 // The trainer's buffers from `net`'s parameters (their shapes only), and a training step's peak
@@ -44,7 +49,8 @@ struct MemoryPlanOptions {
 // gradients too).
 MemoryPlan plan_memory(model::CoAtNet& net, const MemoryPlanOptions& options);
 
-// Bytes of the flat fp32 layout of these parameter sizes (FlatParams' 64-byte alignment).
-int64_t flat_bytes(const std::vector<int64_t>& numels);
+// Bytes of the flat fp32 layout of these parameter sizes (FlatParams' 64-byte alignment), padded
+// to `shards` equal shards as FlatParams(model, shards) does.
+int64_t flat_bytes(const std::vector<int64_t>& numels, int shards = 1);
 
 }  // namespace coatnet::train

@@ -5,20 +5,34 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 namespace coatnet::train {
 
-AdamW::AdamW(FlatParams& flat, AdamWOptions options) : flat_(flat), opt_(options) {
-  exp_avg = at::zeros_like(flat.values);
-  exp_avg_sq = at::zeros_like(flat.values);
+AdamW::AdamW(FlatParams& flat, AdamWOptions options)
+    : AdamW(flat, options, dist::Partition{0, 1, flat.numel()}, flat.grads) {}
+
+AdamW::AdamW(FlatParams& flat, AdamWOptions options, dist::Partition part, at::Tensor grads)
+    : flat_(flat), opt_(options), part_(part), grads_(std::move(grads)) {
+  if (part_.end() > flat.numel() || grads_.numel() != part_.shard)
+    throw std::invalid_argument("AdamW: the owned range [" + std::to_string(part_.begin()) + ", " +
+                                std::to_string(part_.end()) + ") of " +
+                                std::to_string(flat.numel()) + " flat elements, with " +
+                                std::to_string(grads_.numel()) + " gradient elements");
+  exp_avg = at::zeros({part_.shard}, flat.values.options());
+  exp_avg_sq = at::zeros({part_.shard}, flat.values.options());
   steps_ = at::zeros({}, flat.values.options());
+  // Runs of the owned range with and without decay, at offsets from its start.
   Group decay{opt_.weight_decay, {}}, no_decay{0.0, {}};
   for (const FlatEntry& e : flat.entries) {
+    const int64_t lo = std::max(e.offset, part_.begin()) - part_.begin();
+    const int64_t hi = std::min(e.offset + e.numel, part_.end()) - part_.begin();
+    if (hi <= lo) continue;
     std::vector<Run>& runs = (e.decay ? decay : no_decay).runs;
-    if (!runs.empty() && runs.back().offset + runs.back().numel == e.offset)
-      runs.back().numel += e.numel;
+    if (!runs.empty() && runs.back().offset + runs.back().numel == lo)
+      runs.back().numel += hi - lo;
     else
-      runs.push_back({e.offset, e.numel});
+      runs.push_back({lo, hi - lo});
   }
   for (Group* g : {&decay, &no_decay})
     if (!g->runs.empty()) groups_.push_back(std::move(*g));
@@ -31,8 +45,8 @@ void AdamW::step(double lr, const at::Tensor& found_inf) {
   for (const Group& g : groups_) {
     std::vector<at::Tensor> p, grad, m, v, steps;
     for (const Run& r : g.runs) {
-      p.push_back(flat_.values.narrow(0, r.offset, r.numel));
-      grad.push_back(flat_.grads.narrow(0, r.offset, r.numel));
+      p.push_back(flat_.values.narrow(0, part_.begin() + r.offset, r.numel));
+      grad.push_back(grads_.narrow(0, r.offset, r.numel));
       m.push_back(exp_avg.narrow(0, r.offset, r.numel));
       v.push_back(exp_avg_sq.narrow(0, r.offset, r.numel));
       steps.push_back(steps_);
@@ -53,8 +67,9 @@ void AdamW::set_steps(int64_t s) {
 }
 
 void AdamW::save(checkpoint::State& state) const {
-  state.flat.push_back({"exp_avg", exp_avg, nullptr});
-  state.flat.push_back({"exp_avg_sq", exp_avg_sq, nullptr});
+  const int64_t total = part_.sharded() ? flat_.numel() : -1;  // held in part, or whole
+  state.flat.push_back({"exp_avg", exp_avg, nullptr, part_.begin(), total});
+  state.flat.push_back({"exp_avg_sq", exp_avg_sq, nullptr, part_.begin(), total});
   state.optimizer_steps = steps();
 }
 
@@ -62,9 +77,16 @@ void AdamW::load(const checkpoint::State& state) {
   set_steps(state.optimizer_steps);
 }
 
-at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf) {
+at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf,
+                          dist::Comm* ranges_over) {
   at::NoGradGuard no_grad;
   at::Tensor norm = grads.norm();
+  if (ranges_over && ranges_over->size() > 1) {
+    // One element on the device: on NCCL an all-reduce ordered on the stream, no host wait.
+    at::Tensor squares = norm.square().reshape({1});
+    ranges_over->allreduce(squares, "gradient norm (ZeRO-1)");
+    norm = squares.sqrt().reshape({});
+  }
   found_inf.copy_(at::maximum(found_inf, norm.isfinite().logical_not().to(found_inf.dtype())));
   if (max_norm > 0) grads.mul_((max_norm / (norm + 1e-6)).clamp_max_(1.0));
   return norm;

@@ -2,7 +2,7 @@
 // none on norms, biases and bias tables), gradient clipping by global norm, and the learning
 // rate schedule (linear warm-up in steps, then cosine or linear decay to a minimum).
 //
-//   AdamW opt(flat, {.weight_decay = 0.05});
+//   AdamW opt(flat, {.weight_decay = 0.05});          // or, ZeRO-1: (flat, options, part, owned)
 //   at::Tensor found_inf = at::zeros({}, flat.values.options());   // 1 = skip this step
 //   at::Tensor norm = clip_grad_norm(flat.grads, 1.0, found_inf);
 //   opt.step(lr_at(schedule, step), found_inf);
@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "checkpoint/state.h"
+#include "dist/comm.h"
+#include "dist/partition.h"
 #include "train/flat_params.h"
 
 namespace coatnet::train {
@@ -29,19 +31,25 @@ struct AdamWOptions {
 
 // torch.optim.AdamW's update through ATen's fused kernel (_fused_adamw_, CPU and CUDA): one
 // multi-tensor launch per weight-decay group over contiguous runs of the flat buffer.
+// Under ZeRO-1 (train/zero.h) it owns one range of the flat buffer: the moments hold that range
+// only, `grads` is the reduced gradient of that range, and step() updates that range of the
+// parameters (the others are all-gathered from their owners afterwards).
 class AdamW {
  public:
-  AdamW(FlatParams& flat, AdamWOptions options);
+  AdamW(FlatParams& flat, AdamWOptions options);  // the whole buffer, flat.grads
+  AdamW(FlatParams& flat, AdamWOptions options, dist::Partition part, at::Tensor grads);
   // Updates every parameter unless found_inf (0-dim float32 on the parameters' device) is 1:
   // then parameters, moments and the step count stay as they were.
   void step(double lr, const at::Tensor& found_inf);
   int64_t steps() const;  // a host read: for checkpoints and reports, not for the loop
   void set_steps(int64_t s);
-  // The moments ("exp_avg", "exp_avg_sq") and the step count into a checkpoint's state; after a
-  // load, the step count back (the moments are loaded in place).
+  // The moments ("exp_avg", "exp_avg_sq": the owned range of a tensor laid out as
+  // FlatParams::values) and the step count into a checkpoint's state; after a load, the step
+  // count back (the moments are loaded in place).
   void save(checkpoint::State& state) const;
   void load(const checkpoint::State& state);
-  at::Tensor exp_avg, exp_avg_sq;  // the optimizer state, laid out as FlatParams::values
+  const dist::Partition& partition() const { return part_; }
+  at::Tensor exp_avg, exp_avg_sq;  // the optimizer state of the owned range
 
  private:
   struct Run {
@@ -53,6 +61,8 @@ class AdamW {
   };
   FlatParams& flat_;
   AdamWOptions opt_;
+  dist::Partition part_;
+  at::Tensor grads_;           // of the owned range
   std::vector<Group> groups_;  // maximal runs of the flat buffer with and without decay
   at::Tensor steps_;           // float32, 0-dim, on the parameters' device
 };
@@ -60,8 +70,10 @@ class AdamW {
 // Scales `grads` by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_ does
 // (max_norm 0 = off) and returns the norm before, as a 0-dim tensor on the device. A norm
 // that is not finite sets found_inf to 1 (the step is then skipped). The gradients are
-// already averaged over ranks, so this is the global norm on every rank.
-at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf);
+// already averaged over ranks, so this is the global norm on every rank. Under ZeRO-1 each
+// rank holds one range of them: pass the comm, and the squares are summed over the ranks.
+at::Tensor clip_grad_norm(at::Tensor& grads, double max_norm, at::Tensor& found_inf,
+                          dist::Comm* ranges_over = nullptr);
 
 struct ScheduleOptions {
   std::string type = "cosine";  // cosine | linear | constant

@@ -181,11 +181,10 @@ void save_final_weights(RunParts& run, const std::string& run_dir, bool root) {
     AveragedBnStats(net, *run.comm, run.loop.reduce_bn).keep();
     ema->swap();
   }
-  if (!root) return;
-  model::save_weights(net, (fs::path(run_dir) / "final.safetensors").string());
+  if (root) model::save_weights(net, (fs::path(run_dir) / "final.safetensors").string());
   if (ema) {
-    ema->swap();
-    model::save_weights(net, (fs::path(run_dir) / "final_ema.safetensors").string());
+    ema->swap();  // on every rank: under ZeRO-1 it gathers the EMA's ranges
+    if (root) model::save_weights(net, (fs::path(run_dir) / "final_ema.safetensors").string());
     ema->swap();
   }
 }

@@ -27,6 +27,10 @@ config::Config run_config(const config::Config& requested, const at::Device& dev
   configure_gpu_kernels(cfg, device);
   if (cfg.get_bool("checkpoint.enabled"))
     checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
+  const bool zero =
+      zero_enabled(cfg.get_string("optim.zero"), world.size(), cfg.get_bool("checkpoint.enabled"),
+                   cfg.get_string("checkpoint.backend"));
+  cfg.set(std::string("optim.zero=") + (zero ? "1" : "0"));
   if (cfg.get_string("train.resume") == "auto" && cfg.get_string("train.name").empty() &&
       cfg.get_string("checkpoint.dir").empty())
     throw std::invalid_argument(
@@ -82,6 +86,17 @@ data::LoaderOptions training_data(const config::Config& cfg, const dist::World& 
   return loader_options(cfg, world, true, workers, spec, device);
 }
 
+// The flat buffers' shards: one per rank under ZeRO-1 (optim.zero 1 with several ranks).
+int shards(const config::Config& cfg, const dist::Comm& comm) {
+  return cfg.get_string("optim.zero") == "1" ? comm.size() : 1;
+}
+
+// The reduced gradients AdamW reads: under ZeRO-1 this rank's range only, the target of the
+// buckets' reduce-scatter; else the flat gradient buffer itself.
+at::Tensor owned_grads(const FlatParams& flat, const dist::Partition& part) {
+  return part.sharded() ? at::zeros({part.shard}, flat.grads.options()) : flat.grads;
+}
+
 int64_t megabytes(const config::Config& cfg, const char* key) {
   return static_cast<int64_t>(cfg.get_float(key) * (1 << 20));
 }
@@ -97,19 +112,25 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
       precision(make_precision(cfg.get_string("precision.backend"))),
       spec(model::spec_from_config(cfg)),
       net(build_model(cfg, spec, device, progress)),
-      flat(*net),
+      flat(*net, shards(cfg, *comm)),
+      part(dist::Partition::even(flat.numel(), comm->rank() % shards(cfg, *comm),
+                                 shards(cfg, *comm))),
+      grads(owned_grads(flat, part)),
       buckets(flat.params(), flat.grads, flat.offsets(), *comm,
               megabytes(cfg, "dist.first_bucket_mb"), megabytes(cfg, "dist.bucket_mb")),
-      optimizer(flat, adamw_options(cfg)),
+      optimizer(flat, adamw_options(cfg), part, grads),
+      gather(flat.values, part, *comm),
       train_loader(training_data(cfg, world, workers, spec, device)),
       loop(
           loop_options(cfg, spec, train_loader.batches_per_epoch(), train_loader.dataset().size())),
       batch_prep_kernel(use_batch_prep_kernel(cfg, device, train_loader)) {
   broadcast_model(*net, flat, *comm);
+  if (part.sharded()) buckets.scatter_into(grads, part);
   if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
-    ema = std::make_unique<ModelEma>(flat, *net, cfg.get_float("train.ema_decay"));
+    ema =
+        std::make_unique<ModelEma>(flat, *net, cfg.get_float("train.ema_decay"), part, comm.get());
   check_dataset(train_loader, spec, cfg, "data.train");
   if (!cfg.get_strings("data.val").empty()) {
     val_loader =
@@ -145,7 +166,11 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
   return "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
          std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
          device.str() + ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
-         " gradient bucket(s); " + std::to_string(loop.total_steps) + " steps of " +
+         " gradient bucket(s)" +
+         (part.sharded()
+              ? ", optimizer state sharded over " + std::to_string(part.world) + " ranks (ZeRO-1)"
+              : std::string()) +
+         "; " + std::to_string(loop.total_steps) + " steps of " +
          std::to_string(loop.global_batch * loop.accum) + " images; run directory " + run_dir;
 }
 

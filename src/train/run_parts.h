@@ -27,6 +27,7 @@
 #include "train/precision.h"
 #include "train/report.h"
 #include "train/setup.h"
+#include "train/zero.h"
 #include "util/progress.h"
 
 namespace coatnet::dist {
@@ -52,11 +53,16 @@ class RunParts {
   const std::unique_ptr<Precision> precision;
   const model::ModelSpec spec;
   model::CoAtNet net;
-  FlatParams flat;
+  FlatParams flat;  // padded to world equal shards under ZeRO-1
+  // optim.zero: the range of the flat buffers this rank owns (all of them without ZeRO-1), and
+  // the reduced gradients of that range (flat.grads itself without ZeRO-1).
+  const dist::Partition part;
+  const at::Tensor grads;
   std::optional<dist::SyncBatchNormScope> sync_bn;  // dist.sync_bn
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0
+  ParamsGather gather;            // ZeRO-1: the updated ranges to every rank
   data::Loader train_loader;
   std::unique_ptr<data::Loader> val_loader;  // data.val given
   const LoopOptions loop;

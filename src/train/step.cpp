@@ -32,7 +32,9 @@ DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Lo
 ForwardBackward::Waits ForwardBackward::run(int64_t step) {
   Waits w;
   for (int64_t micro = 0; micro < loop_.accum; ++micro, ++micro_) {
-    data::Batch batch = loader_.next();
+    // The first micro-step's wait for data also drives ZeRO-1's parameter all-gather.
+    data::Batch batch =
+        micro == 0 ? loader_.next([this] { return gather_.poll(); }) : loader_.next();
     epoch = batch.epoch;
     w.data += batch.wait_seconds;
     data_hash_ += sample_hash(batch.indices);
@@ -42,6 +44,10 @@ ForwardBackward::Waits ForwardBackward::run(int64_t step) {
     const DeviceBatch in =
         on_device(batch, m, loader_, loop_.mix, device_,
                   batch_prep_ ? precision_.compute_dtype() : at::kFloat, batch_prep_);
+    if (micro == 0) {
+      gather_.wait();
+      w.comm += gather_.last_wait_s();
+    }
     at::Tensor loss;
     {
       auto autocast = precision_.autocast(device_);

@@ -17,6 +17,7 @@
 #include "model/coatnet.h"
 #include "train/precision.h"
 #include "train/setup.h"
+#include "train/zero.h"
 
 namespace coatnet::train {
 
@@ -37,14 +38,20 @@ DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Lo
 class ForwardBackward {
  public:
   struct Waits {
-    double data = 0, comm = 0;  // seconds waiting for the loader and for the all-reduces
+    // Seconds waiting for the loader, and for the collectives: the gradient buckets and
+    // (ZeRO-1) the parameter all-gather.
+    double data = 0, comm = 0;
   };
+  // `gather` (ZeRO-1) is waited for once a step's first batch is on the device, just before
+  // the forward pass reads the parameters.
   ForwardBackward(model::CoAtNetImpl& net, data::Loader& loader, dist::GradBuckets& buckets,
-                  Precision& precision, const LoopOptions& loop, const at::Device& device, int rank,
-                  bool batch_prep_kernel, int64_t first_micro_step)
+                  ParamsGather& gather, Precision& precision, const LoopOptions& loop,
+                  const at::Device& device, int rank, bool batch_prep_kernel,
+                  int64_t first_micro_step)
       : net_(net),
         loader_(loader),
         buckets_(buckets),
+        gather_(gather),
         precision_(precision),
         loop_(loop),
         device_(device),
@@ -67,6 +74,7 @@ class ForwardBackward {
   model::CoAtNetImpl& net_;
   data::Loader& loader_;
   dist::GradBuckets& buckets_;
+  ParamsGather& gather_;
   Precision& precision_;
   const LoopOptions& loop_;
   at::Device device_;

@@ -132,8 +132,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   StepTimes times;
   SkippedSteps skips(run.device, resumed ? resumed.manifest->skipped_steps : 0, loop.max_bad_steps);
   at::Tensor grad_norm;
-  ForwardBackward passes(*run.net, run.train_loader, run.buckets, *run.precision, loop, run.device,
-                         world.rank(), run.batch_prep_kernel, start_step * loop.accum);
+  ForwardBackward passes(*run.net, run.train_loader, run.buckets, run.gather, *run.precision, loop,
+                         run.device, world.rank(), run.batch_prep_kernel, start_step * loop.accum);
   int64_t epoch = resumed ? resumed.manifest->epoch : 0;
   const StopSignals stop_signals;
   // Stochastic depth and dropout draw from a generator reseeded every step from (seed, step),
@@ -159,13 +159,18 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     // Gradients are identical on every rank now, so every rank takes the same decision, and
     // takes it on the device: a non-finite gradient (fp16's check, or the norm) sets
     // found_inf, and the optimizer, the EMA and the loss scale read it there.
+    // Under ZeRO-1 each rank holds the reduced gradients of its own range (run.grads): the
+    // non-finite check is local, but the norm, and so found_inf, is summed over the ranges.
     at::Tensor& found_inf = skips.begin_step();
-    run.precision->unscale(run.flat.grads, found_inf);
-    grad_norm = clip_grad_norm(run.flat.grads, loop.clip, found_inf);
+    at::Tensor grads = run.grads;
+    run.precision->unscale(grads, found_inf);
+    grad_norm =
+        clip_grad_norm(grads, loop.clip, found_inf, run.part.sharded() ? run.comm.get() : nullptr);
     run.precision->update(found_inf);
     if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
     run.optimizer.step(lr, found_inf);
     if (run.ema) run.ema->update(found_inf);
+    run.gather.start();  // waited for before the next forward, evaluation or save
     skips.end_step();
     times.add(seconds_since(t_step), waits.data, waits.comm);
     profiler.after_step(step);
@@ -195,14 +200,17 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       times.close_window();
     }
     show_progress(progress, shown, loop.log_at(done));
-    if (loop.eval_at(done) && run.val_loader)
+    if (loop.eval_at(done) && run.val_loader) {
+      run.gather.wait();
       evaluate_and_record(run, done, epoch, summary, *metrics, progress);
+    }
     summary.steps = done;
     if (ckpt) ckpt->poll();
     // Every rank sees the same decision: a stop signal on any rank stops all of them here.
     maybe_stall(world.rank(), step, "boundary");
     const bool stop = world.max(stop_signals.received(), "stop-signal agreement") != 0;
     if (loop.save_at(done, stop)) {
+      run.gather.wait();
       settle_skipped(skips, *run.precision, progress, done);
       ckpt->save(resume_point(done, run.train_loader.state(), skips, summary), state.collect());
     }
@@ -213,6 +221,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       break;
     }
   }
+  run.gather.wait();
   if (ckpt) {
     ckpt->finish();
     summary.checkpoint_stall_s = ckpt->stall_s();

@@ -54,8 +54,10 @@ expect 1 "image_size 100 must be a multiple of 32" -- "$coatnet" info --model co
 expect 1 "layout 'CCXT' has 'X'" -- "$coatnet" info --model custom --set model.layout=CCXT
 # info --batch: the memory plan (test_memory_plan.cpp checks its figures)
 tiny=(--model custom --set model.depths=[1,1,1,1] --set model.widths=[16,32,32,64] --image-size 32)
-expect 0 '"memory":\{"world_size":4,"batch":10,"per_rank_batch":3,"precision":"fp32","params_bytes":' -- "$coatnet" info "${tiny[@]}" --batch 10 --world-size 4 --precision fp32 --json
-expect 0 "memory per rank: world size 2, batch 8 \(4 per rank\), bf16" -- "$coatnet" info "${tiny[@]}" --batch 8 --world-size 2
+expect 0 '"memory":\{"world_size":4,"batch":10,"per_rank_batch":3,"precision":"fp32","zero":1,"params_bytes":' -- "$coatnet" info "${tiny[@]}" --batch 10 --world-size 4 --precision fp32 --json
+expect 0 "memory per rank: world size 2, batch 8 \(4 per rank\), bf16, ZeRO-1" -- "$coatnet" info "${tiny[@]}" --batch 8 --world-size 2
+expect 0 '"precision":"fp32","zero":0,' -- "$coatnet" info "${tiny[@]}" --batch 8 --world-size 2 --zero 0 --precision fp32 --json
+expect 1 "--zero must be 0, 1 or auto, got '2'" -- "$coatnet" info "${tiny[@]}" --batch 8 --zero 2
 expect 1 "--batch must be a positive integer, got '0'" -- "$coatnet" info "${tiny[@]}" --batch 0
 expect 1 "--world-size must be a positive integer, got 'two'" -- "$coatnet" info "${tiny[@]}" --batch 8 --world-size two
 expect 1 "--precision must be fp32, bf16 or fp16, got 'fp8'" -- "$coatnet" info "${tiny[@]}" --batch 8 --precision fp8

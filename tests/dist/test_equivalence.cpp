@@ -16,12 +16,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
 
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
+#include "dist/partition.h"
 #include "dist/sync_bn.h"
 #include "dist/test_world.h"
 #include "model/coatnet.h"
@@ -47,9 +49,9 @@ model::CoAtNet seeded_model() {
 struct Replica {
   model::CoAtNet net;
   std::unique_ptr<train::FlatParams> flat;
-  Replica() : net(seeded_model()) {
+  explicit Replica(int shards = 1) : net(seeded_model()) {
     net->train();
-    flat = std::make_unique<train::FlatParams>(*net);
+    flat = std::make_unique<train::FlatParams>(*net, shards);
   }
   at::Tensor loss(const at::Tensor& x, const at::Tensor& soft) {
     return train::classification_loss(net->forward(x), soft, at::ones({x.size(0)}, at::kBool),
@@ -83,18 +85,28 @@ std::unique_ptr<dist::Comm> mpi_comm() {
 }
 
 // The gradient at W ranks × B: this rank's rows, its buckets all-reduced from autograd hooks.
-at::Tensor data_parallel_gradient(dist::Comm& comm, const GlobalBatch& batch, bool sync_bn) {
-  Replica r;
+// With `zero` (ZeRO-1) they are reduce-scattered instead: the range this rank owns (of the flat
+// buffer padded to W shards) holds the mean, the rest is undefined (set to NaN here).
+at::Tensor data_parallel_gradient(dist::Comm& comm, const GlobalBatch& batch, bool sync_bn,
+                                  bool zero = false) {
+  Replica r(zero ? comm.size() : 1);
   dist::GradBuckets buckets(r.flat->params(), r.flat->grads, r.flat->offsets(), comm, 16 << 10,
                             64 << 10);
   EXPECT_GE(buckets.buckets().size(), 3u) << "the test wants several buckets";
+  const auto part =
+      dist::Partition::even(r.flat->numel(), zero ? comm.rank() : 0, zero ? comm.size() : 1);
+  at::Tensor owned = at::empty({part.shard});
+  if (zero && comm.size() > 1) buckets.scatter_into(owned, part);
   std::optional<dist::SyncBatchNormScope> scope;
   if (sync_bn) scope.emplace(comm);
   buckets.zero();
   buckets.begin_backward(/*sync=*/true);
   r.loss(batch.rows(batch.images, comm.rank()), batch.rows(batch.soft, comm.rank())).backward();
   buckets.finish();
-  return r.flat->grads.clone();
+  if (!zero || comm.size() == 1) return r.flat->grads.clone();
+  at::Tensor out = at::full_like(r.flat->grads, std::nan(""));
+  out.narrow(0, part.begin(), part.shard).copy_(owned);
+  return out;
 }
 
 double l2(const at::Tensor& t) {
@@ -122,7 +134,8 @@ TEST(GradEquivalence, RanksWithSyncBnEqualOneBatchOfAllTheirImages) {
   EXPECT_LE(diff, bound) << "the all-reduced gradient is not the gradient of the global batch";
 }
 
-TEST(GradEquivalence, RanksWithoutSyncBnAverageTheGradientsOfTheirOwnRows) {
+namespace {
+void expect_mean_of_own_rows(bool zero) {
   auto comm = mpi_comm();
   const int w = comm->size();
   const GlobalBatch batch(w);
@@ -135,8 +148,15 @@ TEST(GradEquivalence, RanksWithoutSyncBnAverageTheGradientsOfTheirOwnRows) {
     sum += g;
     sum_abs += g.abs();
   }
-  const at::Tensor ref = sum / w;
-  const at::Tensor got = data_parallel_gradient(*comm, batch, /*sync_bn=*/false);
+  at::Tensor ref = sum / w;
+  at::Tensor got = data_parallel_gradient(*comm, batch, /*sync_bn=*/false, zero);
+  if (zero) {  // this rank's range of the reference, padded as the sharded buffer is
+    const auto part = dist::Partition::even(got.numel(), comm->rank(), w);
+    const int64_t pad = got.numel() - ref.numel();
+    ref = at::constant_pad_nd(ref, {0, pad}).narrow(0, part.begin(), part.shard);
+    sum_abs = at::constant_pad_nd(sum_abs, {0, pad}).narrow(0, part.begin(), part.shard);
+    got = got.narrow(0, part.begin(), part.shard);
+  }
 
   // Two orders of W additions, then a division each: 2(W-1)·u·Σ|gⱼ|/W + 2u·|g|.
   const at::Tensor bound =
@@ -144,13 +164,24 @@ TEST(GradEquivalence, RanksWithoutSyncBnAverageTheGradientsOfTheirOwnRows) {
   const at::Tensor diff = (got - ref).abs();
   if (comm->rank() == 0)
     std::printf(
-        "W=%d x %d vs the mean of the ranks' own gradients: max |dg| %.3e, "
+        "W=%d x %d vs the mean of the ranks' own gradients%s: max |dg| %.3e, "
         "elements over the bound: %lld\n",
-        w, kPerRank, diff.max().item<double>(),
+        w, kPerRank, zero ? " (reduce-scattered, ZeRO-1)" : "", diff.max().item<double>(),
         static_cast<long long>(diff.gt(bound).sum().item<int64_t>()));
   if (w <= 2)  // one addition: the same in any order, and halving is exact
     EXPECT_TRUE(at::equal(got, ref)) << "not bit-identical: max |dg| " << diff.max().item<double>();
   else
     EXPECT_TRUE(diff.le(bound).all().item<bool>())
         << "an element differs by more than the rounding of the sum's order";
+}
+}  // namespace
+
+TEST(GradEquivalence, RanksWithoutSyncBnAverageTheGradientsOfTheirOwnRows) {
+  expect_mean_of_own_rows(/*zero=*/false);
+}
+
+// ZeRO-1: each rank's range of the reduce-scattered buckets (buckets cross the ranges' borders)
+// holds the same mean, within the same bound.
+TEST(GradEquivalence, ReduceScatteredBucketsGiveEachRankItsRangeOfTheMean) {
+  expect_mean_of_own_rows(/*zero=*/true);
 }

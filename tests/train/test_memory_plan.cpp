@@ -1,12 +1,13 @@
 // train::plan_memory: the trainer's buffers equal to what FlatParams, AdamW and the EMA really
-// allocate, and a step's peak measured linear in the batch, smaller in bf16, with the model
-// left as it was (BatchNorm statistics, no gradients).
+// allocate (whole, and under ZeRO-1 at 3 ranks), and a step's peak measured linear in the batch,
+// smaller in bf16, with the model left as it was (BatchNorm statistics, no gradients).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "model/coatnet.h"
 #include "train/flat_params.h"
 #include "train/memory_plan.h"
+#include "train/optim.h"
 #include "train/tiny_spec.h"
 
 using namespace coatnet;
@@ -19,18 +20,27 @@ TEST(MemoryPlan, FlatBytesAlignEachParameterTo64Bytes) {
 
 TEST(MemoryPlan, TrainingStateIsWhatTheTrainerAllocates) {
   model::CoAtNet net(tiny_spec());
-  const train::MemoryPlan m = train::plan_memory(net, {4, at::kFloat, /*ema=*/true});
-  model::CoAtNet other(tiny_spec());
-  train::FlatParams flat(*other);
-  const int64_t flat_bytes = flat.values.numel() * 4;
-  EXPECT_EQ(m.params_bytes, flat_bytes);
-  EXPECT_EQ(m.grads_bytes, flat.grads.numel() * 4);
-  // exp_avg, exp_avg_sq (optim.cpp) and the decay mask (flat_params.cpp), all fp32 and flat.
-  EXPECT_EQ(m.optimizer_bytes, 3 * flat_bytes);
-  int64_t buffers = 0;
-  for (const at::Tensor& b : other->buffers()) buffers += b.numel() * b.element_size();
-  EXPECT_EQ(m.ema_bytes, flat_bytes + buffers);
-  EXPECT_EQ(train::plan_memory(net, {4, at::kFloat, false}).ema_bytes, 0);
+  for (const int world : {1, 3}) {
+    const bool zero = world > 1;
+    SCOPED_TRACE("world " + std::to_string(world) + (zero ? ", ZeRO-1" : ""));
+    const train::MemoryPlan m = train::plan_memory(net, {4, at::kFloat, /*ema=*/true, world, zero});
+    model::CoAtNet other(tiny_spec());
+    train::FlatParams flat(*other, world);  // as RunParts builds them (train/run_parts.cpp)
+    const auto part = dist::Partition::even(flat.numel(), world - 1, world);
+    const at::Tensor owned = zero ? at::zeros({part.shard}) : flat.grads;
+    train::AdamW adamw(flat, {}, part, owned);
+    EXPECT_EQ(m.params_bytes, flat.values.numel() * 4);
+    EXPECT_EQ(m.grads_bytes, (flat.grads.numel() + (zero ? owned.numel() : 0)) * 4);
+    EXPECT_EQ(m.optimizer_bytes, (adamw.exp_avg.numel() + adamw.exp_avg_sq.numel()) * 4);
+    int64_t buffers = 0;
+    for (const at::Tensor& b : other->buffers()) buffers += b.numel() * b.element_size();
+    EXPECT_EQ(m.ema_bytes, part.shard * 4 + buffers);  // ModelEma keeps the owned range
+    EXPECT_EQ(train::plan_memory(net, {4, at::kFloat, false, world, zero}).ema_bytes, 0);
+  }
+  // The goal of ZeRO-1: the optimizer state per rank falls as 1/W.
+  const int64_t one = train::plan_memory(net, {1, at::kFloat, false, 1, false}).optimizer_bytes;
+  const int64_t eight = train::plan_memory(net, {1, at::kFloat, false, 8, true}).optimizer_bytes;
+  EXPECT_NEAR(static_cast<double>(eight) / one, 1.0 / 8, 0.01);
 }
 
 TEST(MemoryPlan, ActivationsScaleWithTheBatchAndShrinkInBfloat16) {
