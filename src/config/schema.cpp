@@ -25,11 +25,14 @@ std::vector<KeySpec> build() {
   return {
       // model -----------------------------------------------------------------------------
       key("model.name", K::String, "coatnet_0_224",
-          "variant (coatnet_0_224..coatnet_4_224, coatnet_0_rw_224, coatnet_nano_rw_224) or "
+          "variant (coatnet_0_224..coatnet_7_224, coatnet_0_rw_224, coatnet_nano_rw_224) or "
           "'custom'"),
       key("model.layout", K::String, "",
           "block types of stages S1-S4, e.g. CCTT; empty keeps the variant's"),
       key("model.depths", K::IntList, "[]", "blocks per stage; empty keeps the variant's", 1, 256),
+      key("model.strides", K::IntList, "[]",
+          "per stage: 2 downsamples, 1 keeps the resolution; empty keeps the variant's (2 each)", 1,
+          2),
       key("model.widths", K::IntList, "[]", "channels per stage; empty keeps the variant's", 8,
           16384),
       key("model.stem_width", K::Int, "0", "stem channels; 0 keeps the variant's", 0, 16384),

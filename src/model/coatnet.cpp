@@ -14,7 +14,7 @@ namespace coatnet::model {
 StageImpl::StageImpl(const StageOptions& o) {
   blocks = torch::nn::Sequential();
   for (int i = 0; i < o.depth(); ++i) {
-    const int stride = i == 0 ? 2 : 1;
+    const int stride = i == 0 ? o.stride() : 1;
     const int block_in = i == 0 ? o.in() : o.out();
     const double drop = o.drop_path().empty() ? 0.0 : o.drop_path().at(i);
     switch (o.type()) {
@@ -67,9 +67,10 @@ CoAtNetImpl::CoAtNetImpl(const ModelSpec& s) : spec(s) {
   stages = register_module("stages", torch::nn::ModuleList());
   int in = spec.stem_widths.back(), grid = spec.image_size / 2, first = 0;
   for (size_t i = 0; i < spec.layout.size(); ++i) {
-    grid /= 2;
+    grid /= spec.stride(i);
     std::vector<double> stage_rates(rates.begin() + first, rates.begin() + first + spec.depths[i]);
     stages->push_back(Stage(StageOptions(in, spec.widths[i], spec.block_type(i), spec.depths[i])
+                                .stride(spec.stride(i))
                                 .grid(grid)
                                 .drop_path(stage_rates)
                                 .conv(spec.conv)
@@ -137,7 +138,7 @@ std::vector<StageShape> stage_shapes(const ModelSpec& spec) {
   int side = spec.image_size / 2;
   out.push_back({"stem", spec.stem_widths.back(), side, side});
   for (size_t i = 0; i < spec.layout.size(); ++i) {
-    side /= 2;
+    side /= spec.stride(i);
     out.push_back({"stages." + std::to_string(i), spec.widths[i], side, side});
   }
   return out;

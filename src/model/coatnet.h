@@ -24,6 +24,7 @@ struct StageOptions {
   TORCH_ARG(int, out);
   TORCH_ARG(BlockType, type);
   TORCH_ARG(int, depth);
+  TORCH_ARG(int, stride) = 2;                 // of the first block: 2 downsamples, 1 keeps
   TORCH_ARG(int, grid) = 0;                   // output feature map side (bias tables of T blocks)
   TORCH_ARG(std::vector<double>, drop_path);  // per block; empty: none
   TORCH_ARG(ConvBlockSpec, conv);

@@ -130,13 +130,13 @@ at::Tensor LayerNorm2dImpl::forward(const at::Tensor& x) {
   return y.permute({0, 3, 1, 2});
 }
 
-Downsample2dImpl::Downsample2dImpl(const Downsample2dOptions& o) {
+Downsample2dImpl::Downsample2dImpl(const Downsample2dOptions& o) : pool(o.pool()) {
   if (o.in() != o.out())
     expand = register_module("expand", make_conv(o.in(), o.out(), 1, 1, o.bias()));
 }
 
 at::Tensor Downsample2dImpl::forward(const at::Tensor& x) {
-  at::Tensor y = at::avg_pool2d(x, {2, 2}, {2, 2});
+  at::Tensor y = pool ? at::avg_pool2d(x, {2, 2}, {2, 2}) : x;
   return expand ? conv(expand, y) : y;
 }
 

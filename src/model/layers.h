@@ -75,18 +75,22 @@ class LayerNorm2dImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LayerNorm2d);
 
-// 2x2 average pooling, then a 1x1 conv when the width changes (timm's Downsample2d, avg2).
+// 2x2 average pooling, then a 1x1 conv when the width changes (timm's Downsample2d, avg2). A
+// block that keeps the resolution but changes the width (stride 1: CoAtNet-6/7's transformer
+// part of S3) has the 1x1 conv only (pool false).
 struct Downsample2dOptions {
   Downsample2dOptions(int in, int out) : in_(in), out_(out) {}
   TORCH_ARG(int, in);
   TORCH_ARG(int, out);
   TORCH_ARG(bool, bias) = true;  // of the 1x1 conv
+  TORCH_ARG(bool, pool) = true;
 };
 class Downsample2dImpl : public torch::nn::Module {
  public:
   explicit Downsample2dImpl(const Downsample2dOptions& options);
   at::Tensor forward(const at::Tensor& x);
   torch::nn::Conv2d expand{nullptr};
+  bool pool = true;
 };
 TORCH_MODULE(Downsample2d);
 

@@ -7,9 +7,11 @@ namespace coatnet::model {
 MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
   const ConvBlockSpec& s = o.spec();
   int mid = make_divisible((s.expand_output ? o.out() : o.in()) * s.expand_ratio);
-  if (o.stride() == 2)
+  if (o.stride() == 2 || o.in() != o.out())  // stride 1: a width change, projected
     shortcut = register_module(
-        "shortcut", Downsample2d(Downsample2dOptions(o.in(), o.out()).bias(s.output_bias)));
+        "shortcut",
+        Downsample2d(
+            Downsample2dOptions(o.in(), o.out()).bias(s.output_bias).pool(o.stride() == 2)));
   int stride_1x1 = s.stride_mode == StrideMode::Conv1x1 ? o.stride() : 1;
   int stride_dw = s.stride_mode == StrideMode::Dw ? o.stride() : 1;
   pre_norm = register_module("pre_norm", make_bn(o.in(), s.bn_eps));

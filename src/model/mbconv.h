@@ -23,7 +23,7 @@ class MbConvImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x);
 
   MbConvOptions options;
-  Downsample2d shortcut{nullptr};  // only when stride 2
+  Downsample2d shortcut{nullptr};  // when stride 2 or the width changes
   torch::nn::BatchNorm2d pre_norm{nullptr}, norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1_1x1{nullptr}, conv2_kxk{nullptr}, conv3_1x1{nullptr};
   SqueezeExcite se{nullptr};  // registered as "se_early" when it precedes norm2

@@ -44,8 +44,10 @@ TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : option
                      {{"norm", norm},
                       {"down", torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2))}}));
   } else {
-    TORCH_CHECK(o.in() == o.out(), "a stride-1 transformer block keeps its width, got ", o.in(),
-                " -> ", o.out());
+    if (o.in() != o.out())  // a width change at full resolution: the shortcut is projected
+      shortcut = register_module(
+          "shortcut",
+          Downsample2d(Downsample2dOptions(o.in(), o.out()).bias(s.shortcut_bias).pool(false)));
     norm1 = register_module("norm1", norm);
   }
   attn = register_module("attn", Attention2d(o.in(), o.out(), o.grid(), o.grid(), s));

@@ -20,6 +20,15 @@ ModelSpec paper(const std::string& name, std::vector<int> depths, std::vector<in
   return s;
 }
 
+// CoAtNet-6/7: the paper's S3 as an MBConv stage and a stride-1 transformer stage.
+ModelSpec paper_mixed_s3(const std::string& name, std::vector<int> depths,
+                         std::vector<int> widths) {
+  ModelSpec s = paper(name, std::move(depths), std::move(widths), 192);
+  s.layout = "CCCTT";
+  s.strides = {2, 2, 2, 1, 2};
+  return s;
+}
+
 // timm's "rw" CoAtNets predate the paper's code: SiLU convs, expansion from input width,
 // qkv at the input width. Their differences are listed in timm's _rw_coat_cfg/_rw_max_cfg.
 ModelSpec rw_base(const std::string& name) {
@@ -67,6 +76,23 @@ const std::vector<Variant>& variants() {
       {"coatnet_5_224",
        [](const char* n) {
          return paper(n, {2, 12, 28, 2}, {256, 512, 1280, 2048}, 192);
+       }},
+      // CoAtNet-6 and -7, pre-trained on JFT-3B in the paper (its appendix, "CoAtNet-6/7":
+      // 1.47B and 2.44B parameters). Stage S3 holds MBConv blocks followed by transformer blocks
+      // at twice the width: "2/3 of the MBConv blocks of S2" moved into S3 with their hidden
+      // size doubled. Here S3 is two stages, the MBConv part downsampling and the transformer
+      // part keeping the resolution (stride 1):
+      //   CoAtNet-6: S0 192, S1 2×C 192, S2 4×C 384, S3 8×C 768 + 42×T 1536, S4 2×T 3072
+      //   CoAtNet-7: S0 192, S1 2×C 256, S2 4×C 512, S3 8×C 1024 + 42×T 2048, S4 2×T 3072
+      // The appendix table itself was not at hand: these are reconstructed from its text and
+      // checked by their parameter counts, 1.468B and 2.439B (test Variants.PaperParameterCounts).
+      {"coatnet_6_224",
+       [](const char* n) {
+         return paper_mixed_s3(n, {2, 4, 8, 42, 2}, {192, 384, 768, 1536, 3072});
+       }},
+      {"coatnet_7_224",
+       [](const char* n) {
+         return paper_mixed_s3(n, {2, 4, 8, 42, 2}, {256, 512, 1024, 2048, 3072});
        }},
       {"coatnet_0_rw_224",
        [](const char* n) {
@@ -136,25 +162,42 @@ void ModelSpec::validate() const {
            std::to_string(i + 1) + " is not a multiple of dim_head " +
            std::to_string(transformer.dim_head));
   }
+  if (!strides.empty() && strides.size() != n)
+    fail("strides has " + std::to_string(strides.size()) + " entries but layout '" + layout +
+         "' has " + std::to_string(n) + " stages");
+  for (size_t i = 0; i < strides.size(); ++i)
+    if (strides[i] != 1 && strides[i] != 2)
+      fail("strides[" + std::to_string(i) + "] = " + std::to_string(strides[i]) +
+           ": a stage downsamples by 2 or keeps the resolution (1)");
   if (stem_widths.empty() || stem_widths.size() > 2) fail("stem_widths needs 1 or 2 entries");
-  int reduction = 2 << n;  // stem /2, then /2 per stage
-  if (image_size % reduction != 0)
+  const int r = reduction();
+  if (image_size % r != 0)
     fail("image_size " + std::to_string(image_size) + " must be a multiple of " +
-         std::to_string(reduction) + " (stem /2 and " + std::to_string(n) +
-         " stages /2 each); try " + std::to_string((image_size / reduction + 1) * reduction));
+         std::to_string(r) + " (stem /2 and each stage by its stride); try " +
+         std::to_string((image_size / r + 1) * r));
   if (num_classes < 1) fail("num_classes = " + std::to_string(num_classes));
   if (in_chans < 1) fail("in_chans = " + std::to_string(in_chans));
   if (drop_path < 0 || drop_path >= 1) fail("drop_path = " + std::to_string(drop_path));
+}
+
+int ModelSpec::reduction() const {
+  int r = 2;  // the stem
+  for (size_t i = 0; i < layout.size(); ++i) r *= stride(i);
+  return r;
 }
 
 ModelSpec spec_from_config(const config::Config& cfg) {
   std::string name = cfg.get_string("model.name");
   ModelSpec s = variant(name == "custom" ? "coatnet_0_224" : name);
   if (name == "custom") s.name = "custom";
-  if (!cfg.get_string("model.layout").empty()) s.layout = cfg.get_string("model.layout");
+  if (!cfg.get_string("model.layout").empty()) {
+    s.layout = cfg.get_string("model.layout");
+    if (s.strides.size() != s.layout.size()) s.strides.clear();  // another number of stages
+  }
   auto ints = [](const std::vector<int64_t>& v) { return std::vector<int>(v.begin(), v.end()); };
   if (!cfg.get_ints("model.depths").empty()) s.depths = ints(cfg.get_ints("model.depths"));
   if (!cfg.get_ints("model.widths").empty()) s.widths = ints(cfg.get_ints("model.widths"));
+  if (!cfg.get_ints("model.strides").empty()) s.strides = ints(cfg.get_ints("model.strides"));
   if (cfg.get_int("model.stem_width") > 0) {
     int w = static_cast<int>(cfg.get_int("model.stem_width"));
     s.stem_widths = {w, w};

@@ -1,5 +1,6 @@
-// CoAtNet architectures as data: the paper's Table 3 (coatnet_0..4_224), timm's variants with
-// public weights (coatnet_0_rw_224, coatnet_nano_rw_224), and custom layouts built from them.
+// CoAtNet architectures as data: the paper's Table 3 (coatnet_0..4_224), CoAtNet-5 as timm
+// defines it, CoAtNet-6/7 of the paper's appendix, timm's variants with public weights
+// (coatnet_0_rw_224, coatnet_nano_rw_224), and custom layouts built from them.
 #pragma once
 
 #include <string>
@@ -44,6 +45,10 @@ struct ModelSpec {
   std::string name = "coatnet_0_224";
   std::string layout = "CCTT";  // block type of stages S1..S4: C = MBConv, T = transformer
   std::vector<int> depths{2, 3, 5, 2};
+  // Each stage's downsampling: 2 (the first block halves the resolution) or 1 (it keeps it, and
+  // projects the shortcut when the width changes). Empty: 2 for every stage. CoAtNet-6/7 split
+  // the paper's S3 into an MBConv stage and a stride-1 transformer stage.
+  std::vector<int> strides;
   std::vector<int> widths{96, 192, 384, 768};
   std::vector<int> stem_widths{64, 64};  // conv1 and conv2 outputs of the stem
   int head_hidden = 768;                 // 0: final norm + linear; >0: norm + tanh MLP + linear
@@ -57,8 +62,10 @@ struct ModelSpec {
 
   // Throws std::invalid_argument naming the field and value when the spec cannot be built.
   void validate() const;
-  // Stage i's block type, from `layout` (validated).
+  // Stage i's block type, from `layout` (validated), and its stride.
   BlockType block_type(size_t stage) const;
+  int stride(size_t stage) const { return strides.empty() ? 2 : strides.at(stage); }
+  int reduction() const;  // input size / final feature map size
 };
 
 // The names of the table of variants in variants.cpp, in its order.

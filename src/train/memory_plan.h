@@ -34,19 +34,27 @@ struct MemoryPlan {
   }
 };
 
+// How a step's working memory is measured: on the model itself, or on copies of it with one and
+// two blocks per stage, extrapolated to its depths (blocks after the first in a stage have the
+// same shapes, so what they keep for backward adds up). Auto: by depth for models of more than
+// kDirectMaxParameters parameters (CoAtNet-6/7 would need their weights and gradients twice).
+enum class StepMeasure { Auto, Direct, ByDepth };
+constexpr int64_t kDirectMaxParameters = 1'000'000'000;
+
 struct MemoryPlanOptions {
   int64_t per_rank_batch = 1;
   at::ScalarType dtype = at::kFloat;  // the compute dtype: float (fp32), bfloat16, half
   bool ema = false;
   int world = 1;      // ranks
   bool zero = false;  // optim.zero 1: the optimizer state split over them
+  StepMeasure measure = StepMeasure::Auto;
 };
 
 // The trainer's buffers from `net`'s parameters (their shapes only), and a training step's peak
 // (forward and backward) measured with PyTorch's profiler (memory events) on the CPU at 1 and 2
 // images in training mode under autocast to `dtype`: the difference is one image's, the rest
-// batch-independent. `net` runs two steps and is left as it was (BatchNorm statistics and
-// gradients too).
+// batch-independent. `net` runs two steps (measured directly) and is left as it was (BatchNorm
+// statistics and gradients too).
 MemoryPlan plan_memory(model::CoAtNet& net, const MemoryPlanOptions& options);
 
 // Bytes of the flat fp32 layout of these parameter sizes (FlatParams' 64-byte alignment), padded

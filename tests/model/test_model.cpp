@@ -3,6 +3,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
 #include "model/coatnet.h"
 #include "model/layers.h"
 
@@ -107,6 +111,71 @@ TEST(Model, StochasticDepthOnlyInTraining) {
   CoAtNet plain(spec);
   plain->train();
   EXPECT_TRUE(at::equal(plain->forward(x), plain->forward(x)));
+}
+
+namespace {
+// Parameters of `spec` without building it whole: blocks after the first in a stage all have
+// the same shapes, so count = (every stage of depth 1) + Σ (depth - 1) × (one more block there).
+// Lets a test check CoAtNet-6/7 (6 and 10 GB of fp32 weights) in a few seconds.
+int64_t count_by_depth(ModelSpec spec) {
+  const std::vector<int> depths = spec.depths;
+  std::fill(spec.depths.begin(), spec.depths.end(), 1);
+  CoAtNet one(spec);
+  const int64_t base = count_parameters(*one);
+  int64_t total = base;
+  for (size_t i = 0; i < depths.size(); ++i) {
+    ModelSpec two = spec;
+    two.depths[i] = 2;
+    CoAtNet net(two);
+    total += (depths[i] - 1) * (count_parameters(*net) - base);
+  }
+  return total;
+}
+}  // namespace
+
+// CoAtNet-6 and -7 (the paper's appendix: 1.47B and 2.44B parameters; S3 = MBConv blocks, then
+// transformer blocks at twice the width and the same resolution).
+TEST(Model, PaperCoAtNet6And7ParameterCounts) {
+  EXPECT_EQ(count_by_depth(variant("coatnet_5_224")), 687472008) << "the extrapolation is exact";
+  for (auto [name, paper] :
+       {std::pair{"coatnet_6_224", 1.47e9}, std::pair{"coatnet_7_224", 2.44e9}}) {
+    const double n = static_cast<double>(count_by_depth(variant(name)));
+    std::printf("%s: %.4fB parameters, the paper's %.2fB (%+.2f%%)\n", name, n / 1e9, paper / 1e9,
+                100 * (n / paper - 1));
+    EXPECT_NEAR(n / paper, 1.0, 0.01) << name;
+  }
+}
+
+// A stride-1 stage keeps the resolution; its first block projects the shortcut when the width
+// changes (CoAtNet-6/7's transformer part of S3; an MBConv stage alike).
+TEST(Model, StrideOneStagesKeepTheResolution) {
+  ModelSpec spec = variant("coatnet_7_224");
+  spec.depths = {1, 1, 2, 2, 1};
+  spec.widths = {16, 32, 48, 64, 64};  // S2 -> S3 and S3 -> S4 change the width
+  spec.stem_widths = {16, 16};
+  spec.image_size = 64;
+  spec.layout = "CCCTT";
+  for (const std::vector<int>& strides : {std::vector<int>{2, 2, 2, 1, 2}, {2, 2, 1, 2, 2}}) {
+    spec.strides = strides;
+    CoAtNet net(spec);
+    auto shapes = run_stages(net, 64);
+    int side = 32;
+    for (size_t i = 0; i < strides.size(); ++i) {
+      side /= strides[i];
+      EXPECT_EQ(shapes[i + 1], (std::vector<int64_t>{1, spec.widths[i], side, side})) << i;
+      EXPECT_EQ(stage_shapes(spec)[i + 1].height, side);
+    }
+    net->train();
+    at::Tensor loss = net->forward(at::randn({2, 3, 64, 64})).square().mean();
+    loss.backward();
+    for (const auto& p : net->named_parameters())
+      EXPECT_TRUE(p.value().grad().defined()) << p.key() << " took no part";
+  }
+  ModelSpec bad = spec;
+  bad.strides = {2, 2, 3, 2, 2};
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+  bad.strides = {2, 2};
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
 }
 
 TEST(Model, CustomLayoutsBuildAndRun) {

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "model/coatnet.h"
 #include "train/flat_params.h"
 #include "train/memory_plan.h"
@@ -59,6 +61,30 @@ TEST(MemoryPlan, ActivationsScaleWithTheBatchAndShrinkInBfloat16) {
   EXPECT_GT(b16.step_fixed_bytes, f32.step_fixed_bytes);
   // Measured, so deterministic: the same model measured again gives the same bytes.
   EXPECT_EQ(train::plan_memory(net, {8, at::kFloat, false}).per_image_bytes, f32.per_image_bytes);
+}
+
+// CoAtNet-6/7 are planned from copies with one and two blocks per stage: on a model small enough
+// to measure both ways, that agrees with measuring the model itself.
+TEST(MemoryPlan, ByDepthAgreesWithTheDirectMeasurement) {
+  model::ModelSpec spec = tiny_spec();
+  spec.depths = {2, 3, 3, 2};
+  model::CoAtNet net(spec);
+  for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    train::MemoryPlanOptions o{8, dtype, false};
+    o.measure = train::StepMeasure::Direct;
+    const train::MemoryPlan direct = train::plan_memory(net, o);
+    o.measure = train::StepMeasure::ByDepth;
+    const train::MemoryPlan by_depth = train::plan_memory(net, o);
+    std::printf("%s per image: direct %lld, by depth %lld bytes; fixed %lld, %lld\n",
+                dtype == at::kFloat ? "fp32" : "bf16",
+                static_cast<long long>(direct.per_image_bytes),
+                static_cast<long long>(by_depth.per_image_bytes),
+                static_cast<long long>(direct.step_fixed_bytes),
+                static_cast<long long>(by_depth.step_fixed_bytes));
+    EXPECT_NEAR(static_cast<double>(by_depth.per_image_bytes) / direct.per_image_bytes, 1.0, 0.05);
+    EXPECT_NEAR(static_cast<double>(by_depth.total()) / direct.total(), 1.0, 0.05);
+    EXPECT_EQ(by_depth.params_bytes, direct.params_bytes);  // the state from the shapes alike
+  }
 }
 
 TEST(MemoryPlan, LeavesTheModelAsItWas) {
