@@ -78,6 +78,7 @@ json::Value train_record(const TrainFigures& f, const StepTimes& window) {
   rec["step_s"] = window.time / n;
   rec["data_wait_s"] = window.data / n;
   rec["comm_wait_s"] = window.comm / n;
+  if (window.gather >= 0) rec["param_gather_wait_s"] = window.gather / n;  // ZeRO-1 only
   rec["elapsed_s"] = f.elapsed_s;
   return rec;
 }

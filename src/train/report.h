@@ -3,6 +3,7 @@
 // progress — a live bar on a terminal, plain periodic lines otherwise (logs, Slurm).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -34,12 +35,14 @@ class MetricsLog {
 // the window since the last log step, and in all.
 struct StepTimes {
   double time = 0, data = 0, comm = 0;  // the window
+  double gather = -1;  // of comm: ZeRO-1's parameter all-gather (< 0: not sharded, not reported)
   int64_t steps = 0;
   double total_time = 0, total_data = 0, total_comm = 0;
-  void add(double step_s, double data_s, double comm_s) {
+  void add(double step_s, double data_s, double comm_s, double gather_s = -1) {
     time += step_s;
     data += data_s;
     comm += comm_s;
+    gather = gather_s < 0 ? -1 : std::max(gather, 0.0) + gather_s;
     ++steps;
   }
   void close_window() {  // at a log step, once its record is written
@@ -47,6 +50,7 @@ struct StepTimes {
     total_data += data;
     total_comm += comm;
     time = data = comm = 0;
+    gather = -1;
     steps = 0;
   }
 };

@@ -47,6 +47,7 @@ ForwardBackward::Waits ForwardBackward::run(int64_t step) {
     if (micro == 0) {
       gather_.wait();
       w.comm += gather_.last_wait_s();
+      w.gather += gather_.last_wait_s();
     }
     at::Tensor loss;
     {

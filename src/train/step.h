@@ -39,8 +39,8 @@ class ForwardBackward {
  public:
   struct Waits {
     // Seconds waiting for the loader, and for the collectives: the gradient buckets and
-    // (ZeRO-1) the parameter all-gather.
-    double data = 0, comm = 0;
+    // (ZeRO-1) the parameter all-gather, which `gather` also counts alone.
+    double data = 0, comm = 0, gather = 0;
   };
   // `gather` (ZeRO-1) is waited for once a step's first batch is on the device, just before
   // the forward pass reads the parameters.

@@ -172,7 +172,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     if (run.ema) run.ema->update(found_inf);
     run.gather.start();  // waited for before the next forward, evaluation or save
     skips.end_step();
-    times.add(seconds_since(t_step), waits.data, waits.comm);
+    times.add(seconds_since(t_step), waits.data, waits.comm,
+              run.part.sharded() ? waits.gather : -1);
     profiler.after_step(step);
 
     const int64_t done = step + 1;

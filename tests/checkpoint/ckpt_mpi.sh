@@ -336,6 +336,9 @@ zero)
     grep -q "optimizer state sharded over $np ranks (ZeRO-1)" "$work/z1w$np.log" ||
       { cat "$work/z1w$np.log"; fail "W=$np: optim.zero=1 did not shard"; }
     ! grep -q "ZeRO-1" "$work/z0w$np.log" || fail "W=$np: optim.zero=0 sharded"
+    # The parameter all-gather's wait is reported under ZeRO-1 only.
+    grep -q '"param_gather_wait_s"' "$work/runs/z1w$np/metrics.jsonl" || fail "no param_gather_wait_s"
+    ! grep -q '"param_gather_wait_s"' "$work/runs/z0w$np/metrics.jsonl" || fail "zero 0 reports a gather"
     # Rank r's shard holds only its range of the moments: 1/W of them each.
     "$py" - "$(ckroot z1w$np)/step-00000010/manifest.yaml" "$np" <<'PY' || fail "W=$np: moments not 1/W per shard"
 import re, sys
