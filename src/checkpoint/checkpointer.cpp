@@ -206,12 +206,19 @@ struct Checkpointer::InFlight {
   }
 };
 
+namespace {
+// Whether every model entry sits at the offset the checkpoint saved it at (the tensors may still
+// differ in length: end padding for another world size).
+bool same_offsets(const std::vector<LayoutEntry>& saved, const std::vector<LayoutEntry>& model) {
+  for (size_t i = 0; i < model.size(); ++i)
+    if (saved[i].offset != model[i].offset) return false;
+  return true;
+}
+}  // namespace
+
 void place_flat(const at::Tensor& saved, const std::vector<LayoutEntry>& saved_layout,
                 at::Tensor dst, const std::vector<LayoutEntry>& model_layout) {
-  bool same = saved.numel() == dst.numel();
-  for (size_t i = 0; same && i < model_layout.size(); ++i)
-    same = saved_layout[i].offset == model_layout[i].offset;
-  if (same) {
+  if (saved.numel() == dst.numel() && same_offsets(saved_layout, model_layout)) {
     dst.copy_(saved);
     return;
   }
@@ -231,10 +238,8 @@ void read_flat_range(const std::string& dir, const Manifest& m, const std::strin
   const int64_t n = m.tensor(name)->numel, len = dst.numel();
   at::Tensor host = at::zeros({len}, at::kFloat);  // the padding stays zero
   float* out = host.data_ptr<float>();
-  bool same = true;
-  for (size_t i = 0; same && i < model_layout.size(); ++i)
-    same = saved_layout[i].offset == model_layout[i].offset;
-  if (same) {  // one read; the saved tensor may be shorter or longer (padding for another W)
+  if (same_offsets(saved_layout, model_layout)) {  // one read; the saved tensor may be shorter or
+                                                   // longer (padding for another W)
     const int64_t end = std::min(begin + len, n);
     if (end > begin) read_tensor(dir, m, name, begin, end, out);
   } else {  // entry by entry, each from its saved offset

@@ -91,6 +91,11 @@ int shards(const config::Config& cfg, const dist::Comm& comm) {
   return cfg.get_string("optim.zero") == "1" ? comm.size() : 1;
 }
 
+// The range of them this rank owns: all of it with one shard.
+dist::Partition owned_range(const FlatParams& flat, const dist::Comm& comm, int shards) {
+  return dist::Partition::even(flat.numel(), shards > 1 ? comm.rank() : 0, shards);
+}
+
 // The reduced gradients AdamW reads: under ZeRO-1 this rank's range only, the target of the
 // buckets' reduce-scatter; else the flat gradient buffer itself.
 at::Tensor owned_grads(const FlatParams& flat, const dist::Partition& part) {
@@ -113,8 +118,7 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
       spec(model::spec_from_config(cfg)),
       net(build_model(cfg, spec, device, progress)),
       flat(*net, shards(cfg, *comm)),
-      part(dist::Partition::even(flat.numel(), comm->rank() % shards(cfg, *comm),
-                                 shards(cfg, *comm))),
+      part(owned_range(flat, *comm, shards(cfg, *comm))),
       grads(owned_grads(flat, part)),
       buckets(flat.params(), flat.grads, flat.offsets(), *comm,
               megabytes(cfg, "dist.first_bucket_mb"), megabytes(cfg, "dist.bucket_mb")),

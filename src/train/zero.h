@@ -47,7 +47,6 @@ class ParamsGather {
   double window_s() const { return window_s_; }
   double last_wait_s() const { return last_wait_s_; }
   bool overlapped() const { return overlapped_; }
-  bool in_flight() const { return static_cast<bool>(work_); }
 
  private:
   at::Tensor values_;

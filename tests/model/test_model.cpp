@@ -9,6 +9,7 @@
 
 #include "model/coatnet.h"
 #include "model/layers.h"
+#include "train/tiny_spec.h"
 
 using namespace coatnet::model;
 
@@ -181,16 +182,10 @@ TEST(Model, StrideOneStagesKeepTheResolution) {
 TEST(Model, CustomLayoutsBuildAndRun) {
   int64_t previous = -1;
   for (const char* layout : {"CCCC", "CCCT", "CCTT", "CTTT"}) {
-    ModelSpec spec = variant("coatnet_0_224");
-    spec.name = "custom";
+    ModelSpec spec = coatnet::test::tiny_spec();  // 32 px, 1 channel, 10 classes
     spec.layout = layout;
     spec.depths = {1, 1, 2, 1};
     spec.widths = {32, 64, 96, 128};
-    spec.stem_widths = {16, 16};
-    spec.head_hidden = 0;
-    spec.image_size = 32;
-    spec.in_chans = 1;
-    spec.num_classes = 10;
     CoAtNet net(spec);
     net->eval();
     at::NoGradGuard no_grad;
