@@ -116,7 +116,9 @@ std::vector<KeySpec> build() {
              "auto: the GPU of this rank's local rank when CUDA is available, else the CPU"),
       key("train.cuda_kernels", K::StringList, "[]",
           "opt-in CUDA kernels of src/cuda (GPU runs): batch_prep (uint8 batch -> normalise -> "
-          "Mixup/CutMix -> the autocast dtype, channels-last, in one pass)"),
+          "Mixup/CutMix -> the autocast dtype, channels-last, in one pass), bn_gelu (BatchNorm + "
+          "GELU of the MBConv blocks and the stem fused, forward and backward; channels-last, "
+          "without dist.sync_bn)"),
       key("train.profile_steps", K::Int, "0",
           "profile this many steps with PyTorch's profiler (GPU kernels too) into "
           "RUN_DIR/profile/ (trace.json, summary.json); 0 = off",

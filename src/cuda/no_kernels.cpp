@@ -2,8 +2,17 @@
 #include <stdexcept>
 
 #include "cuda/batch_prep.h"
+#include "cuda/bn_gelu.h"
 
 namespace coatnet::cuda {
+
+namespace {
+[[noreturn]] void no_kernels() {
+  throw std::runtime_error(
+      "train.cuda_kernels: this coatnet was built without its CUDA kernels (no nvcc at "
+      "configure time; see `coatnet: CUDA kernels` in the configure output)");
+}
+}  // namespace
 
 bool kernels_built() {
   return false;
@@ -11,9 +20,18 @@ bool kernels_built() {
 
 at::Tensor prepare_batch(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                          const data::MixInfo&, at::ScalarType) {
-  throw std::runtime_error(
-      "train.cuda_kernels: this coatnet was built without its CUDA kernels (no nvcc at "
-      "configure time; see `coatnet: CUDA kernels` in the configure output)");
+  no_kernels();
+}
+
+const model::BnGeluKernels& bn_gelu_kernels() {
+  static const model::BnGeluKernels k{
+      [](const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&, double,
+         double) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
+      [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+         const at::Tensor&,
+         const at::Tensor&) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
+      [](const at::Tensor&) { return false; }};
+  return k;
 }
 
 }  // namespace coatnet::cuda

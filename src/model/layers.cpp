@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "model/bn_gelu.h"
 #include "model/macs.h"
 
 namespace coatnet::model {
@@ -118,6 +119,18 @@ at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x) {
   return bn->forward(x);
 }
 
+at::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act act) {
+  const BnGeluKernels* k = bn_gelu_kernels();
+  const auto& o = bn->options;
+  // Rows <= 1 go to BatchNorm, which names the problem; a momentum of None (a cumulative
+  // average) and a BatchNorm without affine or running statistics have no fused form here.
+  if (k && act == Act::GELU && bn->is_training() && !batch_norm_override() && x.dim() == 4 &&
+      x.numel() > x.size(1) && o.affine() && o.track_running_stats() && o.momentum() &&
+      k->applies(x))
+    return bn_gelu(*k, *bn, x);
+  return activate(batch_norm(bn, x), act);
+}
+
 LayerNorm2dImpl::LayerNorm2dImpl(const LayerNorm2dOptions& o) : options(o) {
   weight = register_parameter("weight", at::ones({o.channels()}));
   bias = register_parameter("bias", at::zeros({o.channels()}));
@@ -159,7 +172,7 @@ StemImpl::StemImpl(int in_chans, const std::vector<int>& w, const ConvBlockSpec&
 }
 
 at::Tensor StemImpl::forward(const at::Tensor& x) {
-  return conv(conv2, activate(batch_norm(norm1, conv(conv1, x)), act));
+  return conv(conv2, batch_norm_act(norm1, conv(conv1, x), act));
 }
 
 ConvMlpImpl::ConvMlpImpl(const ConvMlpOptions& o) : act(o.act()) {

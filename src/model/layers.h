@@ -58,6 +58,9 @@ using BatchNormOverride =
     std::function<at::Tensor(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x)>;
 void set_batch_norm_override(BatchNormOverride f);  // empty f: back to local statistics
 at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x);
+// BatchNorm then `act`: one fused operation (model/bn_gelu.h) for GELU in training when fused
+// kernels are registered and take x, and no override (SyncBatchNorm) is set; else the two.
+at::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act act);
 
 // LayerNorm over the channels of an NCHW tensor (timm's LayerNorm2d).
 //   LayerNorm2d norm(LayerNorm2dOptions(96)); y = norm(x);

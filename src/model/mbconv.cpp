@@ -30,14 +30,13 @@ MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
 at::Tensor MbConvImpl::forward(const at::Tensor& x) {
   const ConvBlockSpec& s = options.spec();
   at::Tensor shortcut_x = shortcut ? shortcut->forward(x) : x;
-  at::Tensor y = batch_norm(pre_norm, x);
-  if (s.pre_norm_act) y = activate(y, s.act);
+  at::Tensor y = s.pre_norm_act ? batch_norm_act(pre_norm, x, s.act) : batch_norm(pre_norm, x);
   if (s.stride_mode == StrideMode::Pool && options.stride() == 2)
     y = at::avg_pool2d(y, {2, 2}, {2, 2});
-  y = activate(batch_norm(norm1, conv(conv1_1x1, y)), s.act);
+  y = batch_norm_act(norm1, conv(conv1_1x1, y), s.act);
   y = conv(conv2_kxk, y);
   if (s.se_early) y = se->forward(y);
-  y = activate(batch_norm(norm2, y), s.act);
+  y = batch_norm_act(norm2, y, s.act);
   if (!s.se_early) y = se->forward(y);
   y = conv(conv3_1x1, y);
   return drop_path(y, options.drop_path(), is_training()) + shortcut_x;

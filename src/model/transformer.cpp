@@ -30,6 +30,14 @@ at::Tensor Attention2dImpl::forward(const at::Tensor& x) {
       at::scaled_dot_product_attention(tokens(qkv_parts[0]), tokens(qkv_parts[1]),
                                        tokens(qkv_parts[2]), rel_pos->bias().to(x.dtype()));
   count_dot(2 * b * heads * n * n, dim_head);  // q·k and attn·v
+  if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    // Back to the input's channels-last layout: (b, n, heads·dim_head) is NHWC. The GPU's
+    // attention kernels write their output token-major, so this reshape is free there; the
+    // NCHW reshape below would copy it and hand the projection (and the residual add, and
+    // their gradients) a tensor in the other layout, which ATen adds element by element.
+    return conv(proj,
+                out.transpose(1, 2).reshape({b, h, w, heads * dim_head}).permute({0, 3, 1, 2}));
+  }
   return conv(proj, out.transpose(-1, -2).reshape({b, heads * dim_head, h, w}));
 }
 

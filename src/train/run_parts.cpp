@@ -131,6 +131,7 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   broadcast_model(*net, flat, *comm);
   if (part.sharded()) buckets.scatter_into(grads, part);
   if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
+  if (const model::BnGeluKernels* k = bn_gelu_kernels(cfg, device)) bn_gelu.emplace(k);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =

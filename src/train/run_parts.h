@@ -19,6 +19,7 @@
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "dist/sync_bn.h"
+#include "model/bn_gelu.h"
 #include "model/coatnet.h"
 #include "train/checkpoint_state.h"
 #include "train/ema.h"
@@ -58,7 +59,8 @@ class RunParts {
   // the reduced gradients of that range (flat.grads itself without ZeRO-1).
   const dist::Partition part;
   const at::Tensor grads;
-  std::optional<dist::SyncBatchNormScope> sync_bn;  // dist.sync_bn
+  std::optional<dist::SyncBatchNormScope> sync_bn;   // dist.sync_bn
+  std::optional<model::BnGeluKernelsScope> bn_gelu;  // train.cuda_kernels: bn_gelu, on a GPU
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0

@@ -1,6 +1,7 @@
 #include "train/setup.h"
 
 #include "cuda/batch_prep.h"
+#include "cuda/bn_gelu.h"
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
@@ -111,25 +112,41 @@ void configure_gpu_kernels(const config::Config& cfg, const at::Device& device) 
   if (deterministic) at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
 }
 
-bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
-                           const data::Loader& loader) {
+namespace {
+
+// train.cuda_kernels, checked: each name known, and the kernels built when a GPU run asks.
+bool wants_cuda_kernel(const config::Config& cfg, const at::Device& device,
+                       const std::string& name) {
   bool wanted = false;
   for (const std::string& k : cfg.get_strings("train.cuda_kernels")) {
-    if (k != "batch_prep")
+    if (k != "batch_prep" && k != "bn_gelu")
       throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + k +
-                                  "'; the kernels of src/cuda are: batch_prep");
-    wanted = true;
+                                  "'; the kernels of src/cuda are: batch_prep, bn_gelu");
+    wanted = wanted || k == name;
   }
-  if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores it
+  if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores them
   if (!cuda::kernels_built())
     throw std::invalid_argument(
-        "train.cuda_kernels = [batch_prep], but this coatnet was built without its CUDA "
-        "kernels (no nvcc at configure time; see `coatnet: CUDA kernels` in the configure output)");
+        "train.cuda_kernels = [" + name +
+        "], but this coatnet was built without its CUDA kernels (no nvcc at configure time; see "
+        "`coatnet: CUDA kernels` in the configure output)");
+  return true;
+}
+
+}  // namespace
+
+bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
+                           const data::Loader& loader) {
+  if (!wants_cuda_kernel(cfg, device, "batch_prep")) return false;
   if (!loader.uint8_batches())
     throw std::invalid_argument(
         "train.cuda_kernels: batch_prep takes uint8 batches, but data.dtype = float32 normalises "
         "them on the loader threads; set data.dtype=auto (or uint8)");
   return true;
+}
+
+const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device) {
+  return wants_cuda_kernel(cfg, device, "bn_gelu") ? &cuda::bn_gelu_kernels() : nullptr;
 }
 
 LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,

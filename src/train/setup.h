@@ -9,6 +9,7 @@
 #include "checkpoint/checkpointer.h"
 #include "data/loader.h"
 #include "data/mixup.h"
+#include "model/bn_gelu.h"
 #include "train/loss.h"
 #include "train/optim.h"
 
@@ -36,6 +37,9 @@ bool channels_last(const config::Config& cfg, const at::Device& device);
 // names, a build without the kernels and float32 batches are errors naming the fix.
 bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
                            const data::Loader& loader);
+// The fused BatchNorm + GELU kernels when train.cuda_kernels asks for bn_gelu on a GPU, else
+// nullptr (the composite); errors as use_batch_prep_kernel.
+const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device);
 // cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.

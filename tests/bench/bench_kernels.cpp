@@ -5,6 +5,7 @@
 // without the kernels.
 //   bench_kernels [--batch 128] [--size 224]
 #include <ATen/ATen.h>
+#include <torch/autograd.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -14,10 +15,13 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/batch_prep.h"
+#include "cuda/bn_gelu.h"
 #include "data/mixup.h"
+#include "model/layers.h"
 
 using namespace coatnet;
 
@@ -38,6 +42,36 @@ double median_ms(const std::function<void()>& fn, int reps) {
   }
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+// bn_gelu forward + backward against BatchNorm then GELU (autograd, as the model runs them), on
+// an MBConv block's expanded activation: bf16, channels-last.
+std::string bench_bn_gelu(int64_t n, int64_t c, int64_t hw, const at::Device& gpu) {
+  torch::nn::BatchNorm2d bn = model::make_bn(static_cast<int>(c), 1e-5);
+  bn->to(gpu);
+  at::Tensor x = at::randn({n, c, hw, hw}, at::TensorOptions().device(gpu))
+                     .to(at::kBFloat16)
+                     .contiguous(at::MemoryFormat::ChannelsLast)
+                     .requires_grad_();
+  at::Tensor dy = at::randn_like(x);
+  // The gradients of x, weight and bias returned, not accumulated (no extra add per launch).
+  auto grads = [&](const at::Tensor& y) {
+    (void)torch::autograd::grad({y}, {x, bn->weight, bn->bias}, {dy});
+  };
+  const double fused =
+      median_ms([&] { grads(model::bn_gelu(cuda::bn_gelu_kernels(), *bn, x)); }, 10);
+  const double composite = median_ms([&] { grads(at::gelu(bn->forward(x))); }, 10);
+  // Passes the fused pair must make: statistics 1, forward 2, backward 5; 2 bytes each.
+  const double bytes = static_cast<double>(x.numel()) * 2 * 8;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "{\"kernel\":\"bn_gelu\",\"shape\":[%lld,%lld,%lld,%lld],\"dtype\":\"bf16\","
+                "\"kernel_ms\":%.4f,\"composite_ms\":%.4f,\"speedup\":%.2f,"
+                "\"kernel_gb_per_s\":%.1f}",
+                static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(hw),
+                static_cast<long long>(hw), fused, composite, composite / fused,
+                bytes / fused / 1e6);
+  return line;
 }
 
 }  // namespace
@@ -81,6 +115,11 @@ int main(int argc, char** argv) {
       kernel, composite, composite / kernel, bytes / kernel / 1e6);
   std::vector<std::string> all{line};
   std::printf("%s\n", line);
+  // coatnet_0's S1 (96 wide, expanded 4x, 56 px) and S2 (192, 28 px) at this batch.
+  for (auto [c, hw] : {std::pair<int64_t, int64_t>{384, size / 4}, {768, size / 8}}) {
+    all.push_back(bench_bn_gelu(batch, c, hw, gpu));
+    std::printf("%s\n", all.back().c_str());
+  }
   std::string joined = "{\"kernels\":[";
   for (size_t i = 0; i < all.size(); ++i) joined += (i ? "," : "") + all[i];
   std::printf("%s]}\n", joined.c_str());
