@@ -241,13 +241,16 @@ PY
 # profile is kept in $out.
 {
   echo 'set -u; name=$1 bin=$2; shift 2'
-  echo "args=($(printf '%q ' "${ours_args[@]}")); work=$(printf '%q' "$work") out=$(printf '%q' "$out") py=$(printf '%q' "$py")"
+  echo "args=($(printf '%q ' "${ours_args[@]}")); work=$(printf '%q' "$work") out=$(printf '%q' "$out") py=$(printf '%q' "$py") root=$(printf '%q' "$root")"
   cat <<'SH'
 "$bin" train "${args[@]}" --set "train.name=$name" "$@" >"$work/runs-$name.log" 2>&1 ||
   { tail -20 "$work/runs-$name.log"; exit 1; }
 if [[ -f $work/runs/$name/profile/summary.json ]]; then
   cp "$work/runs/$name/profile/summary.json" "$out/profile-$name.json"
   gzip -c "$work/runs/$name/profile/trace.json" >"$out/trace-$name.json.gz"
+  # The operators (with their inputs' strides) behind the longest kernels: small, unlike the trace.
+  "$py" "$root/tests/bench/trace_ops.py" "$work/runs/$name/profile/trace.json" --steps 5 \
+    >"$out/ops-$name.json" 2>>"$work/runs-$name.log" || true
 fi
 "$py" "$work/steady.py" "$work/runs/$name"
 SH
@@ -338,6 +341,15 @@ prof = ours and ours.get("profile")
 if prof:
     for name, ms, share in prof["top"][:10]:
         lines.append(f"| ours kernel: {name[:70]} | {ms:.2f} ms ({share:.1%}) | |")
+# What launched our longest kernels (trace_ops.py): operator, where, and its inputs' strides.
+try:
+    ops = json.load(open(f"{out}/ops-ours.json"))["kernels"][:8]
+except (OSError, ValueError, KeyError):
+    ops = []
+for k in ops:
+    for l in k["launched_by"][:2]:
+        lines.append(f"| ours kernel {k['name'][:50]}: {l['ms_per_step']:.2f} ms from {l['op']} in "
+                     f"{(l['within'] or '')[-40:]} | strides {json.dumps(l['strides'])[:90]} | |")
 att = bench("attention_composite")
 for r in (att or {}).get("shapes", []):
     lines.append(f"| attention fwd+bwd {r['heads']}x{r['n']}x{r['dim_head']}: composite / with a strided bias / "

@@ -30,6 +30,12 @@ std::set<ActivityType> activities(bool cuda) {
   return a;
 }
 
+// With each operator's input shapes, strides and dtypes in the trace: whether ATen took a
+// vectorised kernel or its generic strided one depends on them (tests/bench/trace_ops.py).
+ProfilerConfig config() {
+  return ProfilerConfig(ProfilerState::KINETO, /*report_input_shapes=*/true);
+}
+
 double now_s() {
   return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count();
 }
@@ -142,7 +148,7 @@ json::Value profile_summary(std::vector<KernelSpan> kernels, int64_t steps, doub
 StepProfiler::StepProfiler(int64_t start, int64_t steps, bool cuda, std::string dir,
                            std::function<void(const std::string&)> say)
     : start_(start), steps_(steps), cuda_(cuda), dir_(std::move(dir)), say_(std::move(say)) {
-  if (steps_ > 0) prof::prepareProfiler(ProfilerConfig(ProfilerState::KINETO), activities(cuda_));
+  if (steps_ > 0) prof::prepareProfiler(config(), activities(cuda_));
 }
 
 StepProfiler::~StepProfiler() {
@@ -152,7 +158,7 @@ StepProfiler::~StepProfiler() {
 void StepProfiler::before_step(int64_t step) {
   if (steps_ <= 0 || step != start_) return;
   if (cuda_) torch::cuda::synchronize();  // the window holds these steps' work only
-  prof::enableProfiler(ProfilerConfig(ProfilerState::KINETO), activities(cuda_));
+  prof::enableProfiler(config(), activities(cuda_));
   active_ = true;
   t0_s_ = now_s();
 }

@@ -1,6 +1,7 @@
 // Profiles a window of training steps with PyTorch's profiler (Kineto; CUPTI on a GPU), as
 // timm users do with torch.profiler: train.profile_start / train.profile_steps. Rank 0 writes
-// into RUN_DIR/profile/: trace.json (chrome://tracing, Perfetto) and summary.json, which answers
+// into RUN_DIR/profile/: trace.json (chrome://tracing, Perfetto; with each operator's input
+// shapes and strides, which tests/bench/trace_ops.py reads) and summary.json, which answers
 // the two questions that decide what to speed up: how much of a step's wall time the GPU is busy
 // (the rest is the host launching work, or waiting), and which kernels take the busy time.
 #pragma once

@@ -1,5 +1,6 @@
-// src/cuda/bn_gelu against the reference kernels of model/bn_gelu.h, both on the GPU: outputs,
-// the three gradients and the running statistics, for float32 (tight) and bfloat16/float16 (one
+// src/cuda/bn_gelu against the reference kernels of model/bn_gelu.h: its thread bodies emulated
+// on the CPU (every build) and its kernels on the GPU. Outputs, the three gradients and the
+// running statistics, for float32 (tight) and bfloat16/float16 (one
 // rounding of the output: about 1e-2 relative), on channel counts that take the 16-byte path and
 // ones that do not, and one CoAtNet training step with and without the kernels.
 #include <ATen/ATen.h>
@@ -50,11 +51,8 @@ Outputs run(const model::BnGeluKernels& k, const at::Tensor& x, const at::Tensor
   return {y, xg.grad(), bn->weight.grad(), bn->bias.grad(), bn->running_mean, bn->running_var};
 }
 
-}  // namespace
-
-TEST(BnGeluKernel, MatchesTheReferenceOnGpu) {
-  if (auto why = gpu_unavailable(); !why.empty()) GTEST_SKIP() << why;
-  const at::Device gpu(at::kCUDA, 0);
+// `kernels` against the reference on `device`, over shapes and dtypes.
+void expect_matches_reference(const model::BnGeluKernels& kernels, const at::Device& device) {
   struct Shape {
     int64_t n, c, h, w;
   };
@@ -67,12 +65,12 @@ TEST(BnGeluKernel, MatchesTheReferenceOnGpu) {
     for (const auto& [dtype, tol] : dtypes) {
       at::manual_seed(s.c);
       at::Tensor x = (at::randn({s.n, s.c, s.h, s.w}) * 2 + 1)
-                         .to(gpu, dtype)
+                         .to(device, dtype)
                          .contiguous(at::MemoryFormat::ChannelsLast);
       at::Tensor dy = at::randn({s.n, s.c, s.h, s.w}, x.options().dtype(at::kFloat))
                           .contiguous(at::MemoryFormat::ChannelsLast);
-      ASSERT_TRUE(cuda::bn_gelu_kernels().applies(x));
-      const Outputs got = run(cuda::bn_gelu_kernels(), x, dy);
+      ASSERT_TRUE(kernels.applies(x));
+      const Outputs got = run(kernels, x, dy);
       const Outputs ref = run(model::bn_gelu_reference(), x, dy);
       const std::string what = c10::toString(dtype) + std::string(" C=") + std::to_string(s.c);
       EXPECT_EQ(got.y.scalar_type(), dtype) << what;
@@ -86,6 +84,21 @@ TEST(BnGeluKernel, MatchesTheReferenceOnGpu) {
       EXPECT_LE(max_rel_diff(got.running_mean, ref.running_mean), 1e-5) << what;
       EXPECT_LE(max_rel_diff(got.running_var, ref.running_var), 1e-5) << what;
     }
+}
+
+}  // namespace
+
+// The kernels' thread bodies and launch geometry, run serially on the CPU: every build.
+TEST(BnGeluKernel, EmulatedBlocksMatchTheReference) {
+  expect_matches_reference(cuda::bn_gelu_emulated(), at::kCPU);
+  EXPECT_FALSE(cuda::bn_gelu_emulated().applies(at::randn({2, 8, 4, 4})))
+      << "NCHW is the composite's";
+}
+
+TEST(BnGeluKernel, MatchesTheReferenceOnGpu) {
+  if (auto why = gpu_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  const at::Device gpu(at::kCUDA, 0);
+  expect_matches_reference(cuda::bn_gelu_kernels(), gpu);
   // Not taken: NCHW, CPU, float64.
   at::Tensor nchw = at::randn({2, 8, 4, 4}, at::TensorOptions().device(gpu));
   EXPECT_FALSE(cuda::bn_gelu_kernels().applies(nchw));

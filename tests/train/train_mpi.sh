@@ -234,6 +234,20 @@ names = " ".join(t["name"] for t in s["top"])
 assert ("aten::" in names) == (device == "cpu"), names[:300]
 print(f"profile: {s['wall_ms_per_step']:.1f} ms per step, busy {s['busy_share']:.0%}, "
       f"{s['kernels_per_step']:.0f} per step; top: {s['top'][0]['name'][:60]}")
+# Operators carry their inputs' shapes and strides (what trace_ops.py credits kernels with).
+ops = [e for e in trace["traceEvents"] if e.get("cat") == "cpu_op" and e["name"] == "aten::add"]
+assert ops and all("Input Dims" in e["args"] and "Input Strides" in e["args"] for e in ops), ops[:1]
+PY
+  # trace_ops.py on the real trace: GPU kernels credited to operators (none on CPU).
+  "$py" "$(dirname "$0")/../bench/trace_ops.py" "$work/runs/prof/profile/trace.json" --steps 3 \
+    >"$work/ops.json" || fail "trace_ops.py failed on the profile"
+  "$py" - "$work/ops.json" "${COATNET_TEST_DEVICE:-cpu}" <<'PY' || fail "bad trace_ops.py output"
+import json, sys
+out, device = json.load(open(sys.argv[1])), sys.argv[2]
+assert out["steps"] == 3 and bool(out["kernels"]) == (device != "cpu"), out
+for k in out["kernels"]:
+    assert k["ms_per_step"] > 0 and k["launched_by"], k
+print("trace_ops:", [(k["name"][:40], k["launched_by"][0]["op"]) for k in out["kernels"][:3]])
 PY
   ;;
 *) fail "unknown mode $mode" ;;
