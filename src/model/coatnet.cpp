@@ -47,7 +47,7 @@ HeadImpl::HeadImpl(const HeadOptions& o) : drop_rate(o.drop_rate()) {
 }
 
 at::Tensor HeadImpl::forward(const at::Tensor& x) {
-  at::Tensor y = x.mean({2, 3}, /*keepdim=*/true);
+  at::Tensor y = spatial_mean(x);
   if (norm) y = norm->forward(y);
   y = y.flatten(1);
   if (pre_logits) y = pre_logits->forward(y);

@@ -1,6 +1,7 @@
 #include "model/layers.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <stdexcept>
 #include <string>
@@ -61,6 +62,29 @@ at::Tensor uniform_for_rows(int64_t rows, at::IntArrayRef rest, const at::Tensor
   shape.insert(shape.end(), rest.begin(), rest.end());
   at::Tensor u = at::rand(shape, options.dtype(at::kFloat));
   return g.global < 0 ? u : u.narrow(0, g.first, rows);
+}
+
+namespace {
+
+struct SpatialMean : public torch::autograd::Function<SpatialMean> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["format"] = static_cast<int64_t>(x.suggest_memory_format());
+    return x.mean({2, 3}, /*keepdim=*/true);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
+    const auto format = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
+    const at::Tensor g = grads[0] / static_cast<double>(sizes[2] * sizes[3]);
+    return {at::empty(sizes, g.options().memory_format(format)).copy_(g.expand(sizes))};
+  }
+};
+
+}  // namespace
+
+at::Tensor spatial_mean(const at::Tensor& x) {
+  return SpatialMean::apply(x);
 }
 
 at::Tensor drop_path(const at::Tensor& x, double rate, bool training) {
@@ -159,7 +183,7 @@ SqueezeExciteImpl::SqueezeExciteImpl(const SqueezeExciteOptions& o) : act(o.act(
 }
 
 at::Tensor SqueezeExciteImpl::forward(const at::Tensor& x) {
-  at::Tensor s = x.mean({2, 3}, /*keepdim=*/true);
+  at::Tensor s = spatial_mean(x);
   s = conv(fc2, activate(conv(fc1, s), act));
   return x * s.sigmoid();
 }

@@ -38,6 +38,12 @@ class GlobalBatchRows {
 // Uniform [0, 1) float32 draws of shape {rows, rest...} for this process's rows (see above).
 at::Tensor uniform_for_rows(int64_t rows, at::IntArrayRef rest, const at::TensorOptions& options);
 
+// Mean over H and W, keeping them: (B, C, H, W) -> (B, C, 1, 1). Its gradient (the incoming one
+// spread evenly over H×W) is written in x's memory format. Autograd's own mean backward
+// materialises it NCHW; added to x's other gradient, channels-last, that is an add ATen cannot
+// vectorise (found in every squeeze-excitation by tests/bench/trace_ops.py on a CPU trace).
+at::Tensor spatial_mean(const at::Tensor& x);
+
 // Stochastic depth (timm's DropPath): whole samples' residual branches zeroed with probability
 // `rate`, the rest scaled by 1/(1 - rate); masks drawn per row as uniform_for_rows.
 at::Tensor drop_path(const at::Tensor& x, double rate, bool training);

@@ -2,6 +2,7 @@
 // custom layouts, stochastic depth, determinism of eval mode.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/autograd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -282,4 +283,24 @@ TEST(Model, AttentionKeepsAChannelsLastInputChannelsLast) {
   y.square().sum().backward();
   EXPECT_TRUE(nhwc.grad().is_contiguous(at::MemoryFormat::ChannelsLast)) << nhwc.grad().strides();
   EXPECT_TRUE(attn->forward(nchw).is_contiguous()) << "an NCHW input stays NCHW";
+}
+
+// The squeeze-excitation's mean passes its gradient back in the input's layout (autograd's own
+// is NCHW, which then met the channels-last gradient of the gate's multiply in an add ATen
+// cannot vectorise), with the values of autograd's mean.
+TEST(Model, SpatialMeanGradientKeepsTheInputLayout) {
+  torch::manual_seed(4);
+  for (auto format : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous}) {
+    at::Tensor x = at::randn({2, 8, 5, 3}).contiguous(format).requires_grad_();
+    at::Tensor ref = x.detach().clone().requires_grad_();
+    at::Tensor w = at::randn({2, 8, 1, 1});
+    at::Tensor y = spatial_mean(x);
+    EXPECT_TRUE(at::allclose(y, ref.mean({2, 3}, true), 1e-6, 1e-7));
+    // autograd::grad hands over the gradient as computed (a leaf's .grad would be re-laid out
+    // to the leaf's strides).
+    const at::Tensor g = torch::autograd::grad({(y * w).sum()}, {x})[0];
+    const at::Tensor g_ref = torch::autograd::grad({(ref.mean({2, 3}, true) * w).sum()}, {ref})[0];
+    EXPECT_TRUE(g.is_contiguous(format)) << g.strides();
+    EXPECT_TRUE(at::allclose(g, g_ref, 1e-6, 1e-7));
+  }
 }
