@@ -81,10 +81,34 @@ struct SpatialMean : public torch::autograd::Function<SpatialMean> {
   }
 };
 
+struct AvgPool2x2 : public torch::autograd::Function<AvgPool2x2> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["format"] = static_cast<int64_t>(x.suggest_memory_format());
+    return at::avg_pool2d(x, {2, 2}, {2, 2});
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const std::vector<int64_t> s = ctx->saved_data["sizes"].toIntVector();
+    const auto format = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
+    const std::vector<int64_t> windows{s[0], s[1], s[2] / 2, 2, s[3] / 2, 2};
+    at::Tensor dx = at::empty(s, grads[0].options().memory_format(format));
+    // dx as (B, C, H/2, 2, W/2, 2): a view in either memory format.
+    dx.view(windows).copy_(
+        (grads[0] * 0.25).reshape({s[0], s[1], s[2] / 2, 1, s[3] / 2, 1}).expand(windows));
+    return {dx};
+  }
+};
+
 }  // namespace
 
 at::Tensor spatial_mean(const at::Tensor& x) {
   return SpatialMean::apply(x);
+}
+
+at::Tensor avg_pool_2x2(const at::Tensor& x) {
+  if (x.dim() != 4 || x.size(2) % 2 || x.size(3) % 2) return at::avg_pool2d(x, {2, 2}, {2, 2});
+  return AvgPool2x2::apply(x);
 }
 
 at::Tensor drop_path(const at::Tensor& x, double rate, bool training) {
@@ -173,7 +197,7 @@ Downsample2dImpl::Downsample2dImpl(const Downsample2dOptions& o) : pool(o.pool()
 }
 
 at::Tensor Downsample2dImpl::forward(const at::Tensor& x) {
-  at::Tensor y = pool ? at::avg_pool2d(x, {2, 2}, {2, 2}) : x;
+  at::Tensor y = pool ? avg_pool_2x2(x) : x;
   return expand ? conv(expand, y) : y;
 }
 

@@ -44,6 +44,19 @@ at::Tensor uniform_for_rows(int64_t rows, at::IntArrayRef rest, const at::Tensor
 // vectorise (found in every squeeze-excitation by tests/bench/trace_ops.py on a CPU trace).
 at::Tensor spatial_mean(const at::Tensor& x);
 
+// 2×2 average pooling, stride 2: the first block of a stage downsamples with it. Its backward
+// spreads each gradient over its window with one broadcasting copy written in the input's
+// memory format (exactly dy/4, as ATen's); ATen's channels-last avg_pool2d backward took 0.78 ms
+// a call on an H100 (3.1 ms a coatnet_0 step) for one read of dy and one write of dx. Odd sizes
+// (the last row or column dropped) go to ATen's.
+at::Tensor avg_pool_2x2(const at::Tensor& x);
+// avg_pool_2x2 as a module, for a Sequential (the T block's norm1 "down").
+class Pool2x2Impl : public torch::nn::Module {
+ public:
+  at::Tensor forward(const at::Tensor& x) { return avg_pool_2x2(x); }
+};
+TORCH_MODULE(Pool2x2);
+
 // Stochastic depth (timm's DropPath): whole samples' residual branches zeroed with probability
 // `rate`, the rest scaled by 1/(1 - rate); masks drawn per row as uniform_for_rows.
 at::Tensor drop_path(const at::Tensor& x, double rate, bool training);

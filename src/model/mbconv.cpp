@@ -31,8 +31,7 @@ at::Tensor MbConvImpl::forward(const at::Tensor& x) {
   const ConvBlockSpec& s = options.spec();
   at::Tensor shortcut_x = shortcut ? shortcut->forward(x) : x;
   at::Tensor y = s.pre_norm_act ? batch_norm_act(pre_norm, x, s.act) : batch_norm(pre_norm, x);
-  if (s.stride_mode == StrideMode::Pool && options.stride() == 2)
-    y = at::avg_pool2d(y, {2, 2}, {2, 2});
+  if (s.stride_mode == StrideMode::Pool && options.stride() == 2) y = avg_pool_2x2(y);
   y = batch_norm_act(norm1, conv(conv1_1x1, y), s.act);
   y = conv(conv2_kxk, y);
   if (s.se_early) y = se->forward(y);

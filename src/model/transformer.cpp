@@ -1,7 +1,6 @@
 #include "model/transformer.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/modules/pooling.h>
 
 #include "model/macs.h"
 
@@ -47,10 +46,8 @@ TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : option
   if (o.stride() == 2) {
     shortcut = register_module(
         "shortcut", Downsample2d(Downsample2dOptions(o.in(), o.out()).bias(s.shortcut_bias)));
-    norm1_down = register_module(
-        "norm1", torch::nn::Sequential(
-                     {{"norm", norm},
-                      {"down", torch::nn::AvgPool2d(torch::nn::AvgPool2dOptions(2).stride(2))}}));
+    norm1_down =
+        register_module("norm1", torch::nn::Sequential({{"norm", norm}, {"down", Pool2x2()}}));
   } else {
     if (o.in() != o.out())  // a width change at full resolution: the shortcut is projected
       shortcut = register_module(

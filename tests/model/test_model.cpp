@@ -304,3 +304,22 @@ TEST(Model, SpatialMeanGradientKeepsTheInputLayout) {
     EXPECT_TRUE(at::allclose(g, g_ref, 1e-6, 1e-7));
   }
 }
+
+// avg_pool_2x2 is ATen's 2×2 average pooling, forward and backward bit for bit, and its gradient
+// keeps the input's memory format; odd sizes take ATen's own (which drops the last row/column).
+TEST(Model, AvgPool2x2EqualsAtenAndKeepsTheLayout) {
+  torch::manual_seed(5);
+  for (auto format : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous})
+    for (auto dtype : {at::kFloat, at::kBFloat16}) {
+      at::Tensor x = at::randn({2, 8, 6, 4}).to(dtype).contiguous(format).requires_grad_();
+      at::Tensor dy = at::randn({2, 8, 3, 2}).to(dtype).contiguous(format);
+      const at::Tensor y = avg_pool_2x2(x), ref = at::avg_pool2d(x, {2, 2}, {2, 2});
+      EXPECT_TRUE(at::equal(y, ref));
+      const at::Tensor g = torch::autograd::grad({y}, {x}, {dy})[0];
+      const at::Tensor g_ref = torch::autograd::grad({ref}, {x}, {dy})[0];
+      EXPECT_TRUE(at::equal(g, g_ref)) << c10::toString(dtype);
+      EXPECT_TRUE(g.is_contiguous(format)) << g.strides();
+    }
+  at::Tensor odd = at::randn({1, 3, 5, 4}, at::requires_grad());
+  EXPECT_EQ(avg_pool_2x2(odd).sizes(), (at::IntArrayRef{1, 3, 2, 2}));
+}
