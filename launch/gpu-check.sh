@@ -70,8 +70,10 @@ if [[ -n $why ]]; then
   echo "gpu-check: no GPU here ($why): skipped. On a machine with an NVIDIA GPU it would"
   echo "  build build-gpu/ against that machine's torch, run the GPU tests (NCCL and SyncBatchNorm"
   echo "  at W=1, MPI across 2 ranks, pinned loader, bf16/fp16 vs fp32 training, GPU checkpoint"
-  echo "  resumed bit-exactly), then time coatnet_0_224 bf16 training (ours, timm eager, timm +"
-  echo "  torch.compile), MFU, and the loader against what the GPU consumes."
+  echo "  resumed bit-exactly, the kernels of src/cuda against their references), then time"
+  echo "  coatnet_0_224 bf16 training (ours, ours with each opt-in kernel, timm eager, timm +"
+  echo "  torch.compile), MFU, each kernel against its ATen composite, the longest kernels'"
+  echo "  launching operators, and the loader against what the GPU consumes."
   exit 77
 fi
 mkdir -p "$out"
