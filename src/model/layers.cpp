@@ -66,33 +66,43 @@ at::Tensor uniform_for_rows(int64_t rows, at::IntArrayRef rest, const at::Tensor
 
 namespace {
 
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// What a backward needs to write its input's gradient in the input's own memory format.
+void save_layout(AutogradContext* ctx, const at::Tensor& x) {
+  ctx->saved_data["sizes"] = x.sizes().vec();
+  ctx->saved_data["format"] = static_cast<int64_t>(x.suggest_memory_format());
+}
+std::vector<int64_t> saved_sizes(AutogradContext* ctx) {
+  return ctx->saved_data["sizes"].toIntVector();
+}
+at::Tensor empty_in_saved_layout(AutogradContext* ctx, const at::TensorOptions& options) {
+  const auto format = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
+  return at::empty(saved_sizes(ctx), options.memory_format(format));
+}
+
 struct SpatialMean : public torch::autograd::Function<SpatialMean> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
-    ctx->saved_data["sizes"] = x.sizes().vec();
-    ctx->saved_data["format"] = static_cast<int64_t>(x.suggest_memory_format());
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    save_layout(ctx, x);
     return x.mean({2, 3}, /*keepdim=*/true);
   }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
-    const auto format = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
-    const at::Tensor g = grads[0] / static_cast<double>(sizes[2] * sizes[3]);
-    return {at::empty(sizes, g.options().memory_format(format)).copy_(g.expand(sizes))};
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const std::vector<int64_t> s = saved_sizes(ctx);
+    const at::Tensor g = grads[0] / static_cast<double>(s[2] * s[3]);
+    return {empty_in_saved_layout(ctx, g.options()).copy_(g.expand(s))};
   }
 };
 
 struct AvgPool2x2 : public torch::autograd::Function<AvgPool2x2> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x) {
-    ctx->saved_data["sizes"] = x.sizes().vec();
-    ctx->saved_data["format"] = static_cast<int64_t>(x.suggest_memory_format());
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+    save_layout(ctx, x);
     return at::avg_pool2d(x, {2, 2}, {2, 2});
   }
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const std::vector<int64_t> s = ctx->saved_data["sizes"].toIntVector();
-    const auto format = static_cast<at::MemoryFormat>(ctx->saved_data["format"].toInt());
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const std::vector<int64_t> s = saved_sizes(ctx);
     const std::vector<int64_t> windows{s[0], s[1], s[2] / 2, 2, s[3] / 2, 2};
-    at::Tensor dx = at::empty(s, grads[0].options().memory_format(format));
+    at::Tensor dx = empty_in_saved_layout(ctx, grads[0].options());
     // dx as (B, C, H/2, 2, W/2, 2): a view in either memory format.
     dx.view(windows).copy_(
         (grads[0] * 0.25).reshape({s[0], s[1], s[2] / 2, 1, s[3] / 2, 1}).expand(windows));
