@@ -118,7 +118,9 @@ std::vector<KeySpec> build() {
           "opt-in CUDA kernels of src/cuda (GPU runs): batch_prep (uint8 batch -> normalise -> "
           "Mixup/CutMix -> the autocast dtype, channels-last, in one pass), bn_gelu (BatchNorm + "
           "GELU of the MBConv blocks and the stem fused, forward and backward; channels-last, "
-          "without dist.sync_bn)"),
+          "without dist.sync_bn), relpos_attention (the T blocks' attention with its "
+          "relative-position bias fused, flash-attention style on tensor cores, read from the "
+          "qkv convolution's output; head size 32 or 64)"),
       key("train.profile_steps", K::Int, "0",
           "profile this many steps with PyTorch's profiler (GPU kernels too) into "
           "RUN_DIR/profile/ (trace.json, summary.json); 0 = off",

@@ -3,6 +3,7 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
+#include "cuda/relpos_attention.h"
 
 namespace coatnet::cuda {
 
@@ -31,6 +32,17 @@ const model::BnGeluKernels& bn_gelu_kernels() {
          const at::Tensor&,
          const at::Tensor&) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
       [](const at::Tensor&) { return false; }};
+  return k;
+}
+
+const model::RelPosAttentionKernels& relpos_attention_kernels() {
+  static const model::RelPosAttentionKernels k{
+      [](const at::Tensor&, const at::Tensor&, int64_t) -> std::vector<at::Tensor> {
+        no_kernels();
+      },
+      [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+         const at::Tensor&, int64_t) -> std::vector<at::Tensor> { no_kernels(); },
+      [](const at::Tensor&, int64_t) { return false; }};
   return k;
 }
 

@@ -19,6 +19,8 @@
 
 #include <tuple>
 
+#include "model/kernels_scope.h"
+
 namespace coatnet::model {
 
 struct BnGeluKernels {
@@ -46,14 +48,7 @@ const BnGeluKernels& bn_gelu_reference();
 void set_bn_gelu_kernels(const BnGeluKernels* kernels);
 const BnGeluKernels* bn_gelu_kernels();
 
-// Registers kernels for its life (a training run's), then the composite again.
-class BnGeluKernelsScope {
- public:
-  explicit BnGeluKernelsScope(const BnGeluKernels* kernels) { set_bn_gelu_kernels(kernels); }
-  ~BnGeluKernelsScope() { set_bn_gelu_kernels(nullptr); }
-  BnGeluKernelsScope(const BnGeluKernelsScope&) = delete;
-  BnGeluKernelsScope& operator=(const BnGeluKernelsScope&) = delete;
-};
+using BnGeluKernelsScope = KernelsScope<BnGeluKernels, set_bn_gelu_kernels>;
 
 // The fused operation in training mode, through `kernels`; the BatchNorm's parameters get
 // gradients and its running statistics and num_batches_tracked move as BatchNorm's do.

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "model/macs.h"
+#include "model/relpos_attention.h"
 
 namespace coatnet::model {
 
@@ -22,22 +23,33 @@ at::Tensor Attention2dImpl::forward(const at::Tensor& x) {
               rel_pos->w, " grid got a ", h, "x", w,
               " feature map: build the model for this "
               "image size (model.image_size) instead");
-  // Channels are laid out head-first: [q_h0 k_h0 v_h0 q_h1 ...], each dim_head wide (timm).
-  auto qkv_parts = conv(qkv, x).view({b, heads, 3 * dim_head, n}).chunk(3, 2);
-  auto tokens = [](const at::Tensor& t) { return t.transpose(-1, -2).contiguous(); };
-  at::Tensor out =
-      at::scaled_dot_product_attention(tokens(qkv_parts[0]), tokens(qkv_parts[1]),
-                                       tokens(qkv_parts[2]), rel_pos->bias().to(x.dtype()));
+  const at::Tensor qkv_out = conv(qkv, x);
   count_dot(2 * b * heads * n * n, dim_head);  // q·k and attn·v
+  const RelPosAttentionKernels* k = relpos_attention_kernels();
+  // (b, n, heads·dim_head): token-major, so NHWC.
+  const at::Tensor out = k && k->applies(qkv_out, heads)
+                             ? relpos_attention(*k, qkv_out, rel_pos->table, heads)
+                             : relpos_attention_composite(qkv_out, *rel_pos, heads);
   if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
-    // Back to the input's channels-last layout: (b, n, heads·dim_head) is NHWC. The GPU's
-    // attention kernels write their output token-major, so this reshape is free there, where the
-    // NCHW reshape below copies it and hands the projection an input in the other layout (on an
-    // H100 this saved 0.6 ms of the step's GEMMs: 1,624 vs 1,616 images/s).
-    return conv(proj,
-                out.transpose(1, 2).reshape({b, h, w, heads * dim_head}).permute({0, 3, 1, 2}));
+    // The projection takes the tokens in their own layout, channels-last. Handing it the NCHW
+    // reshape below instead (the timm way) copies them into the other layout: on an H100 this
+    // saved 0.6 ms of the step's GEMMs (1,624 vs 1,616 images/s).
+    return conv(proj, out.view({b, h, w, heads * dim_head}).permute({0, 3, 1, 2}));
   }
-  return conv(proj, out.transpose(-1, -2).reshape({b, heads * dim_head, h, w}));
+  return conv(proj, out.transpose(1, 2).contiguous().view({b, heads * dim_head, h, w}));
+}
+
+at::Tensor relpos_attention_composite(const at::Tensor& qkv, RelPosBiasImpl& rel_pos,
+                                      int64_t heads) {
+  const int64_t b = qkv.size(0), n = qkv.size(2) * qkv.size(3);
+  const int64_t dim_head = qkv.size(1) / (3 * heads);
+  // Channels are laid out head-first: [q_h0 k_h0 v_h0 q_h1 ...], each dim_head wide (timm).
+  auto parts = qkv.view({b, heads, 3 * dim_head, n}).chunk(3, 2);
+  auto tokens = [](const at::Tensor& t) { return t.transpose(-1, -2).contiguous(); };
+  // A contiguous bias keeps scaled_dot_product_attention on its memory-efficient kernel.
+  const at::Tensor out = at::scaled_dot_product_attention(
+      tokens(parts[0]), tokens(parts[1]), tokens(parts[2]), rel_pos.bias().to(qkv.dtype()));
+  return out.transpose(1, 2).reshape({b, n, heads * dim_head});
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : options(o) {

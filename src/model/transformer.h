@@ -20,6 +20,13 @@ class Attention2dImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Attention2d);
 
+// The attention from the qkv convolution's output (B, heads·3·D, H, W) with ATen: q, k and v
+// sliced and made contiguous token-major, the bias gathered from the table, then
+// scaled_dot_product_attention. (B, H·W, heads·D). What model::relpos_attention's kernels
+// replace.
+at::Tensor relpos_attention_composite(const at::Tensor& qkv, RelPosBiasImpl& rel_pos,
+                                      int64_t heads);
+
 struct TransformerOptions {
   TransformerOptions(int in, int out, int stride, int grid)
       : in_(in), out_(out), stride_(stride), grid_(grid) {}

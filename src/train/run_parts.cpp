@@ -132,6 +132,8 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   if (part.sharded()) buckets.scatter_into(grads, part);
   if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
   if (const model::BnGeluKernels* k = bn_gelu_kernels(cfg, device)) bn_gelu.emplace(k);
+  if (const model::RelPosAttentionKernels* k = relpos_attention_kernels(cfg, device))
+    relpos_attention.emplace(k);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =

@@ -21,6 +21,7 @@
 #include "dist/sync_bn.h"
 #include "model/bn_gelu.h"
 #include "model/coatnet.h"
+#include "model/relpos_attention.h"
 #include "train/checkpoint_state.h"
 #include "train/ema.h"
 #include "train/flat_params.h"
@@ -61,6 +62,7 @@ class RunParts {
   const at::Tensor grads;
   std::optional<dist::SyncBatchNormScope> sync_bn;   // dist.sync_bn
   std::optional<model::BnGeluKernelsScope> bn_gelu;  // train.cuda_kernels: bn_gelu, on a GPU
+  std::optional<model::RelPosAttentionKernelsScope> relpos_attention;  // ... relpos_attention
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0

@@ -2,6 +2,7 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
+#include "cuda/relpos_attention.h"
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
@@ -119,9 +120,10 @@ bool wants_cuda_kernel(const config::Config& cfg, const at::Device& device,
                        const std::string& name) {
   bool wanted = false;
   for (const std::string& k : cfg.get_strings("train.cuda_kernels")) {
-    if (k != "batch_prep" && k != "bn_gelu")
-      throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + k +
-                                  "'; the kernels of src/cuda are: batch_prep, bn_gelu");
+    if (k != "batch_prep" && k != "bn_gelu" && k != "relpos_attention")
+      throw std::invalid_argument(
+          "train.cuda_kernels: unknown kernel '" + k +
+          "'; the kernels of src/cuda are: batch_prep, bn_gelu, relpos_attention");
     wanted = wanted || k == name;
   }
   if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores them
@@ -147,6 +149,12 @@ bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
 
 const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device) {
   return wants_cuda_kernel(cfg, device, "bn_gelu") ? &cuda::bn_gelu_kernels() : nullptr;
+}
+
+const model::RelPosAttentionKernels* relpos_attention_kernels(const config::Config& cfg,
+                                                              const at::Device& device) {
+  return wants_cuda_kernel(cfg, device, "relpos_attention") ? &cuda::relpos_attention_kernels()
+                                                            : nullptr;
 }
 
 LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,

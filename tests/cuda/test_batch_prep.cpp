@@ -8,9 +8,11 @@
 #include <cmath>
 
 #include "cuda/batch_prep.h"
+#include "cuda/kernel_checks.h"
 #include "data/mixup.h"
 
 using namespace coatnet;
+using test::max_rel_diff;
 
 namespace {
 
@@ -36,11 +38,6 @@ std::vector<data::MixInfo> mixes(int64_t h, int64_t w) {
   mixup.mixup_alpha = 0.8;
   cutmix.cutmix_alpha = 1.0;
   return {data::MixInfo{}, data::draw_mix(mixup, 0, 3, h, w), data::draw_mix(cutmix, 1, 7, h, w)};
-}
-
-double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() /
-         b.to(at::kDouble).abs().max().item<double>();
 }
 
 }  // namespace

@@ -11,24 +11,16 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
+#include "cuda/kernel_checks.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
 #include "train/tiny_spec.h"
 
 using namespace coatnet;
+using test::gpu_unavailable;
+using test::max_rel_diff;
 
 namespace {
-
-double max_rel_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() /
-         b.to(at::kDouble).abs().max().item<double>();
-}
-
-std::string gpu_unavailable() {
-  if (!cuda::kernels_built()) return "built without the CUDA kernels (no nvcc)";
-  if (!torch::cuda::is_available()) return "no GPU visible: the kernels need one";
-  return "";
-}
 
 struct Outputs {
   at::Tensor y, dx, dweight, dbias, running_mean, running_var;

@@ -140,7 +140,7 @@ errors)
   rc=$?
   set -e
   [[ $rc == 1 ]] || fail "an unknown CUDA kernel: expected exit 1, got $rc"
-  echo "$out" | grep -q "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu" ||
+  echo "$out" | grep -q "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu, relpos_attention" ||
     { echo "$out"; fail "no message naming the unknown kernel"; }
   echo "PASS: errors"
   ;;
