@@ -127,6 +127,9 @@ std::vector<KeySpec> build() {
           0, 1e6),
       key("train.profile_start", K::Int, "10",
           "the first profiled step (0-based; after the first steps, which warm up)", 0, 1e15),
+      key("train.pointwise_gemm", K::Bool, "false",
+          "1x1 convolutions of channels-last activations as matrix products with the bias in "
+          "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias add"),
       key("train.deterministic", K::Bool, "false",
           "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
           "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),

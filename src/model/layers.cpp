@@ -144,8 +144,39 @@ torch::nn::Conv2d make_conv(int in, int out, int k, int stride, bool bias, int g
                                .bias(bias));
 }
 
+namespace {
+bool g_pointwise_gemm = false;
+
+// A 1x1 convolution of stride 1 in one group, whose input rows are the activation's memory.
+bool takes_pointwise_gemm(const torch::nn::Conv2dImpl& c, const at::Tensor& x) {
+  const auto& o = c.options;
+  return g_pointwise_gemm && c.weight.size(2) == 1 && c.weight.size(3) == 1 &&
+         (*o.stride())[0] == 1 && (*o.stride())[1] == 1 && o.groups() == 1 && x.dim() == 4 &&
+         x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+}  // namespace
+
+void set_pointwise_gemm(bool on) {
+  g_pointwise_gemm = on;
+}
+
+bool pointwise_gemm() {
+  return g_pointwise_gemm;
+}
+
+at::Tensor pointwise_conv_gemm(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias) {
+  const int64_t b = x.size(0), h = x.size(2), w = x.size(3);
+  // Channels-last: the (b·h·w, in) rows are x's memory as it is (a view, no copy).
+  const at::Tensor rows = x.permute({0, 2, 3, 1}).reshape({b * h * w, x.size(1)});
+  const at::Tensor w2 = weight.view({weight.size(0), weight.size(1)}).t();
+  const at::Tensor y = bias.defined() ? at::addmm(bias, rows, w2) : at::mm(rows, w2);
+  return y.view({b, h, w, weight.size(0)}).permute({0, 3, 1, 2});
+}
+
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x) {
-  at::Tensor y = c->forward(x);
+  at::Tensor y =
+      takes_pointwise_gemm(*c, x) ? pointwise_conv_gemm(x, c->weight, c->bias) : c->forward(x);
   count_conv(c->weight, y);
   return y;
 }

@@ -67,6 +67,27 @@ at::Tensor row_dropout(const at::Tensor& x, double rate, bool training);
 torch::nn::Conv2d make_conv(int in, int out, int k, int stride = 1, bool bias = false,
                             int groups = 1);
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x);
+
+// 1x1 convolutions (stride 1, one group) of channels-last activations as one matrix product
+// each (train.pointwise_gemm): the activation's (B·H·W, C) rows times the weight, with the bias
+// added in the product's epilogue (addmm: cuBLASLt's bias epilogue on a GPU) instead of by a
+// separate broadcasting add over the whole output after cuDNN's convolution (ATen's
+// convolution adds the bias that way; most likely the 55 strided bf16 adds, 6.6 ms, of a 79 ms
+// coatnet_0 step on an H100). Output and gradients stay channels-last. Process-wide, like
+// set_bn_gelu_kernels; off by default until measured faster on a GPU.
+void set_pointwise_gemm(bool on);
+bool pointwise_gemm();
+class PointwiseGemmScope {
+ public:
+  PointwiseGemmScope() { set_pointwise_gemm(true); }
+  ~PointwiseGemmScope() { set_pointwise_gemm(false); }
+  PointwiseGemmScope(const PointwiseGemmScope&) = delete;
+  PointwiseGemmScope& operator=(const PointwiseGemmScope&) = delete;
+};
+// x (B, in, H, W) channels-last, weight (out, in, 1, 1), bias (out) or undefined: the
+// convolution, channels-last.
+at::Tensor pointwise_conv_gemm(const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias);
 at::Tensor linear(torch::nn::Linear& l, const at::Tensor& x);
 torch::nn::BatchNorm2d make_bn(int channels, double eps);
 

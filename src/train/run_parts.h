@@ -21,6 +21,7 @@
 #include "dist/sync_bn.h"
 #include "model/bn_gelu.h"
 #include "model/coatnet.h"
+#include "model/layers.h"
 #include "model/relpos_attention.h"
 #include "train/checkpoint_state.h"
 #include "train/ema.h"
@@ -63,6 +64,7 @@ class RunParts {
   std::optional<dist::SyncBatchNormScope> sync_bn;   // dist.sync_bn
   std::optional<model::BnGeluKernelsScope> bn_gelu;  // train.cuda_kernels: bn_gelu, on a GPU
   std::optional<model::RelPosAttentionKernelsScope> relpos_attention;  // ... relpos_attention
+  std::optional<model::PointwiseGemmScope> pointwise_gemm;             // train.pointwise_gemm
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0

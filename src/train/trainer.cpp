@@ -234,6 +234,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   run.sync_bn.reset();
   run.bn_gelu.reset();
   run.relpos_attention.reset();
+  run.pointwise_gemm.reset();
   close_summary(summary, times, loop, start_step, seconds_since(t_start));
   const json::Value s = summary_record(summary, run.ema != nullptr, resumed.from);
   metrics->write(s);

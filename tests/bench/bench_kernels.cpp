@@ -15,6 +15,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -122,6 +123,30 @@ std::string bench_relpos(int64_t batch, int64_t heads, int64_t grid, int64_t d,
   return line;
 }
 
+// A 1x1 convolution with bias forward + backward (gradients of x, weight, bias), bf16,
+// channels-last: as one matrix product with the bias in its epilogue (model::pointwise_conv_gemm,
+// train.pointwise_gemm) against cuDNN's convolution and ATen's separate bias add.
+std::string bench_pointwise(int64_t n, int64_t in, int64_t out, int64_t hw, const at::Device& gpu) {
+  const auto opt = at::TensorOptions().device(gpu).dtype(at::kBFloat16);
+  at::Tensor x =
+      at::randn({n, in, hw, hw}, opt).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_();
+  at::Tensor w = (at::randn({out, in, 1, 1}, opt) * 0.05).requires_grad_();
+  at::Tensor b = at::randn({out}, opt).requires_grad_();
+  at::Tensor dy = at::randn({n, out, hw, hw}, opt).contiguous(at::MemoryFormat::ChannelsLast);
+  auto grads = [&](const at::Tensor& y) { (void)torch::autograd::grad({y}, {x, w, b}, {dy}); };
+  const double gemm = median_ms([&] { grads(model::pointwise_conv_gemm(x, w, b)); }, 10);
+  const double cudnn = median_ms([&] { grads(at::conv2d(x, w, b)); }, 10);
+  const double flops = 2.0 * 3 * n * hw * hw * in * out;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "{\"kernel\":\"pointwise_gemm\",\"shape\":[%lld,%lld,%lld,%lld],"
+                "\"dtype\":\"bf16\",\"kernel_ms\":%.4f,\"composite_ms\":%.4f,"
+                "\"speedup\":%.2f,\"kernel_tflops\":%.1f}",
+                static_cast<long long>(n), static_cast<long long>(in), static_cast<long long>(out),
+                static_cast<long long>(hw), gemm, cudnn, cudnn / gemm, flops / gemm / 1e9);
+  return line;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -174,6 +199,14 @@ int main(int argc, char** argv) {
     all.push_back(bench_relpos(batch, heads, grid, 32, gpu));
     std::printf("%s\n", all.back().c_str());
     std::fflush(stdout);
+  }
+  // coatnet_0's MBConv projection at S1 (384 -> 96, 56 px) and a T block's MLP at S3 (384 ->
+  // 1536 -> 384, 14 px).
+  for (auto [in, out, hw] : {std::tuple<int64_t, int64_t, int64_t>{384, 96, size / 4},
+                             {384, 1536, size / 16},
+                             {1536, 384, size / 16}}) {
+    all.push_back(bench_pointwise(batch, in, out, hw, gpu));
+    std::printf("%s\n", all.back().c_str());
   }
   std::string joined = "{\"kernels\":[";
   for (size_t i = 0; i < all.size(); ++i) joined += (i ? "," : "") + all[i];

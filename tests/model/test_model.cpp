@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <utility>
 
 #include "model/coatnet.h"
@@ -303,6 +304,68 @@ TEST(Model, SpatialMeanGradientKeepsTheInputLayout) {
     EXPECT_TRUE(g.is_contiguous(format)) << g.strides();
     EXPECT_TRUE(at::allclose(g, g_ref, 1e-6, 1e-7));
   }
+}
+
+// pointwise_conv_gemm is a 1x1 convolution, forward and backward (the gradients of the input, the
+// weight and the bias), with and without a bias, and its output and input gradient stay
+// channels-last.
+TEST(Model, PointwiseGemmEqualsTheConvolutionAndKeepsChannelsLast) {
+  torch::manual_seed(6);
+  for (bool with_bias : {true, false}) {
+    at::Tensor x = at::randn({2, 24, 5, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+    x.requires_grad_();
+    at::Tensor w = at::randn({40, 24, 1, 1}).requires_grad_();
+    at::Tensor b = with_bias ? at::randn({40}).requires_grad_() : at::Tensor();
+    const at::Tensor dy = at::randn({2, 40, 5, 7}).contiguous(at::MemoryFormat::ChannelsLast);
+    const at::Tensor y = pointwise_conv_gemm(x, w, b), ref = at::conv2d(x, w, b);
+    EXPECT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast)) << y.strides();
+    EXPECT_TRUE(at::allclose(y, ref, 1e-5, 1e-5));
+    std::vector<at::Tensor> inputs{x, w};
+    if (with_bias) inputs.push_back(b);
+    const auto g = torch::autograd::grad({y}, inputs, {dy});
+    const auto g_ref = torch::autograd::grad({ref}, inputs, {dy});
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_TRUE(at::allclose(g[i], g_ref[i], 1e-4, 1e-4)) << "gradient " << i;
+    EXPECT_TRUE(g[0].is_contiguous(at::MemoryFormat::ChannelsLast)) << g[0].strides();
+  }
+}
+
+// conv() takes the matrix product only where it is asked for (train.pointwise_gemm) and applies:
+// a 1x1 convolution of stride 1 in one group on a channels-last input; and a channels-last
+// CoAtNet step is the same either way.
+TEST(Model, ConvTakesThePointwiseGemmWhereItApplies) {
+  auto via_gemm = [](torch::nn::Conv2d c, const at::Tensor& x) {
+    return conv(c, x).grad_fn()->name().find("Convolution") == std::string::npos;
+  };
+  const at::Tensor cl = at::randn({2, 8, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  torch::nn::Conv2d one = make_conv(8, 16, 1, 1, true);
+  EXPECT_FALSE(via_gemm(one, cl)) << "not asked for";
+  {
+    PointwiseGemmScope scope;
+    EXPECT_TRUE(via_gemm(one, cl));
+    EXPECT_FALSE(via_gemm(one, cl.contiguous())) << "NCHW input";
+    EXPECT_FALSE(via_gemm(make_conv(8, 16, 1, 2, true), cl)) << "stride 2";
+    EXPECT_FALSE(via_gemm(make_conv(8, 16, 3, 1, true), cl)) << "3x3";
+    EXPECT_FALSE(via_gemm(make_conv(8, 8, 1, 1, true, 2), cl)) << "two groups";
+  }
+  EXPECT_FALSE(pointwise_gemm()) << "the scope's end turns it off";
+
+  ModelSpec spec = coatnet::test::tiny_spec();
+  auto step = [&](bool gemm) {
+    torch::manual_seed(3);
+    CoAtNet net(spec);
+    std::optional<PointwiseGemmScope> scope;
+    if (gemm) scope.emplace();
+    at::Tensor x = at::randn({4, 1, 32, 32}).contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor loss = net->forward(x).logsumexp(1).sum();
+    loss.backward();
+    std::vector<at::Tensor> r{loss.detach()};
+    for (const auto& p : net->parameters()) r.push_back(p.grad().clone());
+    return r;
+  };
+  const auto gemm = step(true), cudnn = step(false);
+  for (size_t i = 0; i < gemm.size(); ++i)
+    EXPECT_TRUE(at::allclose(gemm[i], cudnn[i], 1e-4, 1e-5)) << "output " << i;
 }
 
 // avg_pool_2x2 is ATen's 2×2 average pooling, forward and backward bit for bit, and its gradient
