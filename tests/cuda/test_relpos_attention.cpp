@@ -105,7 +105,12 @@ void expect_matches_reference(const model::RelPosAttentionKernels& k, const at::
     for (at::ScalarType t : dtypes) {
       at::manual_seed(p.n() * 7 + p.d);
       const Inputs in = random_inputs(p, t, device);
-      ASSERT_TRUE(k.applies(in.qkv, p.heads)) << name(p, t);
+      if (!k.applies(in.qkv, p.heads)) {
+        // Only float32 blocks of head size 64 may not fit a GPU's shared memory (an A100's
+        // 164 KiB; an H100 has 227).
+        EXPECT_TRUE(t == at::kFloat && p.d == 64) << name(p, t) << " was not taken";
+        continue;
+      }
       const Outputs got = fused(k, p, in);
       EXPECT_EQ(got.out.sizes(), at::IntArrayRef({p.b, p.n(), p.heads * p.d}));
       EXPECT_EQ(got.out.scalar_type(), t);
