@@ -70,9 +70,11 @@ uint64_t hash_file(const std::string& path, int64_t* bytes, bool fsync_too) {
 namespace {
 
 // Fault injection for the disk-full test: COATNET_FAULT_FILL_DISK=STEP_DIR (e.g. step-00000032)
-// fills the filesystem right after the space check of a shard of that step passed, leaving room
-// for half of its payload, so the write meets the kernel's ENOSPC halfway, as when another job
-// fills a shared disk. The filler lives in the step directory, which the failed save removes.
+// fills the filesystem once a shard of that step passed the space check and its file exists,
+// leaving room for half of its payload, so the data write meets the kernel's ENOSPC halfway, as
+// when another job fills a shared disk. (Filling before the file's creation let two ranks filling
+// at once leave no room for the creation itself.) The filler lives in the step directory, which the
+// failed save removes.
 void fill_disk_if_asked(const std::string& dir, const std::string& name, int64_t payload) {
   const char* step = std::getenv("COATNET_FAULT_FILL_DISK");
   if (!step || fs::path(dir).filename() != step) return;
@@ -101,7 +103,6 @@ ShardFile write_shard(const std::string& dir, const std::string& name,
       throw ShardError(path + ": not enough space: " + std::to_string(payload) +
                        " bytes to write, " + std::to_string(free_bytes) + " free on the disk");
   }
-  fill_disk_if_asked(dir, name, payload);
   ShardFile out;
   out.file = name;
   {
@@ -117,6 +118,7 @@ ShardFile write_shard(const std::string& dir, const std::string& name,
     errno = 0;
     Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
     if (file < 0) throw fail("H5Fcreate");
+    fill_disk_if_asked(dir, name, payload);
     Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
     H5Pset_obj_track_times(dcpl, false);
     Id gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);

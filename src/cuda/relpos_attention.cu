@@ -12,6 +12,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <mma.h>
 
+#include <array>
+#include <atomic>
+
 #include "cuda/relpos_attention.h"
 #include "cuda/relpos_attention_launch.h"
 
@@ -109,12 +112,17 @@ __global__ void reduce_table_kernel(Shape s, const float* part, float* dtable) {
   if (e < s.table_rows() * s.heads) reduce_table(s, part, dtable, e / s.heads, e % s.heads);
 }
 
-// The most shared memory a block may have on the current device.
-int64_t smem_limit() {
-  int device = 0, most = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  return most;
+// The most shared memory a block may have on `device`, asked once per device (applies() runs
+// every forward).
+int64_t smem_limit(int device) {
+  static std::array<std::atomic<int>, 64> known{};  // 0: not asked yet
+  auto& slot = known.at(static_cast<size_t>(device));
+  if (slot.load() == 0) {
+    int most = 0;
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    slot.store(most);
+  }
+  return slot.load();
 }
 
 template <typename Kernel, typename T>
@@ -177,8 +185,7 @@ bool applies(const at::Tensor& qkv, int64_t heads) {
                      backward_dq_layout<T, D>(s, nullptr).bytes,
                      backward_dkv_layout<T, D>(s, nullptr).bytes});
   });
-  const c10::cuda::CUDAGuard guard(qkv.device());
-  return most <= smem_limit();
+  return most <= smem_limit(qkv.device().index());
 }
 
 }  // namespace

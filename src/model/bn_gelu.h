@@ -19,7 +19,7 @@
 
 #include <tuple>
 
-#include "model/kernels_scope.h"
+#include "model/setting_scope.h"
 
 namespace coatnet::model {
 
@@ -48,7 +48,7 @@ const BnGeluKernels& bn_gelu_reference();
 void set_bn_gelu_kernels(const BnGeluKernels* kernels);
 const BnGeluKernels* bn_gelu_kernels();
 
-using BnGeluKernelsScope = KernelsScope<BnGeluKernels, set_bn_gelu_kernels>;
+using BnGeluKernelsScope = SettingScope<const BnGeluKernels*, set_bn_gelu_kernels>;
 
 // The fused operation in training mode, through `kernels`; the BatchNorm's parameters get
 // gradients and its running statistics and num_batches_tracked move as BatchNorm's do.

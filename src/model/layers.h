@@ -10,6 +10,7 @@
 
 #include <functional>
 
+#include "model/setting_scope.h"
 #include "model/variants.h"
 
 namespace coatnet::model {
@@ -77,13 +78,7 @@ at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x);
 // set_bn_gelu_kernels; off by default until measured faster on a GPU.
 void set_pointwise_gemm(bool on);
 bool pointwise_gemm();
-class PointwiseGemmScope {
- public:
-  PointwiseGemmScope() { set_pointwise_gemm(true); }
-  ~PointwiseGemmScope() { set_pointwise_gemm(false); }
-  PointwiseGemmScope(const PointwiseGemmScope&) = delete;
-  PointwiseGemmScope& operator=(const PointwiseGemmScope&) = delete;
-};
+using PointwiseGemmScope = SettingScope<bool, set_pointwise_gemm>;  // PointwiseGemmScope on(true)
 // x (B, in, H, W) channels-last, weight (out, in, 1, 1), bias (out) or undefined: the
 // convolution, channels-last.
 at::Tensor pointwise_conv_gemm(const at::Tensor& x, const at::Tensor& weight,

@@ -13,7 +13,7 @@
 
 #include <vector>
 
-#include "model/kernels_scope.h"
+#include "model/setting_scope.h"
 
 namespace coatnet::model {
 
@@ -35,7 +35,7 @@ struct RelPosAttentionKernels {
 void set_relpos_attention_kernels(const RelPosAttentionKernels* kernels);
 const RelPosAttentionKernels* relpos_attention_kernels();
 using RelPosAttentionKernelsScope =
-    KernelsScope<RelPosAttentionKernels, set_relpos_attention_kernels>;
+    SettingScope<const RelPosAttentionKernels*, set_relpos_attention_kernels>;
 
 // The attention through `kernels`, differentiable in qkv and the table: (B, H·W, heads·D).
 at::Tensor relpos_attention(const RelPosAttentionKernels& kernels, const at::Tensor& qkv,

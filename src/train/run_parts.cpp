@@ -134,7 +134,7 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   if (const model::BnGeluKernels* k = bn_gelu_kernels(cfg, device)) bn_gelu.emplace(k);
   if (const model::RelPosAttentionKernels* k = relpos_attention_kernels(cfg, device))
     relpos_attention.emplace(k);
-  if (cfg.get_bool("train.pointwise_gemm")) pointwise_gemm.emplace();
+  if (cfg.get_bool("train.pointwise_gemm")) pointwise_gemm.emplace(true);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =

@@ -341,7 +341,7 @@ TEST(Model, ConvTakesThePointwiseGemmWhereItApplies) {
   torch::nn::Conv2d one = make_conv(8, 16, 1, 1, true);
   EXPECT_FALSE(via_gemm(one, cl)) << "not asked for";
   {
-    PointwiseGemmScope scope;
+    PointwiseGemmScope scope(true);
     EXPECT_TRUE(via_gemm(one, cl));
     EXPECT_FALSE(via_gemm(one, cl.contiguous())) << "NCHW input";
     EXPECT_FALSE(via_gemm(make_conv(8, 16, 1, 2, true), cl)) << "stride 2";
@@ -355,7 +355,7 @@ TEST(Model, ConvTakesThePointwiseGemmWhereItApplies) {
     torch::manual_seed(3);
     CoAtNet net(spec);
     std::optional<PointwiseGemmScope> scope;
-    if (gemm) scope.emplace();
+    if (gemm) scope.emplace(true);
     at::Tensor x = at::randn({4, 1, 32, 32}).contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor loss = net->forward(x).logsumexp(1).sum();
     loss.backward();
