@@ -19,8 +19,15 @@ slurm_need() {
 
 slurm_pids=()
 slurm_down() {
-  local p
+  local p i
   for p in "${slurm_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The daemons are not this shell's children, so no `wait`: poll until they are gone (munged
+  # writes its seed file as it exits; removing the test's directory before that raced with it,
+  # "rm: cannot remove .../munge: Directory not empty"). SIGKILL after 10 s.
+  for p in "${slurm_pids[@]}"; do
+    for ((i = 0; i < 100; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$p" 2>/dev/null && { echo "slurm_down: pid $p ignored SIGTERM for 10 s; killing it" >&2; kill -9 "$p"; }
+  done
   slurm_pids=()
   hosts_down
 }
