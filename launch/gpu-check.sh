@@ -30,15 +30,17 @@
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
 #    the GPU and resumed bit-exactly, the step profiler;
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
-#    (ours, ours with each kernel of src/cuda, timm eager AMP channels-last, timm +
-#    torch.compile; ours profiled: GPU busy share, top kernels), each kernel of src/cuda against
-#    its ATen composite, the relative-position attention's ATen paths, MFU against the datasheet and
-#    against a bf16 matrix product measured here, and the loader's images/s on this machine's
-#    cores (photo-like JPEGs made here from scikit-image's photos) against what the GPU consumes.
+#    (ours; ours with each opt-in alone and with all of them: the kernels of src/cuda,
+#    train.pointwise_gemm, train.se_fold, train.bn_fold; timm eager AMP channels-last; timm +
+#    torch.compile; ours profiled: GPU busy share, top kernels), each kernel and opt-in against
+#    its ATen composite, the relative-position attention's ATen paths, MFU against the datasheet
+#    and against a bf16 matrix product measured here, and the loader's images/s on this
+#    machine's cores (photo-like JPEGs made here from scikit-image's photos) against what the GPU
+#    consumes.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,40p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540 only="" baseline=""
 while (($#)); do
   case $1 in
@@ -270,8 +272,16 @@ bench ours_coatnet_0_bf16_relpos 180 bash "$work/ours_run.sh" ours_ra "$coatnet"
   --set "train.cuda_kernels=[relpos_attention]"
 bench ours_coatnet_0_bf16_pointwise_gemm 180 bash "$work/ours_run.sh" ours_pg "$coatnet" \
   --set "train.pointwise_gemm=true"
+bench ours_coatnet_0_bf16_se_fold 180 bash "$work/ours_run.sh" ours_sf "$coatnet" \
+  --set "train.se_fold=true"
+bench ours_coatnet_0_bf16_bn_fold 180 bash "$work/ours_run.sh" ours_bf "$coatnet" \
+  --set "train.bn_fold=true"
 bench ours_coatnet_0_bf16_bn_gelu 180 bash "$work/ours_run.sh" ours_bg "$coatnet" \
   --set "train.cuda_kernels=[bn_gelu]"
+# Every opt-in at once: what they give together, when more than one wins alone.
+bench ours_coatnet_0_bf16_all_optin 180 bash "$work/ours_run.sh" ours_all "$coatnet" \
+  --set "train.cuda_kernels=[batch_prep, bn_gelu, relpos_attention]" \
+  --set "train.pointwise_gemm=true" --set "train.se_fold=true" --set "train.bn_fold=true"
 bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coatnet" \
   --set "train.cuda_kernels=[batch_prep]"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
@@ -282,100 +292,5 @@ bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(npr
 bench timm_compile_bf16 200 env TIMM_FUSED_ATTN=0 "${peer[@]}" --compile --warmup 3 --steps 30
 
 # --- the table and the JSON -----------------------------------------------------------------------
-"$py" - "$results" "$out" "$gpu_name" "$(($(date +%s) - t_start))" "$("$coatnet" info --model coatnet_0_224 --json)" <<'PY'
-import json, sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-out, gpu, total_s, info = sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
-def bench(name):
-    for r in rows:
-        if r[0] == "bench " + name and r[1] == "ok":
-            try: return json.loads(r[3])
-            except json.JSONDecodeError: return None
-ours, eager, comp = bench("ours_coatnet_0_bf16"), bench("timm_eager_bf16"), bench("timm_compile_bf16")
-mm, loader = bench("matmul_bf16"), bench("loader_cores")
-flops_per_image = 3 * 2 * info["gmacs"] * 1e9  # forward + backward (twice the forward)
-datasheet = 989.4e12 if "H100" in gpu or "H200" in gpu else None  # dense bf16, SXM
-summary = {"gpu": gpu, "total_s": total_s, "tests": {}, "bench": {}}
-for r in rows:
-    (summary["tests"] if r[0].startswith(("test", "build", "kernels", "photo")) else summary["bench"])[r[0]] = \
-        {"status": r[1], "seconds": int(r[2]), "detail": r[3]}
-ips = lambda b: b["images_per_s"] if b else None
-goals = []
-def ratio(name, a, b, goal):
-    v = a / b if a and b else None
-    summary[name] = v
-    goals.append((name, v, goal))
-ratio("ours_vs_timm_eager", ips(ours), ips(eager), 1.3)
-ratio("ours_vs_timm_compile", ips(ours), ips(comp), 1.0)
-ratio("loader_vs_gpu_consumption", ips(loader), ips(ours), 2.0)
-for name, b in (("ours", ours), ("timm_eager", eager), ("timm_compile", comp)):
-    if b:
-        summary[f"mfu_{name}_datasheet"] = b["images_per_s"] * flops_per_image / datasheet if datasheet else None
-        summary[f"mfu_{name}_measured_matmul"] = b["images_per_s"] * flops_per_image / (mm["tflops"] * 1e12) if mm else None
-json.dump(summary, open(f"{out}/gpu-check.json", "w"), indent=1)
-lines = [f"gpu-check on {gpu}: {total_s} s end to end (goal <= 480)", "",
-         "| step | status | s | detail |", "| --- | --- | ---: | --- |"]
-for r in rows:
-    lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3][:160]} |")
-lines += ["", "| figure | value | goal |", "| --- | ---: | ---: |"]
-fmt = lambda v, f="{:.1f}": "n/a" if v is None else f.format(v)
-ours_bp, kern = bench("ours_coatnet_0_bf16_batch_prep"), bench("kernels")
-ours_bg, ours_ra = bench("ours_coatnet_0_bf16_bn_gelu"), bench("ours_coatnet_0_bf16_relpos")
-ours_pg = bench("ours_coatnet_0_bf16_pointwise_gemm")
-base = bench("ours_baseline_coatnet_0_bf16")
-for name, b in (("ours", ours), ("ours + batch_prep kernel", ours_bp),
-                ("ours + bn_gelu kernel", ours_bg), ("ours + relpos_attention kernel", ours_ra),
-                ("ours + pointwise_gemm", ours_pg), ("ours at the baseline commit", base),
-                ("timm eager", eager),
-                ("timm compile (TIMM_FUSED_ATTN=0)", comp), ("loader", loader)):
-    lines.append(f"| {name} images/s | {fmt(ips(b))} | |")
-for name, b in (("ours", ours), ("ours + bn_gelu kernel", ours_bg),
-                ("ours + relpos_attention kernel", ours_ra), ("ours + pointwise_gemm", ours_pg),
-                ("ours at the baseline commit", base)):
-    if b and b.get("loss_steps_41_50") is not None:
-        lines.append(f"| {name}: mean loss of steps 41-50 | {b['loss_steps_41_50']:.4f} | |")
-for name, v, goal in goals:
-    lines.append(f"| {name} | {fmt(v, '{:.2f}')} | >= {goal} |")
-for k in sorted(summary):
-    if k.startswith("mfu_"):
-        lines.append(f"| {k} | {fmt(summary[k], '{:.1%}')} | |")
-lines.append(f"| bf16 matmul 8192^3 TFLOP/s | {fmt(mm and mm['tflops'])} | |")
-for who, b in (("ours", ours), ("ours + bn_gelu", ours_bg), ("ours + relpos_attention", ours_ra),
-               ("ours + pointwise_gemm", ours_pg), ("baseline commit", base)):
-    p = b and b.get("profile")
-    if p:
-        lines.append(f"| {who}: GPU busy per step (profile of steps 51-55) | {p['busy_ms_per_step']:.1f} of "
-                     f"{p['wall_ms_per_step']:.1f} ms ({p['busy_share']:.0%}), "
-                     f"{p['kernels_per_step']:.0f} kernels | |")
-prof = ours and ours.get("profile")
-if prof:
-    for name, ms, share in prof["top"][:10]:
-        lines.append(f"| ours kernel: {name[:70]} | {ms:.2f} ms ({share:.1%}) | |")
-# What launched our longest kernels (trace_ops.py): operator, where, and its inputs' strides.
-try:
-    ops = json.load(open(f"{out}/ops-ours.json"))["kernels"][:8]
-except (OSError, ValueError, KeyError):
-    ops = []
-for k in ops:
-    for l in k["launched_by"][:2]:
-        lines.append(f"| ours kernel {k['name'][:50]}: {l['ms_per_step']:.2f} ms from {l['op']} in "
-                     f"{(l['within'] or '')[-40:]} | strides {json.dumps(l['strides'])[:90]} | |")
-att = bench("attention_composite")
-for r in (att or {}).get("shapes", []):
-    lines.append(f"| attention fwd+bwd {r['heads']}x{r['n']}x{r['dim_head']}: composite / with a strided bias / "
-                 f"explicit / flash without bias | {fmt(r['composite_ms'], '{:.3f}')} / "
-                 f"{fmt(r.get('composite_strided_bias_ms'), '{:.3f}')} / {fmt(r['explicit_ms'], '{:.3f}')} / "
-                 f"{fmt(r['no_bias_flash_ms'], '{:.3f}')} ms | |")
-for k in (kern or {}).get("kernels", []):
-    rate = (f"{k['kernel_gb_per_s']:.0f} GB/s" if "kernel_gb_per_s" in k else
-            f"{k.get('kernel_tflops', 0):.0f} TFLOP/s" + (
-                f", forward {k['kernel_forward_ms']:.3f} vs {k['composite_forward_ms']:.3f} ms"
-                if "kernel_forward_ms" in k else ""))
-    goal = "> 1.5" if k["kernel"] == "relpos_attention" else "> 1"
-    lines.append(f"| {k['kernel']} kernel {k['shape']} vs ATen composite | {fmt(k['speedup'], '{:.2f}')}x "
-                 f"({k['kernel_ms']:.3f} vs {k['composite_ms']:.3f} ms, {rate}) | {goal} |")
-open(f"{out}/gpu-check.txt", "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-bad = [r[0] for r in rows if r[1] == "FAIL"]
-sys.exit(1 if bad else 0)
-PY
+"$py" "$root/launch/gpu-check-table.py" "$results" "$out" "$gpu_name" "$(($(date +%s) - t_start))" \
+  "$("$coatnet" info --model coatnet_0_224 --json)"

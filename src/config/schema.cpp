@@ -130,6 +130,14 @@ std::vector<KeySpec> build() {
       key("train.pointwise_gemm", K::Bool, "false",
           "1x1 convolutions of channels-last activations as matrix products with the bias in "
           "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias add"),
+      key("train.bn_fold", K::Bool, "false",
+          "the MBConv blocks' pre-norm BatchNorm, 1x1 expansion and the BatchNorm after it as one "
+          "matrix product of the block's input (the batch's statistics from its mean and "
+          "covariance); channels-last, without dist.sync_bn"),
+      key("train.se_fold", K::Bool, "false",
+          "the MBConv blocks' squeeze-excitation gate folded into the 1x1 projection after it "
+          "(one batched matrix product with per-sample scaled weights), instead of multiplying "
+          "the activation by the gate and then convolving it"),
       key("train.deterministic", K::Bool, "false",
           "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
           "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),

@@ -146,15 +146,19 @@ torch::nn::Conv2d make_conv(int in, int out, int k, int stride, bool bias, int g
 
 namespace {
 bool g_pointwise_gemm = false;
+bool g_se_fold = false;
 
-// A 1x1 convolution of stride 1 in one group, whose input rows are the activation's memory.
+// A pointwise convolution whose input rows are the activation's memory.
 bool takes_pointwise_gemm(const torch::nn::Conv2dImpl& c, const at::Tensor& x) {
-  const auto& o = c.options;
-  return g_pointwise_gemm && c.weight.size(2) == 1 && c.weight.size(3) == 1 &&
-         (*o.stride())[0] == 1 && (*o.stride())[1] == 1 && o.groups() == 1 && x.dim() == 4 &&
-         x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  return g_pointwise_gemm && is_pointwise(c, x) && x.is_contiguous(at::MemoryFormat::ChannelsLast);
 }
 }  // namespace
+
+bool is_pointwise(const torch::nn::Conv2dImpl& c, const at::Tensor& x) {
+  const auto& o = c.options;
+  return c.weight.size(2) == 1 && c.weight.size(3) == 1 && (*o.stride())[0] == 1 &&
+         (*o.stride())[1] == 1 && o.groups() == 1 && x.dim() == 4;
+}
 
 void set_pointwise_gemm(bool on) {
   g_pointwise_gemm = on;
@@ -172,6 +176,42 @@ at::Tensor pointwise_conv_gemm(const at::Tensor& x, const at::Tensor& weight,
   const at::Tensor w2 = weight.view({weight.size(0), weight.size(1)}).t();
   const at::Tensor y = bias.defined() ? at::addmm(bias, rows, w2) : at::mm(rows, w2);
   return y.view({b, h, w, weight.size(0)}).permute({0, 3, 1, 2});
+}
+
+void set_se_fold(bool on) {
+  g_se_fold = on;
+}
+
+bool se_fold() {
+  return g_se_fold;
+}
+
+bool takes_se_fold(const torch::nn::Conv2dImpl& c, const at::Tensor& x) {
+  return g_se_fold && is_pointwise(c, x) &&
+         (x.is_contiguous(at::MemoryFormat::ChannelsLast) || x.is_contiguous());
+}
+
+at::Tensor gated_pointwise_conv(torch::nn::Conv2d& c, const at::Tensor& x, const at::Tensor& gate) {
+  const int64_t b = x.size(0), in = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t out = c->weight.size(0);
+  const at::Tensor weight = c->weight.view({out, in});
+  const at::Tensor& bias = c->bias;
+  at::Tensor y;
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    // Rows (b, h·w, in), a view of x; per-sample weights (b, in, out): y = rows · (Wᵀ ⊙ g).
+    const at::Tensor rows = x.permute({0, 2, 3, 1}).reshape({b, h * w, in});
+    const at::Tensor scaled = weight.t().unsqueeze(0) * gate.reshape({b, in, 1});
+    y = bias.defined() ? at::baddbmm(bias.view({1, 1, out}), rows, scaled) : at::bmm(rows, scaled);
+    y = y.view({b, h, w, out}).permute({0, 3, 1, 2});
+  } else {
+    // Columns (b, in, h·w), a view of x; per-sample weights (b, out, in): y = (W ⊙ gᵀ) · cols.
+    const at::Tensor cols = x.reshape({b, in, h * w});
+    const at::Tensor scaled = weight.unsqueeze(0) * gate.reshape({b, 1, in});
+    y = bias.defined() ? at::baddbmm(bias.view({1, out, 1}), scaled, cols) : at::bmm(scaled, cols);
+    y = y.view({b, out, h, w});
+  }
+  count_conv(c->weight, y);
+  return y;
 }
 
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x) {
@@ -200,6 +240,10 @@ BatchNormOverride& batch_norm_override() {
 
 void set_batch_norm_override(BatchNormOverride f) {
   batch_norm_override() = std::move(f);
+}
+
+bool batch_norm_overridden() {
+  return static_cast<bool>(batch_norm_override());
 }
 
 at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x) {
@@ -247,10 +291,12 @@ SqueezeExciteImpl::SqueezeExciteImpl(const SqueezeExciteOptions& o) : act(o.act(
   fc2 = register_module("fc2", make_conv(o.reduced(), o.channels(), 1, 1, true));
 }
 
+at::Tensor SqueezeExciteImpl::gate(const at::Tensor& x) {
+  return conv(fc2, activate(conv(fc1, spatial_mean(x)), act)).sigmoid();
+}
+
 at::Tensor SqueezeExciteImpl::forward(const at::Tensor& x) {
-  at::Tensor s = spatial_mean(x);
-  s = conv(fc2, activate(conv(fc1, s), act));
-  return x * s.sigmoid();
+  return x * gate(x);
 }
 
 StemImpl::StemImpl(int in_chans, const std::vector<int>& w, const ConvBlockSpec& spec)

@@ -68,6 +68,8 @@ at::Tensor row_dropout(const at::Tensor& x, double rate, bool training);
 torch::nn::Conv2d make_conv(int in, int out, int k, int stride = 1, bool bias = false,
                             int groups = 1);
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x);
+// A 1x1 convolution of stride 1 in one group of a 4-d x: a matrix product of x's channels.
+bool is_pointwise(const torch::nn::Conv2dImpl& c, const at::Tensor& x);
 
 // 1x1 convolutions (stride 1, one group) of channels-last activations as one matrix product
 // each (train.pointwise_gemm): the activation's (B·H·W, C) rows times the weight, with the bias
@@ -83,6 +85,20 @@ using PointwiseGemmScope = SettingScope<bool, set_pointwise_gemm>;  // Pointwise
 // convolution, channels-last.
 at::Tensor pointwise_conv_gemm(const at::Tensor& x, const at::Tensor& weight,
                                const at::Tensor& bias);
+
+// The squeeze-excitation's gate folded into the 1x1 projection that follows it (train.se_fold):
+// conv(c, x * gate) as one batched matrix product whose per-sample weights are the projection's
+// scaled by that sample's gate (W·(x⊙g) = (W⊙g)·x). The gated activation x * gate is never made:
+// forward skips one pass over the block's widest activation, and backward the two products and
+// the spatial sum of the gate's gradient (about 3.0 ms of strided multiplies of a 79 ms
+// coatnet_0 step on an H100, the profile said). The per-sample weights (B·in·out) are small.
+// c must be 1x1, stride 1, one group (takes_se_fold); x (B, in, H, W) in either layout (output
+// in x's), gate (B, in, 1, 1). Process-wide like set_pointwise_gemm; off until measured on a GPU.
+void set_se_fold(bool on);
+bool se_fold();
+using SeFoldScope = SettingScope<bool, set_se_fold>;  // SeFoldScope on(true)
+bool takes_se_fold(const torch::nn::Conv2dImpl& c, const at::Tensor& x);
+at::Tensor gated_pointwise_conv(torch::nn::Conv2d& c, const at::Tensor& x, const at::Tensor& gate);
 at::Tensor linear(torch::nn::Linear& l, const at::Tensor& x);
 torch::nn::BatchNorm2d make_bn(int channels, double eps);
 
@@ -92,6 +108,7 @@ torch::nn::BatchNorm2d make_bn(int channels, double eps);
 using BatchNormOverride =
     std::function<at::Tensor(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x)>;
 void set_batch_norm_override(BatchNormOverride f);  // empty f: back to local statistics
+bool batch_norm_overridden();
 at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x);
 // BatchNorm then `act`: one fused operation (model/bn_gelu.h) for GELU in training when fused
 // kernels are registered and take x, and no override (SyncBatchNorm) is set; else the two.
@@ -142,7 +159,8 @@ struct SqueezeExciteOptions {
 class SqueezeExciteImpl : public torch::nn::Module {
  public:
   explicit SqueezeExciteImpl(const SqueezeExciteOptions& options);
-  at::Tensor forward(const at::Tensor& x);
+  at::Tensor forward(const at::Tensor& x);  // x * gate(x)
+  at::Tensor gate(const at::Tensor& x);     // (B, C, 1, 1) in (0, 1)
   torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
   Act act;
 };

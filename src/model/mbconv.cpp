@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include "model/bn_fold.h"
+
 namespace coatnet::model {
 
 MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
@@ -30,14 +32,24 @@ MbConvImpl::MbConvImpl(const MbConvOptions& o) : options(o) {
 at::Tensor MbConvImpl::forward(const at::Tensor& x) {
   const ConvBlockSpec& s = options.spec();
   at::Tensor shortcut_x = shortcut ? shortcut->forward(x) : x;
-  at::Tensor y = s.pre_norm_act ? batch_norm_act(pre_norm, x, s.act) : batch_norm(pre_norm, x);
-  if (s.stride_mode == StrideMode::Pool && options.stride() == 2) y = avg_pool_2x2(y);
-  y = batch_norm_act(norm1, conv(conv1_1x1, y), s.act);
+  const bool pooled = s.stride_mode == StrideMode::Pool && options.stride() == 2;
+  at::Tensor y;
+  if (!s.pre_norm_act && !pooled && takes_bn_fold(*pre_norm, *conv1_1x1, *norm1, x)) {
+    y = activate(bn_conv_bn(*pre_norm, *conv1_1x1, *norm1, x), s.act);  // one matrix product
+  } else {
+    y = s.pre_norm_act ? batch_norm_act(pre_norm, x, s.act) : batch_norm(pre_norm, x);
+    if (pooled) y = avg_pool_2x2(y);
+    y = batch_norm_act(norm1, conv(conv1_1x1, y), s.act);
+  }
   y = conv(conv2_kxk, y);
   if (s.se_early) y = se->forward(y);
   y = batch_norm_act(norm2, y, s.act);
-  if (!s.se_early) y = se->forward(y);
-  y = conv(conv3_1x1, y);
+  if (!s.se_early && takes_se_fold(*conv3_1x1, y)) {
+    y = gated_pointwise_conv(conv3_1x1, y, se->gate(y));  // the gate in the projection's weights
+  } else {
+    if (!s.se_early) y = se->forward(y);
+    y = conv(conv3_1x1, y);
+  }
   return drop_path(y, options.drop_path(), is_training()) + shortcut_x;
 }
 

@@ -135,6 +135,8 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   if (const model::RelPosAttentionKernels* k = relpos_attention_kernels(cfg, device))
     relpos_attention.emplace(k);
   if (cfg.get_bool("train.pointwise_gemm")) pointwise_gemm.emplace(true);
+  if (cfg.get_bool("train.se_fold")) se_fold.emplace(true);
+  if (cfg.get_bool("train.bn_fold")) bn_fold.emplace(true);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =

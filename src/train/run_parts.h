@@ -19,6 +19,7 @@
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
 #include "dist/sync_bn.h"
+#include "model/bn_fold.h"
 #include "model/bn_gelu.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
@@ -65,6 +66,8 @@ class RunParts {
   std::optional<model::BnGeluKernelsScope> bn_gelu;  // train.cuda_kernels: bn_gelu, on a GPU
   std::optional<model::RelPosAttentionKernelsScope> relpos_attention;  // ... relpos_attention
   std::optional<model::PointwiseGemmScope> pointwise_gemm;             // train.pointwise_gemm
+  std::optional<model::SeFoldScope> se_fold;                           // train.se_fold
+  std::optional<model::BnFoldScope> bn_fold;                           // train.bn_fold
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0

@@ -235,6 +235,8 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   run.bn_gelu.reset();
   run.relpos_attention.reset();
   run.pointwise_gemm.reset();
+  run.se_fold.reset();
+  run.bn_fold.reset();
   close_summary(summary, times, loop, start_step, seconds_since(t_start));
   const json::Value s = summary_record(summary, run.ema != nullptr, resumed.from);
   metrics->write(s);

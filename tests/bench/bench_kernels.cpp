@@ -1,10 +1,12 @@
-// Each kernel of src/cuda against the ATen composite it replaces, on the GPU, in one run:
+// Each kernel of src/cuda, and each opt-in of the model's arithmetic (train.pointwise_gemm,
+// train.se_fold, train.bn_fold), against the ATen composite it replaces, on the GPU, in one run:
 // median milliseconds over repeated launches (after a warm-up), the achieved bandwidth of the
 // bytes the kernel must move, and the speed-up. One JSON object per kernel (and shape), then one
 // line {"kernels": [...]} holding them all; exit 77 (skipped, with the reason) without a GPU or
 // without the kernels.
 //   bench_kernels [--batch 128] [--size 224]
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
@@ -23,10 +25,12 @@
 #include "cuda/bn_gelu.h"
 #include "cuda/relpos_attention.h"
 #include "data/mixup.h"
+#include "model/bn_fold.h"
 #include "model/layers.h"
 #include "model/relpos.h"
 #include "model/relpos_attention.h"
 #include "model/transformer.h"
+#include "util/json.h"
 
 using namespace coatnet;
 
@@ -123,6 +127,22 @@ std::string bench_relpos(int64_t batch, int64_t heads, int64_t grid, int64_t d,
   return line;
 }
 
+// The row of a 1x1 convolution's variant (n images, in -> out channels, hw × hw): its forward +
+// backward time against the composite's, and its rate in the convolution's three products.
+std::string product_row(const char* kernel, int64_t n, int64_t in, int64_t out, int64_t hw,
+                        double kernel_ms, double composite_ms) {
+  const double flops = 2.0 * 3 * n * hw * hw * in * out;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "{\"kernel\":\"%s\",\"shape\":[%lld,%lld,%lld,%lld],"
+                "\"dtype\":\"bf16\",\"kernel_ms\":%.4f,\"composite_ms\":%.4f,"
+                "\"speedup\":%.2f,\"kernel_tflops\":%.1f}",
+                kernel, static_cast<long long>(n), static_cast<long long>(in),
+                static_cast<long long>(out), static_cast<long long>(hw), kernel_ms, composite_ms,
+                composite_ms / kernel_ms, flops / kernel_ms / 1e9);
+  return line;
+}
+
 // A 1x1 convolution with bias forward + backward (gradients of x, weight, bias), bf16,
 // channels-last: as one matrix product with the bias in its epilogue (model::pointwise_conv_gemm,
 // train.pointwise_gemm) against cuDNN's convolution and ATen's separate bias add.
@@ -136,15 +156,58 @@ std::string bench_pointwise(int64_t n, int64_t in, int64_t out, int64_t hw, cons
   auto grads = [&](const at::Tensor& y) { (void)torch::autograd::grad({y}, {x, w, b}, {dy}); };
   const double gemm = median_ms([&] { grads(model::pointwise_conv_gemm(x, w, b)); }, 10);
   const double cudnn = median_ms([&] { grads(at::conv2d(x, w, b)); }, 10);
-  const double flops = 2.0 * 3 * n * hw * hw * in * out;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "{\"kernel\":\"pointwise_gemm\",\"shape\":[%lld,%lld,%lld,%lld],"
-                "\"dtype\":\"bf16\",\"kernel_ms\":%.4f,\"composite_ms\":%.4f,"
-                "\"speedup\":%.2f,\"kernel_tflops\":%.1f}",
-                static_cast<long long>(n), static_cast<long long>(in), static_cast<long long>(out),
-                static_cast<long long>(hw), gemm, cudnn, cudnn / gemm, flops / gemm / 1e9);
-  return line;
+  return product_row("pointwise_gemm", n, in, out, hw, gemm, cudnn);
+}
+
+// The squeeze-excitation's gate and the 1x1 projection after it, forward + backward (gradients
+// of x, the gate, the weight and the bias), bf16, channels-last: folded into one batched product
+// (model::gated_pointwise_conv, train.se_fold) against x * gate then cuDNN's convolution.
+std::string bench_se_fold(int64_t n, int64_t in, int64_t out, int64_t hw, const at::Device& gpu) {
+  const auto opt = at::TensorOptions().device(gpu).dtype(at::kBFloat16);
+  torch::nn::Conv2d c = model::make_conv(static_cast<int>(in), static_cast<int>(out), 1, 1, true);
+  c->to(gpu, at::kBFloat16);
+  at::Tensor x =
+      at::randn({n, in, hw, hw}, opt).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_();
+  at::Tensor gate = at::rand({n, in, 1, 1}, opt).requires_grad_();
+  at::Tensor dy = at::randn({n, out, hw, hw}, opt).contiguous(at::MemoryFormat::ChannelsLast);
+  auto grads = [&](const at::Tensor& y) {
+    (void)torch::autograd::grad({y}, {x, gate, c->weight, c->bias}, {dy});
+  };
+  const double fold = median_ms([&] { grads(model::gated_pointwise_conv(c, x, gate)); }, 10);
+  const double composite = median_ms([&] { grads(c->forward(x * gate)); }, 10);
+  return product_row("se_fold", n, in, out, hw, fold, composite);
+}
+
+// The MBConv block's pre-norm BatchNorm, 1x1 expansion and norm1 in training, forward + backward
+// (gradients of x and every parameter), bf16 autocast, channels-last: folded into one matrix
+// product (model::bn_conv_bn, train.bn_fold) against BatchNorm, cuDNN's convolution, BatchNorm.
+std::string bench_bn_fold(int64_t n, int64_t in, int64_t out, int64_t hw, const at::Device& gpu) {
+  torch::nn::BatchNorm2d bn0 = model::make_bn(static_cast<int>(in), 1e-5);
+  torch::nn::BatchNorm2d bn1 = model::make_bn(static_cast<int>(out), 1e-5);
+  torch::nn::Conv2d c = model::make_conv(static_cast<int>(in), static_cast<int>(out), 1, 1);
+  for (torch::nn::Module* m :
+       {static_cast<torch::nn::Module*>(bn0.get()), static_cast<torch::nn::Module*>(bn1.get()),
+        static_cast<torch::nn::Module*>(c.get())})
+    m->to(gpu);
+  const auto opt = at::TensorOptions().device(gpu).dtype(at::kBFloat16);
+  at::Tensor x =
+      at::randn({n, in, hw, hw}, opt).contiguous(at::MemoryFormat::ChannelsLast).requires_grad_();
+  at::Tensor dy = at::randn({n, out, hw, hw}, opt).contiguous(at::MemoryFormat::ChannelsLast);
+  const std::vector<at::Tensor> params{x,         bn0->weight, bn0->bias,
+                                       c->weight, bn1->weight, bn1->bias};
+  auto step = [&](const std::function<at::Tensor()>& forward) {
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    const at::Tensor y = forward();
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+    at::autocast::clear_cache();
+    (void)torch::autograd::grad({y}, params, {dy.to(y.scalar_type())});
+  };
+  const double fold =
+      median_ms([&] { step([&] { return model::bn_conv_bn(*bn0, *c, *bn1, x); }); }, 10);
+  const double composite =
+      median_ms([&] { step([&] { return bn1->forward(c->forward(bn0->forward(x))); }); }, 10);
+  return product_row("bn_fold", n, in, out, hw, fold, composite);
 }
 
 }  // namespace
@@ -188,26 +251,45 @@ int main(int argc, char** argv) {
       kernel, composite, composite / kernel, bytes / kernel / 1e6);
   std::vector<std::string> all{line};
   std::printf("%s\n", line);
-  // coatnet_0's S1 (96 wide, expanded 4x, 56 px) and S2 (192, 28 px) at this batch.
-  for (auto [c, hw] : {std::pair<int64_t, int64_t>{384, size / 4}, {768, size / 8}}) {
-    all.push_back(bench_bn_gelu(batch, c, hw, gpu));
-    std::printf("%s\n", all.back().c_str());
-  }
-  // coatnet_0_224's S3 (12 heads on 14x14) and S4 (24 on 7x7), and S3 at 384 px (24x24).
-  for (auto [heads, grid] :
-       {std::pair<int64_t, int64_t>{12, size / 16}, {24, size / 32}, {12, 24}}) {
-    all.push_back(bench_relpos(batch, heads, grid, 32, gpu));
+  // One row: its JSON, or where it throws (a kernel that fails on this GPU) the error, so that
+  // one failing row does not cost the others.
+  auto row = [&all](const char* kernel, const std::function<std::string()>& bench) {
+    try {
+      all.push_back(bench());
+    } catch (const std::exception& e) {
+      all.push_back(json::Value{{"kernel", kernel}, {"error", e.what()}}.dump());
+    }
     std::printf("%s\n", all.back().c_str());
     std::fflush(stdout);
-  }
+  };
+  // coatnet_0's S1 (96 wide, expanded 4x, 56 px) and S2 (192, 28 px) at this batch.
+  for (auto [c, hw] : {std::pair<int64_t, int64_t>{384, size / 4}, {768, size / 8}})
+    row("bn_gelu", [&, c = c, hw = hw] { return bench_bn_gelu(batch, c, hw, gpu); });
+  // coatnet_0_224's S3 (12 heads on 14x14) and S4 (24 on 7x7), and S3 at 384 px (24x24).
+  for (auto [heads, grid] : {std::pair<int64_t, int64_t>{12, size / 16}, {24, size / 32}, {12, 24}})
+    row("relpos_attention",
+        [&, heads = heads, grid = grid] { return bench_relpos(batch, heads, grid, 32, gpu); });
   // coatnet_0's MBConv projection at S1 (384 -> 96, 56 px) and a T block's MLP at S3 (384 ->
   // 1536 -> 384, 14 px).
   for (auto [in, out, hw] : {std::tuple<int64_t, int64_t, int64_t>{384, 96, size / 4},
                              {384, 1536, size / 16},
-                             {1536, 384, size / 16}}) {
-    all.push_back(bench_pointwise(batch, in, out, hw, gpu));
-    std::printf("%s\n", all.back().c_str());
-  }
+                             {1536, 384, size / 16}})
+    row("pointwise_gemm",
+        [&, in = in, out = out, hw = hw] { return bench_pointwise(batch, in, out, hw, gpu); });
+  // coatnet_0's MBConv gate and projection at S1 (384 -> 96, 56 px) and S2 (768 -> 192, 28 px).
+  for (auto [in, out, hw] :
+       {std::tuple<int64_t, int64_t, int64_t>{384, 96, size / 4}, {768, 192, size / 8}})
+    row("se_fold",
+        [&, in = in, out = out, hw = hw] { return bench_se_fold(batch, in, out, hw, gpu); });
+  // coatnet_0's MBConv expansions: S1's first block (64 -> 384 at 112 px, the step's widest
+  // tensor), S1's second and S2's first (96 -> 384 and 96 -> 768 at 56 px), S2's last (192 -> 768
+  // at 28 px).
+  for (auto [in, out, hw] : {std::tuple<int64_t, int64_t, int64_t>{64, 384, size / 2},
+                             {96, 384, size / 4},
+                             {96, 768, size / 4},
+                             {192, 768, size / 8}})
+    row("bn_fold",
+        [&, in = in, out = out, hw = hw] { return bench_bn_fold(batch, in, out, hw, gpu); });
   std::string joined = "{\"kernels\":[";
   for (size_t i = 0; i < all.size(); ++i) joined += (i ? "," : "") + all[i];
   std::printf("%s]}\n", joined.c_str());

@@ -1,14 +1,17 @@
 // CoAtNet architecture: the paper's shapes and timm's parameter counts for every variant,
 // custom layouts, stochastic depth, determinism of eval mode.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <optional>
+#include <set>
 #include <utility>
 
+#include "model/bn_fold.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
 #include "model/transformer.h"
@@ -351,12 +354,13 @@ TEST(Model, ConvTakesThePointwiseGemmWhereItApplies) {
   EXPECT_FALSE(pointwise_gemm()) << "the scope's end turns it off";
 
   ModelSpec spec = coatnet::test::tiny_spec();
+  spec.in_chans = 3;  // one channel would be NCHW as well as channels-last, and stay NCHW
   auto step = [&](bool gemm) {
     torch::manual_seed(3);
     CoAtNet net(spec);
     std::optional<PointwiseGemmScope> scope;
     if (gemm) scope.emplace(true);
-    at::Tensor x = at::randn({4, 1, 32, 32}).contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor x = at::randn({4, 3, 32, 32}).contiguous(at::MemoryFormat::ChannelsLast);
     at::Tensor loss = net->forward(x).logsumexp(1).sum();
     loss.backward();
     std::vector<at::Tensor> r{loss.detach()};
@@ -366,6 +370,204 @@ TEST(Model, ConvTakesThePointwiseGemmWhereItApplies) {
   const auto gemm = step(true), cudnn = step(false);
   for (size_t i = 0; i < gemm.size(); ++i)
     EXPECT_TRUE(at::allclose(gemm[i], cudnn[i], 1e-4, 1e-5)) << "output " << i;
+}
+
+namespace {
+// Whether y's autograd graph has a node whose name contains `name`.
+bool graph_has(const at::Tensor& y, const std::string& name) {
+  std::vector<torch::autograd::Node*> todo{y.grad_fn().get()};
+  std::set<torch::autograd::Node*> seen;
+  while (!todo.empty()) {
+    torch::autograd::Node* n = todo.back();
+    todo.pop_back();
+    if (!n || !seen.insert(n).second) continue;
+    if (n->name().find(name) != std::string::npos) return true;
+    for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
+  }
+  return false;
+}
+}  // namespace
+
+// gated_pointwise_conv is conv(c, x * gate), forward and backward (the gradients of x, the gate,
+// the weight and the bias), in both layouts, with and without a bias; the output and x's gradient
+// keep x's layout.
+TEST(Model, SeFoldEqualsTheGateThenTheConvolution) {
+  torch::manual_seed(7);
+  for (auto format : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous})
+    for (bool with_bias : {true, false}) {
+      torch::nn::Conv2d c = make_conv(24, 40, 1, 1, with_bias);
+      at::Tensor x = at::randn({3, 24, 5, 7}).contiguous(format).requires_grad_();
+      at::Tensor gate = at::rand({3, 24, 1, 1}).requires_grad_();
+      const at::Tensor dy = at::randn({3, 40, 5, 7}).contiguous(format);
+      const at::Tensor y = gated_pointwise_conv(c, x, gate), ref = c->forward(x * gate);
+      EXPECT_TRUE(y.is_contiguous(format)) << y.strides();
+      EXPECT_TRUE(at::allclose(y, ref, 1e-5, 1e-5));
+      std::vector<at::Tensor> inputs{x, gate, c->weight};
+      if (with_bias) inputs.push_back(c->bias);
+      const auto g = torch::autograd::grad({y}, inputs, {dy});
+      const auto g_ref = torch::autograd::grad({ref}, inputs, {dy});
+      for (size_t i = 0; i < g.size(); ++i)
+        EXPECT_TRUE(at::allclose(g[i], g_ref[i], 1e-4, 1e-4)) << "gradient " << i;
+      EXPECT_TRUE(g[0].is_contiguous(format)) << g[0].strides();
+    }
+}
+
+// The MBConv blocks fold their gate only where asked (train.se_fold) and the projection applies;
+// a CoAtNet step (loss and every parameter's gradient) is the same either way, in both layouts.
+TEST(Model, MbConvFoldsTheSeGateWhereAsked) {
+  const at::Tensor cl = at::randn({2, 8, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  torch::nn::Conv2d one = make_conv(8, 16, 1, 1, true);
+  EXPECT_FALSE(takes_se_fold(*one, cl)) << "not asked for";
+  {
+    SeFoldScope scope(true);
+    EXPECT_TRUE(takes_se_fold(*one, cl));
+    EXPECT_TRUE(takes_se_fold(*one, cl.contiguous()));
+    EXPECT_FALSE(takes_se_fold(*make_conv(8, 16, 1, 2, true), cl)) << "stride 2";
+    EXPECT_FALSE(takes_se_fold(*make_conv(8, 16, 3, 1, true), cl)) << "3x3";
+    EXPECT_FALSE(takes_se_fold(*make_conv(8, 8, 1, 1, true, 2), cl)) << "two groups";
+    EXPECT_FALSE(takes_se_fold(*one, cl.transpose(2, 3))) << "neither layout";
+  }
+  EXPECT_FALSE(se_fold()) << "the scope's end turns it off";
+
+  ModelSpec spec = coatnet::test::tiny_spec();
+  spec.in_chans = 3;  // one channel would be NCHW as well as channels-last, and stay NCHW
+  for (auto format : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous}) {
+    auto step = [&](bool fold) {
+      torch::manual_seed(3);
+      CoAtNet net(spec);
+      std::optional<SeFoldScope> scope;
+      if (fold) scope.emplace(true);
+      at::Tensor x = at::randn({4, 3, 32, 32}).contiguous(format);
+      at::Tensor loss = net->forward(x).logsumexp(1).sum();
+      EXPECT_EQ(graph_has(loss, "BaddbmmBackward"), fold);
+      loss.backward();
+      std::vector<at::Tensor> r{loss.detach()};
+      for (const auto& p : net->parameters()) r.push_back(p.grad().clone());
+      return r;
+    };
+    const auto folded = step(true), plain = step(false);
+    for (size_t i = 0; i < folded.size(); ++i)
+      EXPECT_TRUE(at::allclose(folded[i], plain[i], 1e-4, 1e-5)) << "output " << i;
+  }
+}
+
+namespace {
+// A training BatchNorm with parameters and running statistics away from their defaults.
+torch::nn::BatchNorm2d random_bn(int c) {
+  torch::nn::BatchNorm2d bn = make_bn(c, 1e-5);
+  at::NoGradGuard no_grad;
+  bn->weight.uniform_(0.5, 1.5);
+  bn->bias.normal_();
+  bn->running_mean.normal_();
+  bn->running_var.uniform_(0.5, 2);
+  return bn;
+}
+}  // namespace
+
+// bn_conv_bn is norm1(conv(pre_norm(x))) in training: the output, the gradients of x and of every
+// parameter (the pre-norm's bias and the convolution's bias get BatchNorm's 0), and both
+// BatchNorms' running statistics; on an input whose mean is far from 0, with and without the
+// convolution's bias; under bf16 autocast, a bf16 output within bf16's rounding.
+TEST(Model, BnFoldEqualsTheBatchNormsAroundTheConvolution) {
+  torch::manual_seed(8);
+  for (bool with_bias : {true, false}) {
+    torch::nn::BatchNorm2d bn0 = random_bn(8), bn1 = random_bn(24);
+    torch::nn::Conv2d c = make_conv(8, 24, 1, 1, with_bias);
+    torch::nn::BatchNorm2d ref0{bn0->options}, ref1{bn1->options};
+    torch::nn::Conv2d ref_c = make_conv(8, 24, 1, 1, with_bias);
+    for (auto [a, b] : {std::pair<torch::nn::Module*, torch::nn::Module*>{ref0.get(), bn0.get()},
+                        {ref1.get(), bn1.get()},
+                        {ref_c.get(), c.get()}}) {
+      at::NoGradGuard no_grad;
+      auto pa = a->named_parameters(), pb = b->named_parameters();
+      for (const auto& p : pb) pa[p.key()].copy_(p.value());
+      auto ba = a->named_buffers(), bb = b->named_buffers();
+      for (const auto& v : bb) ba[v.key()].copy_(v.value());
+    }
+    at::Tensor x = (at::randn({3, 8, 5, 6}) * 2 + 3).contiguous(at::MemoryFormat::ChannelsLast);
+    x.requires_grad_();
+    const at::Tensor dy = at::randn({3, 24, 5, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+    {
+      BnFoldScope fold(true);
+      ASSERT_TRUE(takes_bn_fold(*bn0, *c, *bn1, x));
+    }
+    const at::Tensor y = bn_conv_bn(*bn0, *c, *bn1, x);
+    const at::Tensor ref = ref1->forward(ref_c->forward(ref0->forward(x)));
+    EXPECT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast)) << y.strides();
+    EXPECT_TRUE(at::allclose(y, ref, 1e-4, 1e-4)) << (y - ref).abs().max();
+    std::vector<at::Tensor> mine{x, bn0->weight, bn0->bias, c->weight, bn1->weight, bn1->bias};
+    std::vector<at::Tensor> theirs{x,         ref0->weight, ref0->bias, ref_c->weight, ref1->weight,
+                                   ref1->bias};
+    if (with_bias) mine.push_back(c->bias), theirs.push_back(ref_c->bias);
+    const auto g = torch::autograd::grad({y}, mine, {dy});
+    const auto g_ref = torch::autograd::grad({ref}, theirs, {dy});
+    for (size_t i = 0; i < g.size(); ++i)
+      EXPECT_TRUE(at::allclose(g[i], g_ref[i], 1e-3, 1e-4))
+          << "gradient " << i << ": " << (g[i] - g_ref[i]).abs().max();
+    for (auto [a, b] :
+         {std::pair<torch::nn::BatchNorm2d, torch::nn::BatchNorm2d>{bn0, ref0}, {bn1, ref1}}) {
+      EXPECT_TRUE(at::allclose(a->running_mean, b->running_mean, 1e-4, 1e-5));
+      EXPECT_TRUE(at::allclose(a->running_var, b->running_var, 1e-4, 1e-5));
+      EXPECT_TRUE(at::equal(a->num_batches_tracked, b->num_batches_tracked));
+    }
+    {
+      at::autocast::set_autocast_enabled(at::kCPU, true);
+      at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+      const at::Tensor low = bn_conv_bn(*bn0, *c, *bn1, x.detach());
+      at::autocast::set_autocast_enabled(at::kCPU, false);
+      at::autocast::clear_cache();
+      EXPECT_EQ(low.scalar_type(), at::kBFloat16);
+      EXPECT_TRUE(at::allclose(low.to(at::kFloat), ref, 3e-2, 3e-2))
+          << (low.to(at::kFloat) - ref).abs().max();
+    }
+  }
+}
+
+// The MBConv blocks fold their BatchNorms only where asked (train.bn_fold) and it applies:
+// training, channels-last, no BatchNorm override; a channels-last CoAtNet step (the loss, every
+// parameter's gradient and the running statistics) is the same either way.
+TEST(Model, MbConvFoldsItsBatchNormsWhereAsked) {
+  torch::nn::BatchNorm2d bn0 = make_bn(8, 1e-5), bn1 = make_bn(16, 1e-5);
+  torch::nn::Conv2d one = make_conv(8, 16, 1, 1);
+  const at::Tensor cl = at::randn({2, 8, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl)) << "not asked for";
+  {
+    BnFoldScope scope(true);
+    EXPECT_TRUE(takes_bn_fold(*bn0, *one, *bn1, cl));
+    EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl.contiguous())) << "NCHW input";
+    EXPECT_FALSE(takes_bn_fold(*bn0, *make_conv(8, 16, 1, 2), *bn1, cl)) << "stride 2";
+    EXPECT_FALSE(takes_bn_fold(*bn0, *make_conv(8, 16, 3, 1), *bn1, cl)) << "3x3";
+    bn1->eval();
+    EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl)) << "evaluation";
+    bn1->train();
+    set_batch_norm_override(
+        [](torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x) { return bn.forward(x); });
+    EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl)) << "SyncBatchNorm";
+    set_batch_norm_override(nullptr);
+  }
+  EXPECT_FALSE(bn_fold()) << "the scope's end turns it off";
+
+  ModelSpec spec = coatnet::test::tiny_spec();
+  spec.in_chans = 3;  // one channel would be NCHW as well as channels-last, and stay NCHW
+  auto step = [&](bool fold) {
+    torch::manual_seed(3);
+    CoAtNet net(spec);
+    std::optional<BnFoldScope> scope;
+    if (fold) scope.emplace(true);
+    at::Tensor x = at::randn({4, 3, 32, 32}).contiguous(at::MemoryFormat::ChannelsLast);
+    at::Tensor loss = net->forward(x).logsumexp(1).sum();
+    EXPECT_EQ(graph_has(loss, "RowMoments"), fold);
+    loss.backward();
+    std::vector<at::Tensor> r{loss.detach()};
+    for (const auto& p : net->parameters()) r.push_back(p.grad().clone());
+    for (const auto& b : net->buffers()) r.push_back(b.clone());
+    return r;
+  };
+  const auto folded = step(true), plain = step(false);
+  ASSERT_EQ(folded.size(), plain.size());
+  for (size_t i = 0; i < folded.size(); ++i)
+    EXPECT_TRUE(at::allclose(folded[i].to(at::kDouble), plain[i].to(at::kDouble), 1e-3, 1e-4))
+        << "output " << i << ": " << (folded[i] - plain[i]).abs().max();
 }
 
 // avg_pool_2x2 is ATen's 2×2 average pooling, forward and backward bit for bit, and its gradient

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""gpu-check's table and JSON, from the results.tsv of a run (launch/gpu-check.sh calls it last).
+
+usage: gpu-check-table.py RESULTS_TSV OUT_DIR GPU_NAME TOTAL_SECONDS MODEL_INFO_JSON
+
+RESULTS_TSV has one row per step: name <TAB> status <TAB> seconds <TAB> detail, where the detail
+of a benchmark that ran is its JSON. Writes OUT_DIR/gpu-check.txt (the table, also printed) and
+OUT_DIR/gpu-check.json; exits 1 when a step failed. Run it again on a results.tsv to redo the
+table of an earlier run.
+"""
+import json, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+out, gpu, total_s, info = sys.argv[2], sys.argv[3], int(sys.argv[4]), json.loads(sys.argv[5])
+def bench(name):
+    for r in rows:
+        if r[0] == "bench " + name and r[1] == "ok":
+            try: return json.loads(r[3])
+            except json.JSONDecodeError: return None
+ours, eager, comp = bench("ours_coatnet_0_bf16"), bench("timm_eager_bf16"), bench("timm_compile_bf16")
+# Our training runs with an opt-in (the rule: one that trains faster becomes the default).
+OPTIN_ROWS = {"ours_coatnet_0_bf16_batch_prep": "ours + batch_prep kernel",
+              "ours_coatnet_0_bf16_bn_gelu": "ours + bn_gelu kernel",
+              "ours_coatnet_0_bf16_relpos": "ours + relpos_attention kernel",
+              "ours_coatnet_0_bf16_pointwise_gemm": "ours + pointwise_gemm",
+              "ours_coatnet_0_bf16_se_fold": "ours + se_fold",
+              "ours_coatnet_0_bf16_bn_fold": "ours + bn_fold",
+              "ours_coatnet_0_bf16_all_optin": "ours + every opt-in"}
+mm, loader = bench("matmul_bf16"), bench("loader_cores")
+flops_per_image = 3 * 2 * info["gmacs"] * 1e9  # forward + backward (twice the forward)
+datasheet = 989.4e12 if "H100" in gpu or "H200" in gpu else None  # dense bf16, SXM
+summary = {"gpu": gpu, "total_s": total_s, "tests": {}, "bench": {}}
+for r in rows:
+    (summary["tests"] if r[0].startswith(("test", "build", "kernels", "photo")) else summary["bench"])[r[0]] = \
+        {"status": r[1], "seconds": int(r[2]), "detail": r[3]}
+ips = lambda b: b["images_per_s"] if b else None
+goals = []
+def ratio(name, a, b, goal):
+    v = a / b if a and b else None
+    summary[name] = v
+    goals.append((name, v, goal))
+ratio("ours_vs_timm_eager", ips(ours), ips(eager), 1.3)
+ratio("ours_vs_timm_compile", ips(ours), ips(comp), 1.0)
+ratio("loader_vs_gpu_consumption", ips(loader), ips(ours), 2.0)
+for name, b in (("ours", ours), ("timm_eager", eager), ("timm_compile", comp)):
+    if b:
+        summary[f"mfu_{name}_datasheet"] = b["images_per_s"] * flops_per_image / datasheet if datasheet else None
+        summary[f"mfu_{name}_measured_matmul"] = b["images_per_s"] * flops_per_image / (mm["tflops"] * 1e12) if mm else None
+summary["optin_vs_ours"] = {row: ips(bench(row)) / ips(ours) for row in OPTIN_ROWS
+                            if bench(row) and ours}
+json.dump(summary, open(f"{out}/gpu-check.json", "w"), indent=1)
+lines = [f"gpu-check on {gpu}: {total_s} s end to end (goal <= 480)", "",
+         "| step | status | s | detail |", "| --- | --- | ---: | --- |"]
+for r in rows:
+    lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3][:160]} |")
+lines += ["", "| figure | value | goal |", "| --- | ---: | ---: |"]
+fmt = lambda v, f="{:.1f}": "n/a" if v is None else f.format(v)
+kern = bench("kernels")
+# Our runs: the default, each opt-in alone, all of them, and the baseline commit.
+variants = [("ours", ours)] + [(label, bench(row)) for row, label in OPTIN_ROWS.items()] + \
+    [("ours at the baseline commit", bench("ours_baseline_coatnet_0_bf16"))]
+for name, b in variants + [("timm eager", eager), ("timm compile (TIMM_FUSED_ATTN=0)", comp),
+                           ("loader", loader)]:
+    vs = f" ({ips(b) / ips(ours):.3f}x ours)" if b and ours and name.startswith("ours +") else ""
+    lines.append(f"| {name} images/s | {fmt(ips(b))}{vs} | |")
+for name, b in variants:
+    if b and b.get("loss_steps_41_50") is not None:
+        lines.append(f"| {name}: mean loss of steps 41-50 | {b['loss_steps_41_50']:.4f} | |")
+for name, v, goal in goals:
+    lines.append(f"| {name} | {fmt(v, '{:.2f}')} | >= {goal} |")
+for k in sorted(summary):
+    if k.startswith("mfu_"):
+        lines.append(f"| {k} | {fmt(summary[k], '{:.1%}')} | |")
+lines.append(f"| bf16 matmul 8192^3 TFLOP/s | {fmt(mm and mm['tflops'])} | |")
+for who, b in variants:
+    p = b and b.get("profile")
+    if p:
+        lines.append(f"| {who}: GPU busy per step (profile of steps 51-55) | {p['busy_ms_per_step']:.1f} of "
+                     f"{p['wall_ms_per_step']:.1f} ms ({p['busy_share']:.0%}), "
+                     f"{p['kernels_per_step']:.0f} kernels | |")
+prof = ours and ours.get("profile")
+if prof:
+    for name, ms, share in prof["top"][:10]:
+        lines.append(f"| ours kernel: {name[:70]} | {ms:.2f} ms ({share:.1%}) | |")
+# What launched our longest kernels (trace_ops.py): operator, where, and its inputs' strides.
+try:
+    ops = json.load(open(f"{out}/ops-ours.json"))["kernels"][:8]
+except (OSError, ValueError, KeyError):
+    ops = []
+for k in ops:
+    for l in k["launched_by"][:2]:
+        lines.append(f"| ours kernel {k['name'][:50]}: {l['ms_per_step']:.2f} ms from {l['op']} in "
+                     f"{(l['within'] or '')[-40:]} | strides {json.dumps(l['strides'])[:90]} | |")
+att = bench("attention_composite")
+for r in (att or {}).get("shapes", []):
+    lines.append(f"| attention fwd+bwd {r['heads']}x{r['n']}x{r['dim_head']}: composite / with a strided bias / "
+                 f"explicit / flash without bias | {fmt(r['composite_ms'], '{:.3f}')} / "
+                 f"{fmt(r.get('composite_strided_bias_ms'), '{:.3f}')} / {fmt(r['explicit_ms'], '{:.3f}')} / "
+                 f"{fmt(r['no_bias_flash_ms'], '{:.3f}')} ms | |")
+kernel_errors = []
+for k in (kern or {}).get("kernels", []):
+    if "error" in k:  # it threw on this GPU; bench_kernels went on with the other rows
+        kernel_errors.append(k["kernel"])
+        lines.append(f"| {k['kernel']} kernel vs ATen composite | FAIL: {k['error'][:120]} | |")
+        continue
+    rate = (f"{k['kernel_gb_per_s']:.0f} GB/s" if "kernel_gb_per_s" in k else
+            f"{k.get('kernel_tflops', 0):.0f} TFLOP/s" + (
+                f", forward {k['kernel_forward_ms']:.3f} vs {k['composite_forward_ms']:.3f} ms"
+                if "kernel_forward_ms" in k else ""))
+    goal = "> 1.5" if k["kernel"] == "relpos_attention" else "> 1"
+    lines.append(f"| {k['kernel']} kernel {k['shape']} vs ATen composite | {fmt(k['speedup'], '{:.2f}')}x "
+                 f"({k['kernel_ms']:.3f} vs {k['composite_ms']:.3f} ms, {rate}) | {goal} |")
+open(f"{out}/gpu-check.txt", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+bad = [r[0] for r in rows if r[1] == "FAIL"] + kernel_errors
+sys.exit(1 if bad else 0)

@@ -1,0 +1,134 @@
+#include "model/bn_fold.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "model/layers.h"
+#include "model/macs.h"
+
+namespace coatnet::model {
+
+namespace {
+
+bool g_bn_fold = false;
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// rows (B, R, C) -> the mean (C) and the second moment rowsᵀ·rows / (B·R) (C×C), float32. The
+// products are per sample (B of K = R each, so the GPU has B blocks of work rather than one
+// product with K = B·R), with float32 sums, then added. Backward is one product:
+// d rows = rows·(dG + dGᵀ)/n + dmean/n.
+struct RowMoments : public torch::autograd::Function<RowMoments> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& rows) {
+    ctx->save_for_backward({rows});
+    const double n = static_cast<double>(rows.size(0) * rows.size(1));
+    at::Tensor second;
+    if (rows.is_cuda() && rows.scalar_type() != at::kFloat) {
+      second = at::bmm(rows.transpose(1, 2), rows, at::kFloat).sum(0);
+    } else {  // the CPU has no mixed-precision product: float32 throughout
+      const at::Tensor r = rows.to(at::kFloat);
+      second = at::bmm(r.transpose(1, 2), r).sum(0);
+    }
+    const at::Tensor mean = rows.sum(at::IntArrayRef{0, 1}, false, at::kFloat);
+    return {mean.div_(n), second.div_(n)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor rows = ctx->get_saved_variables()[0];
+    const int64_t b = rows.size(0), r = rows.size(1), c = rows.size(2);
+    const double n = static_cast<double>(b * r);
+    const auto f32 = rows.options().dtype(at::kFloat);
+    const at::Tensor dmean = grads[0].defined() ? grads[0] : at::zeros({c}, f32);
+    const at::Tensor dsecond = grads[1].defined() ? grads[1] : at::zeros({c, c}, f32);
+    const at::Tensor sym = (dsecond + dsecond.t()).div_(n).to(rows.scalar_type());
+    const at::Tensor d = at::addmm((dmean / n).to(rows.scalar_type()), rows.view({b * r, c}), sym);
+    return {d.view({b, r, c})};
+  }
+};
+
+// The running statistics, as BatchNorm updates them: the unbiased variance, weighted `momentum`.
+void update_running(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& mean, const at::Tensor& var,
+                    int64_t n) {
+  at::NoGradGuard no_grad;
+  const double m = *bn.options.momentum();
+  const double unbias = n > 1 ? static_cast<double>(n) / static_cast<double>(n - 1) : 1.0;
+  bn.running_mean.mul_(1 - m).add_(mean.detach().to(bn.running_mean.scalar_type()), m);
+  bn.running_var.mul_(1 - m).add_((var.detach() * unbias).to(bn.running_var.scalar_type()), m);
+  bn.num_batches_tracked.add_(1);
+}
+
+bool foldable(const torch::nn::BatchNorm2dImpl& bn) {
+  const auto& o = bn.options;
+  return bn.is_training() && o.affine() && o.track_running_stats() && o.momentum().has_value();
+}
+
+}  // namespace
+
+void set_bn_fold(bool on) {
+  g_bn_fold = on;
+}
+
+bool bn_fold() {
+  return g_bn_fold;
+}
+
+namespace {
+// The dtype of the expansion's product: autocast's where it is on, as the convolution's would be.
+at::ScalarType product_dtype(const at::Tensor& x) {
+  const c10::DeviceType device = x.device().type();
+  return at::autocast::is_autocast_enabled(device) ? at::autocast::get_autocast_dtype(device)
+                                                   : x.scalar_type();
+}
+}  // namespace
+
+bool takes_bn_fold(const torch::nn::BatchNorm2dImpl& bn0, const torch::nn::Conv2dImpl& conv,
+                   const torch::nn::BatchNorm2dImpl& bn1, const at::Tensor& x) {
+  // Not in float16: the folded weights carry both BatchNorms' scales (up to 1/√ε each), which
+  // can pass float16's largest value where the composite's separate steps would not.
+  return g_bn_fold && foldable(bn0) && foldable(bn1) && !batch_norm_overridden() &&
+         is_pointwise(conv, x) && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+         x.numel() > x.size(1) && product_dtype(x) != at::kHalf;
+}
+
+at::Tensor bn_conv_bn(torch::nn::BatchNorm2dImpl& bn0, torch::nn::Conv2dImpl& conv,
+                      torch::nn::BatchNorm2dImpl& bn1, const at::Tensor& x) {
+  const at::ScalarType dt = product_dtype(x);
+  // The folding arithmetic is on C-sized float32 tensors and must stay float32: below autocast,
+  // which would run its matrix products in bf16.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), n = b * h * w;
+  const int64_t out = conv.weight.size(0);
+  // Channels-last: the (b, h·w, c) rows are x's memory as it is.
+  const at::Tensor rows = x.to(dt).permute({0, 2, 3, 1}).reshape({b, h * w, c});
+  const variable_list moments = RowMoments::apply(rows);
+  const at::Tensor& mean = moments[0];
+  const at::Tensor cov = moments[1] - at::outer(mean, mean);
+  // The pre-norm: x ↦ a0⊙x + b0.
+  const at::Tensor var0 = cov.diagonal().clamp_min(0);
+  const at::Tensor a0 = bn0.weight.to(at::kFloat) * (var0 + bn0.options.eps()).rsqrt();
+  const at::Tensor b0 = bn0.bias.to(at::kFloat) - a0 * mean;
+  // The expansion of the normalised input: W'·x + c1, with its batch mean and variance.
+  const at::Tensor weight = conv.weight.to(at::kFloat).view({out, c});
+  const at::Tensor w1 = weight * a0;
+  at::Tensor c1 = at::mv(weight, b0);
+  if (conv.bias.defined()) c1 = c1 + conv.bias.to(at::kFloat);
+  const at::Tensor mean1 = at::mv(w1, mean) + c1;
+  const at::Tensor var1 = (at::mm(w1, cov) * w1).sum(1).clamp_min(0);
+  // norm1: a1⊙(W'·x + c1 - mean1) + β1. c1 - mean1 is -W'·μ in exact arithmetic; written so,
+  // β0 and the convolution's bias stay in the graph, with the gradient 0 that BatchNorm gives
+  // them (every parameter must get a gradient: the bucketed all-reduce waits for each).
+  const at::Tensor a1 = bn1.weight.to(at::kFloat) * (var1 + bn1.options.eps()).rsqrt();
+  const at::Tensor folded = w1 * a1.unsqueeze(1);
+  const at::Tensor bias = bn1.bias.to(at::kFloat) + a1 * (c1 - mean1);
+  update_running(bn0, mean, var0, n);
+  update_running(bn1, mean1, var1, n);
+  const at::Tensor y = at::addmm(bias.to(dt), rows.view({n, c}), folded.t().to(dt));
+  const at::Tensor z = y.view({b, h, w, out}).permute({0, 3, 1, 2});
+  count_conv(conv.weight, z);
+  return z;
+}
+
+}  // namespace coatnet::model

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# launch/gpu-check-table.py, which makes gpu-check's table and JSON on the borrowed GPU machine,
+# on a results.tsv made here: each opt-in's training run against ours, the goals, a peer that
+# failed (n/a, not a crash), the kernels' rows, and the exit status (1 when a step failed).
+# usage: gpu_check_table_test.sh PYTHON
+set -u
+py=${1:-python3}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+table="$root/launch/gpu-check-table.py"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+work=$(mktemp -d /tmp/gpu-check-table.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+row() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$work/results.tsv"; }
+run() {
+  local ips=$1 loss=$2
+  printf '{"images_per_s": %s, "step_ms": %s, "data_share": 0.0, "loss_steps_41_50": %s}' \
+    "$ips" "$(awk "BEGIN { print 128000 / $ips }")" "$loss"
+}
+row build "pass (prebuilt)" 0 "torch 2.11.0+cu130"
+row "test precision_gpu" pass 30 "PASS: precision;"
+row "bench matmul_bf16" ok 4 '{"device": "NVIDIA H100 80GB HBM3", "tflops": 750.0}'
+row "bench ours_coatnet_0_bf16" ok 40 "$(run 1600 6.0623)"
+row "bench ours_coatnet_0_bf16_se_fold" ok 30 "$(run 1700 6.0625)"
+row "bench ours_coatnet_0_bf16_all_optin" ok 30 "$(run 2000 6.0630)"
+row "bench ours_coatnet_0_bf16_bn_gelu" FAIL 12 "exit 1: CUDA error"
+row "bench timm_eager_bf16" ok 40 '{"images_per_s": 1500.0}'
+row "bench timm_compile_bf16" "FAIL (peer)" 100 "exit 124: "
+row "bench kernels" ok 20 '{"kernels":[{"kernel":"relpos_attention","shape":[128,12,196,32],"kernel_ms":0.5,"kernel_forward_ms":0.2,"composite_ms":1.0,"composite_forward_ms":0.3,"speedup":2.0,"kernel_tflops":100.0},{"kernel":"se_fold","shape":[128,384,96,56],"kernel_ms":1.0,"composite_ms":1.5,"speedup":1.5,"kernel_tflops":50.0}]}'
+info='{"gmacs": 4.55}'
+
+"$py" "$table" "$work/results.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >"$work/stdout" 2>&1
+rc=$?
+[[ $rc == 1 ]] || fail "a failed step (bn_gelu's run): expected exit 1, got $rc: $(tail -5 "$work/stdout")"
+cmp -s "$work/stdout" <(cat "$work/gpu-check.txt") || fail "the printed table is not gpu-check.txt"
+expect() { grep -qF -- "$1" "$work/gpu-check.txt" || fail "no line with '$1' in: $(cat "$work/gpu-check.txt")"; }
+expect "gpu-check on NVIDIA H100 80GB HBM3: 300 s end to end (goal <= 480)"
+expect "| ours images/s | 1600.0 | |"
+expect "| ours + se_fold images/s | 1700.0 (1.062x ours) | |"
+expect "| ours + every opt-in images/s | 2000.0 (1.250x ours) | |"
+expect "| ours + bn_gelu kernel images/s | n/a | |"
+expect "| ours + se_fold: mean loss of steps 41-50 | 6.0625 | |"
+expect "| ours_vs_timm_eager | 1.07 | >= 1.3 |"
+expect "| ours_vs_timm_compile | n/a | >= 1.0 |"
+expect "| relpos_attention kernel [128, 12, 196, 32] vs ATen composite | 2.00x (0.500 vs 1.000 ms, 100 TFLOP/s, forward 0.200 vs 0.300 ms) | > 1.5 |"
+expect "| se_fold kernel [128, 384, 96, 56] vs ATen composite | 1.50x (1.000 vs 1.500 ms, 50 TFLOP/s) | > 1 |"
+"$py" - "$work/gpu-check.json" <<'PY' || fail "gpu-check.json: wrong figures"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert abs(j["optin_vs_ours"]["ours_coatnet_0_bf16_se_fold"] - 1700 / 1600) < 1e-9, j["optin_vs_ours"]
+assert "ours_coatnet_0_bf16_bn_gelu" not in j["optin_vs_ours"], "a failed run has no ratio"
+assert abs(j["ours_vs_timm_eager"] - 1600 / 1500) < 1e-9 and j["ours_vs_timm_compile"] is None
+assert abs(j["mfu_ours_measured_matmul"] - 1600 * 6 * 4.55e9 / 750e12) < 1e-9
+PY
+# Without a failed step the exit status is 0.
+grep -v "bn_gelu" "$work/results.tsv" >"$work/ok.tsv"
+"$py" "$table" "$work/ok.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >/dev/null ||
+  fail "no step failed, yet exit $?"
+# A kernel's row that threw on the GPU (bench_kernels goes on with the others) is a failure.
+sed 's/{"kernel":"se_fold",[^}]*}/{"kernel":"se_fold","error":"CUDA error: an illegal memory access"}/' \
+  "$work/ok.tsv" >"$work/err.tsv"
+"$py" "$table" "$work/err.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >/dev/null &&
+  fail "a kernel's row that threw: expected exit 1, got 0"
+expect "| se_fold kernel vs ATen composite | FAIL: CUDA error: an illegal memory access | |"
+expect "| relpos_attention kernel [128, 12, 196, 32] vs ATen composite | 2.00x"
+echo "PASS: gpu-check's table"
