@@ -81,6 +81,17 @@ prof = ours and ours.get("profile")
 if prof:
     for name, ms, share in prof["top"][:10]:
         lines.append(f"| ours kernel: {name[:70]} | {ms:.2f} ms ({share:.1%}) | |")
+# What each opt-in changed in the step: the kernels whose time per step moved most against ours
+# (among each profile's 30 longest; one absent from a list counts 0 there).
+top_ms = lambda b: {t[0]: t[1] for t in ((b or {}).get("profile") or {}).get("top", [])}
+for label, b in variants[1:]:
+    theirs, mine = top_ms(b), top_ms(ours)
+    if not theirs or not mine:
+        continue
+    moved = sorted(((theirs.get(k, 0) - mine.get(k, 0), k) for k in set(theirs) | set(mine)),
+                   key=lambda m: -abs(m[0]))[:5]
+    for delta, name in moved:
+        lines.append(f"| {label} vs ours: {name[:60]} | {delta:+.2f} ms per step | |")
 # What launched our longest kernels (trace_ops.py): operator, where, and its inputs' strides.
 try:
     ops = json.load(open(f"{out}/ops-ours.json"))["kernels"][:8]

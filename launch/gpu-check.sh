@@ -238,7 +238,7 @@ if os.path.exists(prof):
     out["profile"] = {k: p[k] for k in ("wall_ms_per_step", "busy_ms_per_step", "busy_share",
                                         "kernels_per_step")}
     out["profile"]["top"] = [[t["name"][:90], round(t["ms_per_step"], 3), round(t["share_of_busy"], 4)]
-                             for t in p["top"][:12]]
+                             for t in p["top"][:30]]
 print(json.dumps(out))
 PY
 # ours_run.sh NAME COATNET [--set ...]: a timed and profiled run (a script, for `timeout`); its

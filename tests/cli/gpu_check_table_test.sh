@@ -11,16 +11,18 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 work=$(mktemp -d /tmp/gpu-check-table.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 row() { printf '%s\t%s\t%s\t%s\n' "$@" >>"$work/results.tsv"; }
-run() {
-  local ips=$1 loss=$2
-  printf '{"images_per_s": %s, "step_ms": %s, "data_share": 0.0, "loss_steps_41_50": %s}' \
-    "$ips" "$(awk "BEGIN { print 128000 / $ips }")" "$loss"
+run() {  # IMAGES_PER_S LOSS [TOP_KERNELS_JSON]
+  local ips=$1 loss=$2 profile=""
+  [[ -n ${3:-} ]] && profile=', "profile": {"wall_ms_per_step": 80, "busy_ms_per_step": 78, '\
+'"busy_share": 0.97, "kernels_per_step": 1300, "top": '"$3"'}'
+  printf '{"images_per_s": %s, "step_ms": %s, "data_share": 0.0, "loss_steps_41_50": %s%s}' \
+    "$ips" "$(awk "BEGIN { print 128000 / $ips }")" "$loss" "$profile"
 }
 row build "pass (prebuilt)" 0 "torch 2.11.0+cu130"
 row "test precision_gpu" pass 30 "PASS: precision;"
 row "bench matmul_bf16" ok 4 '{"device": "NVIDIA H100 80GB HBM3", "tflops": 750.0}'
-row "bench ours_coatnet_0_bf16" ok 40 "$(run 1600 6.0623)"
-row "bench ours_coatnet_0_bf16_se_fold" ok 30 "$(run 1700 6.0625)"
+row "bench ours_coatnet_0_bf16" ok 40 "$(run 1600 6.0623 '[["bn_stats", 5.5, 0.07], ["gemm", 4.0, 0.05], ["mul", 3.0, 0.04]]')"
+row "bench ours_coatnet_0_bf16_se_fold" ok 30 "$(run 1700 6.0625 '[["bn_stats", 5.4, 0.07], ["gemm", 4.5, 0.06], ["bmm", 1.25, 0.02]]')"
 row "bench ours_coatnet_0_bf16_all_optin" ok 30 "$(run 2000 6.0630)"
 row "bench ours_coatnet_0_bf16_bn_gelu" FAIL 12 "exit 1: CUDA error"
 row "bench timm_eager_bf16" ok 40 '{"images_per_s": 1500.0}'
@@ -39,6 +41,9 @@ expect "| ours + se_fold images/s | 1700.0 (1.062x ours) | |"
 expect "| ours + every opt-in images/s | 2000.0 (1.250x ours) | |"
 expect "| ours + bn_gelu kernel images/s | n/a | |"
 expect "| ours + se_fold: mean loss of steps 41-50 | 6.0625 | |"
+expect "| ours + se_fold vs ours: mul | -3.00 ms per step | |"
+expect "| ours + se_fold vs ours: bmm | +1.25 ms per step | |"
+expect "| ours + se_fold vs ours: gemm | +0.50 ms per step | |"
 expect "| ours_vs_timm_eager | 1.07 | >= 1.3 |"
 expect "| ours_vs_timm_compile | n/a | >= 1.0 |"
 expect "| relpos_attention kernel [128, 12, 196, 32] vs ATen composite | 2.00x (0.500 vs 1.000 ms, 100 TFLOP/s, forward 0.200 vs 0.300 ms) | > 1.5 |"
