@@ -7,13 +7,16 @@
 // output W·(a0⊙x + b0) has mean W·(a0⊙μ + b0) and variance diag(W' Σ W'ᵀ) (W' = W·diag a0), so
 // norm1(expansion(pre_norm(x))) = (diag(a1)·W')·x + b1: one matrix product of x with folded
 // weights and a bias (at::addmm, the bias in the product's epilogue). Σ is a small product of x
-// with itself (float32 sums, per sample in a batch, then added).
+// with itself (float32 sums, per sample in a batch, then added). x is centred first (by its
+// batch mean, rounded): folded weights carry bf16 rounding, which an uncentred input would
+// multiply by |mean| / std.
 //
 // The composite passes over the expansion's output 5 times forward (conv write, statistics, the
 // normalisation's read and write, then GELU's read) and 7 times backward (BatchNorm's reduction
 // and element-wise pass, then the convolution's two gradients read it); folded it is written once
 // and read by GELU forward, and read 3 times backward (the bias gradient's sum and the two
-// gradients), and the pre-norm's output (the input's size) is never made. In coatnet_0 the
+// gradients); the input (a quarter to a sixth of its size) is summed and centred instead of
+// normalised, and its normalised copy is never made. In coatnet_0 the
 // expansion's output is the widest tensor of the step (128×384×112×112 in S1's first block).
 // The statistics are those of the exact product, not of its bf16-rounded output; the running
 // statistics update as BatchNorm's (unbiased variance, `momentum`).
