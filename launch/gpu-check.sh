@@ -32,15 +32,16 @@
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
 #    (ours; ours with each opt-in alone and with all of them: the kernels of src/cuda,
 #    train.pointwise_gemm, train.se_fold, train.bn_fold; timm eager AMP channels-last; timm +
-#    torch.compile; ours profiled: GPU busy share, top kernels), each kernel and opt-in against
-#    its ATen composite, the relative-position attention's ATen paths, MFU against the datasheet
-#    and against a bf16 matrix product measured here, and the loader's images/s on this
-#    machine's cores (photo-like JPEGs made here from scikit-image's photos) against what the GPU
-#    consumes.
+#    torch.compile; ours profiled: GPU busy share, top kernels), each opt-in's training step
+#    against the default's interleaved in one process (bench_optins), each kernel and opt-in
+#    against its ATen composite, the relative-position attention's ATen paths, MFU against the
+#    datasheet and against a bf16 matrix product measured here, and the loader's images/s on
+#    this machine's cores (photo-like JPEGs made here from scikit-image's photos) against what
+#    the GPU consumes.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '2,40p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540 only="" baseline=""
 while (($#)); do
   case $1 in
@@ -267,6 +268,10 @@ peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --imag
       --threads "$(nproc)")
 bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30 --profile 5
 bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
+# Each opt-in's step against the default's, interleaved in one process (a minute, where a training
+# run per opt-in takes half a minute each).
+bench optin_steps 150 "$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 \
+  --json
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
 bench ours_coatnet_0_bf16_relpos 180 bash "$work/ours_run.sh" ours_ra "$coatnet" \
   --set "train.cuda_kernels=[relpos_attention]"

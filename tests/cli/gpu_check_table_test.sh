@@ -28,6 +28,7 @@ row "bench ours_coatnet_0_bf16_bn_gelu" FAIL 12 "exit 1: CUDA error"
 row "bench timm_eager_bf16" ok 40 '{"images_per_s": 1500.0}'
 row "bench timm_compile_bf16" "FAIL (peer)" 100 "exit 124: "
 row "bench kernels" ok 20 '{"kernels":[{"kernel":"relpos_attention","shape":[128,12,196,32],"kernel_ms":0.5,"kernel_forward_ms":0.2,"composite_ms":1.0,"composite_forward_ms":0.3,"speedup":2.0,"kernel_tflops":100.0},{"kernel":"se_fold","shape":[128,384,96,56],"kernel_ms":1.0,"composite_ms":1.5,"speedup":1.5,"kernel_tflops":50.0}]}'
+row "bench optin_steps" ok 60 '{"model":"coatnet_0_224","optins":[{"variant":"default","ms_per_step":70.0,"images_per_s":1828.6,"vs_default":1.0,"loss":6.9,"loss_vs_default":0.0},{"variant":"bn_fold","ms_per_step":64.0,"images_per_s":2000.0,"vs_default":1.09375,"loss":6.9001,"loss_vs_default":1.4e-05}]}'
 info='{"gmacs": 4.55}'
 
 "$py" "$table" "$work/results.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >"$work/stdout" 2>&1
@@ -44,6 +45,8 @@ expect "| ours + se_fold: mean loss of steps 41-50 | 6.0625 | |"
 expect "| ours + se_fold vs ours: mul | -3.00 ms per step | |"
 expect "| ours + se_fold vs ours: bmm | +1.25 ms per step | |"
 expect "| ours + se_fold vs ours: gemm | +0.50 ms per step | |"
+expect "| step with default (bench_optins, interleaved) | 70.00 ms, 1.000x default, loss +0.0e+00 vs default | |"
+expect "| step with bn_fold (bench_optins, interleaved) | 64.00 ms, 1.094x default, loss +1.4e-05 vs default | |"
 expect "| ours_vs_timm_eager | 1.07 | >= 1.3 |"
 expect "| ours_vs_timm_compile | n/a | >= 1.0 |"
 expect "| relpos_attention kernel [128, 12, 196, 32] vs ATen composite | 2.00x (0.500 vs 1.000 ms, 100 TFLOP/s, forward 0.200 vs 0.300 ms) | > 1.5 |"
