@@ -17,7 +17,10 @@
 #                  table is printed inside a limited lease; each step is also bounded by its own
 #                  timeout, and what did not run is listed as skipped
 #   --only NAMES   run only these tests and benchmarks (comma-separated, as the table names
-#                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped
+#                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped. Each
+#                  opt-in's own profiled training run (ours_coatnet_0_bf16_bn_fold, ..._se_fold,
+#                  ..._pointwise_gemm, ..._relpos, ..._bn_gelu) runs only when named here;
+#                  optin_steps times every opt-in in a minute without them
 #   --baseline DIR a prebuilt of another commit (launch/gpu-prebuild.sh in a worktree of it):
 #                  its coatnet_0 run is timed and profiled beside ours, in the same run, so a
 #                  change of speed between commits is told from a change of machine
@@ -30,9 +33,9 @@
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
 #    the GPU and resumed bit-exactly, the step profiler;
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
-#    (ours; ours with each opt-in alone and with all of them: the kernels of src/cuda,
-#    train.pointwise_gemm, train.se_fold, train.bn_fold; timm eager AMP channels-last; timm +
-#    torch.compile; ours profiled: GPU busy share, top kernels), each opt-in's training step
+#    (ours; ours with every opt-in at once, and with each alone on request: the kernels of
+#    src/cuda, train.pointwise_gemm, train.se_fold, train.bn_fold; timm eager AMP
+#    channels-last; timm + torch.compile; ours profiled: GPU busy share, top kernels), each opt-in's training step
 #    against the default's interleaved in one process (bench_optins), each kernel and opt-in
 #    against its ATen composite, the relative-position attention's ATen paths, MFU against the
 #    datasheet and against a bf16 matrix product measured here, and the loader's images/s on
@@ -41,7 +44,7 @@
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-usage() { sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"; }  # the header
 bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540 only="" baseline=""
 while (($#)); do
   case $1 in
@@ -137,6 +140,14 @@ selected() {
   record "$1 $2" "skip (--only)" 0 ""
   return 1
 }
+# Steps that run only when --only names them (each opt-in's own training run: optin_steps times
+# them all in a minute; these say why one won or lost, with a profile each).
+on_request=",ours_coatnet_0_bf16_relpos,ours_coatnet_0_bf16_pointwise_gemm,ours_coatnet_0_bf16_se_fold,ours_coatnet_0_bf16_bn_fold,ours_coatnet_0_bf16_bn_gelu,"
+selected_by_default() {  # KIND NAME
+  [[ $on_request != *",$2,"* || $only == *",$2,"* ]] && return 0
+  record "$1 $2" "skip (on request: name it in --only)" 0 ""
+  return 1
+}
 # left SECONDS: how much of --deadline remains (0 when spent)
 left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
@@ -182,7 +193,7 @@ test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
 bench() {  # NAME SECONDS_LIMIT COMMAND... : its last line of output (JSON) is the result
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s)
-  selected bench "$name" || return 0
+  selected bench "$name" && selected_by_default bench "$name" || return 0
   ((limit > $(left))) && limit=$(left)
   ((limit < 15)) && { record "bench $name" "skip (deadline)" 0 "--deadline $deadline reached"; return; }
   say "bench: $name"
