@@ -83,9 +83,10 @@ if prof:
         lines.append(f"| ours kernel: {name[:70]} | {ms:.2f} ms ({share:.1%}) | |")
 # Each opt-in's training step (forward + backward) against the default's, interleaved in one
 # process (bench_optins), with its loss on the same batch and weights against the default's.
-for r in (bench("optin_steps") or {}).get("optins", []):
-    lines.append(f"| step with {r['variant']} (bench_optins, interleaved) | {r['ms_per_step']:.2f} ms, "
-                 f"{r['vs_default']:.3f}x default, loss {r['loss_vs_default']:+.1e} vs default | |")
+for row in ("optin_steps", "optin_steps_kernels"):
+    for r in (bench(row) or {}).get("optins", []):
+        lines.append(f"| {row}: step with {r['variant']} (interleaved) | {r['ms_per_step']:.2f} ms, "
+                     f"{r['vs_default']:.3f}x default, loss {r['loss_vs_default']:+.1e} vs default | |")
 # What each opt-in changed in the step: the kernels whose time per step moved most against ours
 # (among each profile's 30 longest; one absent from a list counts 0 there).
 top_ms = lambda b: {t[0]: t[1] for t in ((b or {}).get("profile") or {}).get("top", [])}

@@ -20,7 +20,7 @@
 #                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped. Each
 #                  opt-in's own profiled training run (ours_coatnet_0_bf16_bn_fold, ..._se_fold,
 #                  ..._pointwise_gemm, ..._relpos, ..._bn_gelu) runs only when named here;
-#                  optin_steps times every opt-in in a minute without them
+#                  optin_steps and optin_steps_kernels time every opt-in without them
 #   --baseline DIR a prebuilt of another commit (launch/gpu-prebuild.sh in a worktree of it):
 #                  its coatnet_0 run is timed and profiled beside ours, in the same run, so a
 #                  change of speed between commits is told from a change of machine
@@ -280,9 +280,11 @@ peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --imag
 bench timm_eager_bf16 120 "${peer[@]}" --warmup 5 --steps 30 --profile 5
 bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
 # Each opt-in's step against the default's, interleaved in one process (a minute, where a training
-# run per opt-in takes half a minute each).
-bench optin_steps 150 "$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 \
-  --json
+# run per opt-in takes half a minute each): the ATen folds, then the CUDA kernels and all at once
+# in a process of their own (a kernel that faults on the GPU ends its process).
+optins=("$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 --json)
+bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,se_fold,pointwise_gemm
+bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,relpos_attention,all
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
 bench ours_coatnet_0_bf16_relpos 180 bash "$work/ours_run.sh" ours_ra "$coatnet" \
   --set "train.cuda_kernels=[relpos_attention]"
