@@ -60,6 +60,13 @@ void update_running(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& mean, cons
   bn.num_batches_tracked.add_(1);
 }
 
+// The dtype of the expansion's product: autocast's where it is on, as the convolution's would be.
+at::ScalarType product_dtype(const at::Tensor& x) {
+  const c10::DeviceType device = x.device().type();
+  return at::autocast::is_autocast_enabled(device) ? at::autocast::get_autocast_dtype(device)
+                                                   : x.scalar_type();
+}
+
 bool foldable(const torch::nn::BatchNorm2dImpl& bn) {
   const auto& o = bn.options;
   return bn.is_training() && o.affine() && o.track_running_stats() && o.momentum().has_value();
@@ -74,15 +81,6 @@ void set_bn_fold(bool on) {
 bool bn_fold() {
   return g_bn_fold;
 }
-
-namespace {
-// The dtype of the expansion's product: autocast's where it is on, as the convolution's would be.
-at::ScalarType product_dtype(const at::Tensor& x) {
-  const c10::DeviceType device = x.device().type();
-  return at::autocast::is_autocast_enabled(device) ? at::autocast::get_autocast_dtype(device)
-                                                   : x.scalar_type();
-}
-}  // namespace
 
 bool takes_bn_fold(const torch::nn::BatchNorm2dImpl& bn0, const torch::nn::Conv2dImpl& conv,
                    const torch::nn::BatchNorm2dImpl& bn1, const at::Tensor& x) {

@@ -16,10 +16,10 @@
 // and element-wise pass, then the convolution's two gradients read it); folded it is written once
 // and read by GELU forward, and read 3 times backward (the bias gradient's sum and the two
 // gradients); the input (a quarter to a sixth of its size) is summed and centred instead of
-// normalised, and its normalised copy is never made. In coatnet_0 the
-// expansion's output is the widest tensor of the step (128×384×112×112 in S1's first block).
-// The statistics are those of the exact product, not of its bf16-rounded output; the running
-// statistics update as BatchNorm's (unbiased variance, `momentum`).
+// normalised, and its normalised copy is never made. In coatnet_0 the expansion's output is the
+// widest tensor of the step (128×384×112×112 in S1's first block). The statistics are those of
+// the exact product, not of its bf16-rounded output; the running statistics update as
+// BatchNorm's (unbiased variance, `momentum`).
 //
 //   if (takes_bn_fold(*pre_norm, *conv1, *norm1, x))
 //     y = at::gelu(bn_conv_bn(*pre_norm, *conv1, *norm1, x));
