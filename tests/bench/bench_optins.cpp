@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <chrono>
@@ -124,6 +125,7 @@ int main(int argc, char** argv) {
     const at::Device device = gpu ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
     if (gpu) at::globalContext().setBenchmarkCuDNN(true);
 
+    torch::manual_seed(0);  // the same weights and batch in every run
     model::ModelSpec spec = model::variant(p.get("model"));
     spec.image_size = p.get_int("image-size");
     model::CoAtNet net(spec);
@@ -138,7 +140,7 @@ int main(int argc, char** argv) {
     auto sync = [&] {
       if (gpu) torch::cuda::synchronize();
     };
-    auto step = [&]() -> double {
+    auto step = [&]() -> at::Tensor {  // the loss, not read (reading it waits for the GPU)
       for (auto& param : net->parameters()) param.mutable_grad() = at::Tensor();
       at::autocast::set_autocast_enabled(at::kCUDA, gpu);
       at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
@@ -146,15 +148,15 @@ int main(int argc, char** argv) {
       at::autocast::set_autocast_enabled(at::kCUDA, false);
       at::autocast::clear_cache();
       loss.backward();
-      return loss.item<double>();
+      return loss.detach();
     };
     // Warm-up (cuDNN's benchmark mode times its algorithms at each new shape) and each variant's
     // loss on the same batch and weights.
     std::vector<double> loss(variants.size());
     for (size_t v = 0; v < variants.size(); ++v) {
       VariantScope scope(variants[v]);
-      for (int i = 0; i < p.get_int("warmup"); ++i) loss[v] = step();
-      loss[v] = step();
+      for (int i = 0; i < p.get_int("warmup"); ++i) (void)step();
+      loss[v] = step().item<double>();
     }
     const int steps = p.get_int("steps"), rounds = p.get_int("rounds");
     std::vector<std::vector<double>> ms(variants.size());
