@@ -17,34 +17,46 @@ bool g_bn_fold = false;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// rows (B, R, C) -> the mean (C) and the second moment rowsᵀ·rows / (B·R) (C×C), float32. The
-// products are per sample (B of K = R each, so the GPU has B blocks of work rather than one
-// product with K = B·R), with float32 sums, then added. Backward is one product:
-// d rows = rows·(dG + dGᵀ)/n + dmean/n.
-struct RowMoments : public torch::autograd::Function<RowMoments> {
+// rows (B, R, C) centred by their mean rounded to their dtype (a constant shift: no gradient),
+// and the moments of the centred rows: their mean (near 0) and second moment
+// centredᵀ·centred / (B·R) (C×C), float32; and the batch mean itself (no gradient), for the
+// running statistics. Outputs: {centred, mean, second, batch_mean}.
+//
+// Centring matters to the folded product: its weights are rounded to bf16, and on an uncentred
+// input that rounding error, and the large bias that cancels the mean, grow with |mean| / std
+// (a 10x larger error at 10 std from 0, measured on CPU); and the second moments of a centred
+// input lose nothing to cancellation. The products are per sample (B of K = R each, so the GPU
+// has B blocks of work rather than one product with K = B·R), with float32 sums, then added.
+// Backward is one product: d rows = d centred + centred·(dG + dGᵀ)/n + dmean/n.
+struct CentredMoments : public torch::autograd::Function<CentredMoments> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& rows) {
-    ctx->save_for_backward({rows});
     const double n = static_cast<double>(rows.size(0) * rows.size(1));
+    const at::Tensor batch_mean = rows.sum(at::IntArrayRef{0, 1}, false, at::kFloat).div_(n);
+    const at::Tensor shift = batch_mean.to(rows.scalar_type());
+    const at::Tensor centred = rows - shift;
     at::Tensor second;
-    if (rows.is_cuda() && rows.scalar_type() != at::kFloat) {
-      second = at::bmm(rows.transpose(1, 2), rows, at::kFloat).sum(0);
+    if (centred.is_cuda() && centred.scalar_type() != at::kFloat) {
+      second = at::bmm(centred.transpose(1, 2), centred, at::kFloat).sum(0);
     } else {  // the CPU has no mixed-precision product: float32 throughout
-      const at::Tensor r = rows.to(at::kFloat);
+      const at::Tensor r = centred.to(at::kFloat);
       second = at::bmm(r.transpose(1, 2), r).sum(0);
     }
-    const at::Tensor mean = rows.sum(at::IntArrayRef{0, 1}, false, at::kFloat);
-    return {mean.div_(n), second.div_(n)};
+    ctx->save_for_backward({centred});
+    ctx->mark_non_differentiable({batch_mean});
+    return {centred, batch_mean - shift.to(at::kFloat), second.div_(n), batch_mean};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const at::Tensor rows = ctx->get_saved_variables()[0];
-    const int64_t b = rows.size(0), r = rows.size(1), c = rows.size(2);
+    const at::Tensor centred = ctx->get_saved_variables()[0];
+    const int64_t b = centred.size(0), r = centred.size(1), c = centred.size(2);
     const double n = static_cast<double>(b * r);
-    const auto f32 = rows.options().dtype(at::kFloat);
-    const at::Tensor dmean = grads[0].defined() ? grads[0] : at::zeros({c}, f32);
-    const at::Tensor dsecond = grads[1].defined() ? grads[1] : at::zeros({c, c}, f32);
-    const at::Tensor sym = (dsecond + dsecond.t()).div_(n).to(rows.scalar_type());
-    const at::Tensor d = at::addmm((dmean / n).to(rows.scalar_type()), rows.view({b * r, c}), sym);
+    const auto f32 = centred.options().dtype(at::kFloat);
+    const at::ScalarType dt = centred.scalar_type();
+    const at::Tensor dmean = grads[1].defined() ? grads[1] : at::zeros({c}, f32);
+    const at::Tensor dsecond = grads[2].defined() ? grads[2] : at::zeros({c, c}, f32);
+    const at::Tensor sym = (dsecond + dsecond.t()).div_(n).to(dt);
+    at::Tensor d = at::addmm((dmean / n).to(dt), centred.view({b * r, c}), sym);
+    if (grads[0].defined()) d.add_(grads[0].reshape({b * r, c}));
     return {d.view({b, r, c})};
   }
 };
@@ -99,17 +111,11 @@ at::Tensor bn_conv_bn(torch::nn::BatchNorm2dImpl& bn0, torch::nn::Conv2dImpl& co
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), n = b * h * w;
   const int64_t out = conv.weight.size(0);
-  // Channels-last: the (b, h·w, c) rows are x's memory as it is. They are centred first by the
-  // batch's mean rounded to the product's dtype (a constant: no gradient): the folded product
-  // multiplies the input by rounded weights, and on an uncentred input that rounding error, and
-  // the large bias that cancels the mean, grow with |mean| / std (a 10x larger error at 10 std
-  // from 0, measured on CPU); the second moments of a centred input lose nothing to cancellation.
+  // Channels-last: the (b, h·w, c) rows are x's memory as it is; centred first (CentredMoments).
   const at::Tensor rows = x.to(dt).permute({0, 2, 3, 1}).reshape({b, h * w, c});
-  const at::Tensor shift = rows.sum(at::IntArrayRef{0, 1}, false, at::kFloat).div_(n).to(dt);
-  const at::Tensor centred = rows - shift;
-  const variable_list moments = RowMoments::apply(centred);
-  const at::Tensor& mean = moments[0];  // of the centred rows: near 0
-  const at::Tensor cov = moments[1] - at::outer(mean, mean);
+  const variable_list moments = CentredMoments::apply(rows);
+  const at::Tensor &centred = moments[0], &mean = moments[1], &batch_mean = moments[3];
+  const at::Tensor cov = moments[2] - at::outer(mean, mean);
   // The pre-norm: u ↦ a0⊙u + b0 on the centred rows u.
   const at::Tensor var0 = cov.diagonal().clamp_min(0);
   const at::Tensor a0 = bn0.weight.to(at::kFloat) * (var0 + bn0.options.eps()).rsqrt();
@@ -127,7 +133,7 @@ at::Tensor bn_conv_bn(torch::nn::BatchNorm2dImpl& bn0, torch::nn::Conv2dImpl& co
   const at::Tensor a1 = bn1.weight.to(at::kFloat) * (var1 + bn1.options.eps()).rsqrt();
   const at::Tensor folded = w1 * a1.unsqueeze(1);
   const at::Tensor bias = bn1.bias.to(at::kFloat) + a1 * (c1 - mean1);
-  update_running(bn0, mean + shift.to(at::kFloat), var0, n);
+  update_running(bn0, batch_mean, var0, n);
   update_running(bn1, mean1, var1, n);
   const at::Tensor y = at::addmm(bias.to(dt), centred.view({n, c}), folded.t().to(dt));
   const at::Tensor z = y.view({b, h, w, out}).permute({0, 3, 1, 2});
