@@ -6,7 +6,6 @@
 // without the kernels.
 //   bench_kernels [--batch 128] [--size 224]
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/autograd.h>
 #include <torch/cuda.h>
 
@@ -30,6 +29,7 @@
 #include "model/relpos.h"
 #include "model/relpos_attention.h"
 #include "model/transformer.h"
+#include "train/precision.h"
 #include "util/json.h"
 
 using namespace coatnet;
@@ -196,11 +196,11 @@ std::string bench_bn_fold(int64_t n, int64_t in, int64_t out, int64_t hw, const 
   const std::vector<at::Tensor> params{x,         bn0->weight, bn0->bias,
                                        c->weight, bn1->weight, bn1->bias};
   auto step = [&](const std::function<at::Tensor()>& forward) {
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    const at::Tensor y = forward();
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-    at::autocast::clear_cache();
+    at::Tensor y;
+    {
+      train::AutocastScope bf16(at::kCUDA, at::kBFloat16);
+      y = forward();
+    }
     (void)torch::autograd::grad({y}, params, {dy.to(y.scalar_type())});
   };
   const double fold =

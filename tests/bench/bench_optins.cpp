@@ -9,7 +9,6 @@
 // apply to channels-last activations). A CPU run (float32) is the tool's own test.
 //   bench_optins --device cuda --model coatnet_0_224 --batch 128 --json
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
@@ -17,7 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <optional>
-#include <sstream>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,49 +30,42 @@
 #include "model/coatnet.h"
 #include "model/layers.h"
 #include "model/relpos_attention.h"
+#include "train/precision.h"
 #include "util/json.h"
+#include "util/text.h"
 
 using namespace coatnet;
 
 namespace {
 
-// The opt-ins a variant turns on.
+// The opt-ins one at a time; a variant is one of them, "default" (none) or "all".
+const std::vector<std::string> kOptIns{"bn_fold", "se_fold", "pointwise_gemm", "bn_gelu",
+                                       "relpos_attention"};
+
 struct Variant {
   std::string name;
-  bool bn_fold = false, se_fold = false, pointwise_gemm = false, bn_gelu = false,
-       relpos_attention = false;
+  std::set<std::string> on;  // the opt-ins it turns on
 };
 
 Variant parse_variant(const std::string& name) {
-  Variant v{name};
-  if (name == "default") return v;
-  if (name == "bn_fold")
-    v.bn_fold = true;
-  else if (name == "se_fold")
-    v.se_fold = true;
-  else if (name == "pointwise_gemm")
-    v.pointwise_gemm = true;
-  else if (name == "bn_gelu")
-    v.bn_gelu = true;
-  else if (name == "relpos_attention")
-    v.relpos_attention = true;
-  else if (name == "all")
-    v.bn_fold = v.se_fold = v.pointwise_gemm = v.bn_gelu = v.relpos_attention = true;
-  else
-    throw std::invalid_argument("--variants: unknown variant '" + name +
-                                "'; the variants are default, bn_fold, se_fold, pointwise_gemm, "
-                                "bn_gelu, relpos_attention, all");
-  return v;
+  if (name == "default") return {name, {}};
+  if (name == "all") return {name, {kOptIns.begin(), kOptIns.end()}};
+  if (std::find(kOptIns.begin(), kOptIns.end(), name) != kOptIns.end()) return {name, {name}};
+  std::vector<std::string> known{"default", "all"};
+  known.insert(known.end(), kOptIns.begin(), kOptIns.end());
+  throw std::invalid_argument("--variants: unknown variant '" + name + "'" +
+                              text::did_you_mean(name, known) + "; the variants are " +
+                              text::join(known, ", "));
 }
 
 // A variant's settings for as long as it lives (the kernels of src/cuda only where built).
 struct VariantScope {
   explicit VariantScope(const Variant& v) {
-    if (v.bn_fold) bn_fold.emplace(true);
-    if (v.se_fold) se_fold.emplace(true);
-    if (v.pointwise_gemm) gemm.emplace(true);
-    if (v.bn_gelu && cuda::kernels_built()) bn_gelu.emplace(&cuda::bn_gelu_kernels());
-    if (v.relpos_attention && cuda::kernels_built())
+    if (v.on.count("bn_fold")) bn_fold.emplace(true);
+    if (v.on.count("se_fold")) se_fold.emplace(true);
+    if (v.on.count("pointwise_gemm")) gemm.emplace(true);
+    if (v.on.count("bn_gelu") && cuda::kernels_built()) bn_gelu.emplace(&cuda::bn_gelu_kernels());
+    if (v.on.count("relpos_attention") && cuda::kernels_built())
       relpos.emplace(&cuda::relpos_attention_kernels());
   }
   std::optional<model::BnFoldScope> bn_fold;
@@ -82,14 +74,6 @@ struct VariantScope {
   std::optional<model::BnGeluKernelsScope> bn_gelu;
   std::optional<model::RelPosAttentionKernelsScope> relpos;
 };
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream in(list);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 }  // namespace
 
@@ -100,7 +84,7 @@ int main(int argc, char** argv) {
   p.option("model", "NAME", "variant", "coatnet_0_224")
       .option("image-size", "N", "input size", "224")
       .option("batch", "B", "images per step", "128")
-      .option("device", "cpu|cuda", "where to run (cuda: bf16 autocast, channels-last)", "cuda")
+      .option("device", "cpu|cuda", "where to run (cuda: bf16 autocast)", "cuda")
       .option("variants", "LIST",
               "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, "
               "relpos_attention, all",
@@ -118,8 +102,8 @@ int main(int argc, char** argv) {
       return 77;
     }
     std::vector<Variant> variants;
-    for (const std::string& name : split(p.get("variants")))
-      variants.push_back(parse_variant(name));
+    for (const std::string& name : text::split(p.get("variants"), ','))
+      if (!name.empty()) variants.push_back(parse_variant(name));
     if (variants.empty() || variants.front().name != "default")
       variants.insert(variants.begin(), parse_variant("default"));
     const at::Device device = gpu ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
@@ -142,11 +126,12 @@ int main(int argc, char** argv) {
     };
     auto step = [&]() -> at::Tensor {  // the loss, not read (reading it waits for the GPU)
       for (auto& param : net->parameters()) param.mutable_grad() = at::Tensor();
-      at::autocast::set_autocast_enabled(at::kCUDA, gpu);
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-      at::Tensor loss = at::cross_entropy_loss(net->forward(x).to(at::kFloat), labels);
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
+      at::Tensor loss;
+      {
+        std::optional<train::AutocastScope> bf16;
+        if (gpu) bf16.emplace(at::kCUDA, at::kBFloat16);
+        loss = at::cross_entropy_loss(net->forward(x).to(at::kFloat), labels);
+      }
       loss.backward();
       return loss.detach();
     };

@@ -23,6 +23,7 @@ print("losses:", [round(r["loss"], 6) for r in summary["optins"]])
 PY
 msg=$("$bench" --device cpu --variants default,bn_fuse 2>&1)
 rc=$?
-[[ $rc != 0 ]] && grep -q "unknown variant 'bn_fuse'" <<<"$msg" || fail "a bad variant: exit $rc: $msg"
+[[ $rc != 0 ]] && grep -q "unknown variant 'bn_fuse' (did you mean 'bn_fold'?)" <<<"$msg" ||
+  fail "a bad variant: exit $rc: $msg"
 "$bench" --help | grep -q -- "--variants" || fail "--help does not list --variants"
 echo "PASS: bench_optins on CPU"
