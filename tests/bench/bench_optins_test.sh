@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench_optins on CPU (float32) at coatnet_0's widths, 64 px: it times every variant, puts the
 # default first, and each variant's loss on the same batch and weights is the default's within
-# float32 rounding (the opt-ins change rounding only); a bad variant is refused by name.
+# float32 rounding (the opt-ins change rounding only); a bad variant or device is refused by
+# name.
 # usage: bench_optins_test.sh BENCH_OPTINS PYTHON
 set -u
 bench=$1 py=${2:-python3}
@@ -25,5 +26,9 @@ msg=$("$bench" --device cpu --variants default,bn_fuse 2>&1)
 rc=$?
 [[ $rc != 0 ]] && grep -q "unknown variant 'bn_fuse' (did you mean 'bn_fold'?)" <<<"$msg" ||
   fail "a bad variant: exit $rc: $msg"
+msg=$("$bench" --device tpu 2>&1)
+rc=$?
+[[ $rc != 0 ]] && grep -q "\-\-device: 'tpu' is neither cpu nor cuda" <<<"$msg" ||
+  fail "a bad device: exit $rc: $msg"
 "$bench" --help | grep -q -- "--variants" || fail "--help does not list --variants"
 echo "PASS: bench_optins on CPU"
