@@ -24,6 +24,7 @@ OPTIN_ROWS = {"ours_coatnet_0_bf16_batch_prep": "ours + batch_prep kernel",
               "ours_coatnet_0_bf16_pointwise_gemm": "ours + pointwise_gemm",
               "ours_coatnet_0_bf16_se_fold": "ours + se_fold",
               "ours_coatnet_0_bf16_bn_fold": "ours + bn_fold",
+              "ours_coatnet_0_bf16_cuda_graph": "ours + train.cuda_graph",
               "ours_coatnet_0_bf16_all_optin": "ours + every opt-in"}
 mm, loader = bench("matmul_bf16"), bench("loader_cores")
 flops_per_image = 3 * 2 * info["gmacs"] * 1e9  # forward + backward (twice the forward)

@@ -31,10 +31,12 @@
 # 2. runs the GPU tests: NCCL collectives and SyncBatchNorm at world size 1 (one GPU holds one
 #    NCCL rank) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
-#    the GPU and resumed bit-exactly, the step profiler;
+#    the GPU and resumed bit-exactly, the step profiler, the step as a CUDA graph against the
+#    eager step (train.cuda_graph);
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
 #    (ours; ours with every opt-in at once, and with each alone on request: the kernels of
-#    src/cuda, train.pointwise_gemm, train.se_fold, train.bn_fold; timm eager AMP
+#    src/cuda, train.pointwise_gemm, train.se_fold, train.bn_fold; the step as one CUDA graph,
+#    train.cuda_graph; timm eager AMP
 #    channels-last; timm + torch.compile; ours profiled: GPU busy share, top kernels), each opt-in's training step
 #    against the default's interleaved in one process (bench_optins), each kernel and opt-in
 #    against its ATen composite, the relative-position attention's ATen paths, MFU against the
@@ -76,7 +78,8 @@ if [[ -n $why ]]; then
   echo "gpu-check: no GPU here ($why): skipped. On a machine with an NVIDIA GPU it would"
   echo "  build build-gpu/ against that machine's torch, run the GPU tests (NCCL and SyncBatchNorm"
   echo "  at W=1, MPI across 2 ranks, pinned loader, bf16/fp16 vs fp32 training, GPU checkpoint"
-  echo "  resumed bit-exactly, the kernels of src/cuda against their references), then time"
+  echo "  resumed bit-exactly, the kernels of src/cuda against their references, the step as a"
+  echo "  CUDA graph against the eager step), then time"
   echo "  coatnet_0_224 bf16 training (ours, ours with each opt-in kernel, timm eager, timm +"
   echo "  torch.compile), MFU, each kernel against its ATen composite, the longest kernels'"
   echo "  launching operators, and the loader against what the GPU consumes."
@@ -187,6 +190,8 @@ test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
 test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:RelPosAttention*:Model.*OnGpu'
 test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" profile "$coatnet" "$py"
+test_step cuda_graph_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+  bash "$root/tests/train/train_mpi.sh" cuda_graph "$coatnet" "$py"
 
 
 # --- 3. benchmarks --------------------------------------------------------------------------------
@@ -300,6 +305,9 @@ bench ours_coatnet_0_bf16_bn_gelu 180 bash "$work/ours_run.sh" ours_bg "$coatnet
 bench ours_coatnet_0_bf16_all_optin 180 bash "$work/ours_run.sh" ours_all "$coatnet" \
   --set "train.cuda_kernels=[batch_prep, bn_gelu, relpos_attention]" \
   --set "train.pointwise_gemm=true" --set "train.se_fold=true" --set "train.bn_fold=true"
+# The whole step as one CUDA graph: what launching ~1,400 kernels a step from the host costs.
+bench ours_coatnet_0_bf16_cuda_graph 180 bash "$work/ours_run.sh" ours_cg "$coatnet" \
+  --set "train.cuda_graph=true"
 bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coatnet" \
   --set "train.cuda_kernels=[batch_prep]"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \

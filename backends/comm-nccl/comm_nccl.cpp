@@ -70,13 +70,17 @@ class NcclComm;
 
 class NcclWork : public Work {
  public:
-  NcclWork(NcclComm& comm, std::shared_ptr<Event> event) : comm_(comm), event_(std::move(event)) {}
+  NcclWork(NcclComm& comm, std::shared_ptr<Event> event, bool captured)
+      : comm_(comm), event_(std::move(event)), captured_(captured) {}
   bool done() override;
   void wait() override;  // orders the caller's stream after the collective; no host wait
 
  private:
   NcclComm& comm_;
   std::shared_ptr<Event> event_;
+  // Launched while its stream was captured into a CUDA graph: never done now. (Querying its
+  // event fails, and the error would stay as the thread's last one, blamed on a later kernel.)
+  bool captured_;
 };
 
 class NcclComm : public Comm {
@@ -148,11 +152,17 @@ class NcclComm : public Comm {
     COATNET_NCCL_CHECK(launch(stream_.stream()), what);
     auto done = std::make_shared<Event>();
     COATNET_CUDA_CHECK(cudaEventRecord(done->e, stream_.stream()), "cudaEventRecord");
-    {
+    // Captured into a CUDA graph (train.cuda_graph), the collective runs at each replay, not
+    // now: its event is never recorded for real, and CUDA refuses to query it. The graph's own
+    // deadline is a collective enqueued after each replay (train/graphed_step.cpp).
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    COATNET_CUDA_CHECK(cudaStreamIsCapturing(caller.stream(), &capture), "cudaStreamIsCapturing");
+    const bool captured = capture != cudaStreamCaptureStatusNone;
+    if (!captured) {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back({done, std::chrono::steady_clock::now(), what, step_, std::move(keep)});
     }
-    return std::make_unique<NcclWork>(*this, done);
+    return std::make_unique<NcclWork>(*this, done, captured);
   }
 
   std::unique_ptr<Work> allreduce_async(at::Tensor t, const std::string& what) override {
@@ -301,7 +311,7 @@ class NcclComm : public Comm {
 };
 
 bool NcclWork::done() {
-  return cudaEventQuery(event_->e) == cudaSuccess;
+  return !captured_ && cudaEventQuery(event_->e) == cudaSuccess;
 }
 
 void NcclWork::wait() {

@@ -88,11 +88,11 @@ std::vector<KeySpec> build() {
       key("optim.eps", K::Float, "1e-8", "AdamW epsilon", 0, 1),
       key("optim.clip_grad", K::Float, "1.0", "clip the global gradient norm; 0 = off", 0, 1e6),
       key("optim.accum_steps", K::Int, "1", "micro-steps per optimizer step", 1, 4096),
-      choice(
-          "optim.zero", "auto", {"auto", "0", "1"},
-          "ZeRO-1: 1 splits AdamW's moments, the EMA and the update over the ranks "
-          "(gradients reduce-scattered, parameters all-gathered); 0 keeps them whole on "
-          "every rank; auto: 1 with more than one rank (0 with checkpoint.backend consolidated)"),
+      choice("optim.zero", "auto", {"auto", "0", "1"},
+             "ZeRO-1: 1 splits AdamW's moments, the EMA and the update over the ranks "
+             "(gradients reduce-scattered, parameters all-gathered); 0 keeps them whole on "
+             "every rank; auto: 1 with more than one rank (0 with checkpoint.backend consolidated "
+             "or train.cuda_graph)"),
       choice("schedule.type", "cosine", {"cosine", "linear", "constant"},
              "decay after warm-up, down to schedule.min_lr"),
       key("schedule.epochs", K::Int, "300", "training epochs", 1, 100000),
@@ -138,6 +138,11 @@ std::vector<KeySpec> build() {
           "the MBConv blocks' squeeze-excitation gate folded into the 1x1 projection after it "
           "(one batched matrix product with per-sample scaled weights), instead of multiplying "
           "the activation by the gate and then convolving it"),
+      key("train.cuda_graph", K::Bool, "false",
+          "GPU: after 3 eager steps, capture the whole training step (forward, backward, the "
+          "gradient all-reduce, clipping, AdamW, EMA) as one CUDA graph and replay it every step; "
+          "optim.accum_steps 1, one rank per GPU with nccl, without ZeRO-1 (optim.zero auto "
+          "then means 0)"),
       key("train.deterministic", K::Bool, "false",
           "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
           "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),

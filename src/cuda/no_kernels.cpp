@@ -4,6 +4,7 @@
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
 #include "cuda/relpos_attention.h"
+#include "cuda/step_graph.h"
 
 namespace coatnet::cuda {
 
@@ -45,5 +46,23 @@ const model::RelPosAttentionKernels& relpos_attention_kernels() {
       [](const at::Tensor&, int64_t) { return false; }};
   return k;
 }
+
+bool graphs_built() {
+  return false;
+}
+
+struct StepGraph::Impl {};
+
+StepGraph::StepGraph(const at::Device&) {
+  throw std::runtime_error(
+      "train.cuda_graph: this coatnet was built without CUDA (a CPU LibTorch, or no nvcc at "
+      "configure time; see `coatnet: CUDA kernels` in the configure output)");
+}
+StepGraph::~StepGraph() = default;
+void StepGraph::capture(const std::function<void()>&) {}
+bool StepGraph::captured() const {
+  return false;
+}
+void StepGraph::replay() {}
 
 }  // namespace coatnet::cuda

@@ -22,6 +22,7 @@ AdamW::AdamW(FlatParams& flat, AdamWOptions options, dist::Partition part, at::T
   exp_avg = at::zeros({part_.shard}, flat.values.options());
   exp_avg_sq = at::zeros({part_.shard}, flat.values.options());
   steps_ = at::zeros({}, flat.values.options());
+  lr_ = at::zeros({}, flat.values.options().dtype(at::kFloat));
   // Runs of the owned range with and without decay, at offsets from its start.
   Group decay{opt_.weight_decay, {}}, no_decay{0.0, {}};
   for (const FlatEntry& e : flat.entries) {
@@ -38,7 +39,16 @@ AdamW::AdamW(FlatParams& flat, AdamWOptions options, dist::Partition part, at::T
     if (!g->runs.empty()) groups_.push_back(std::move(*g));
 }
 
+void AdamW::set_learning_rate(double lr) {
+  lr_.fill_(lr);
+}
+
 void AdamW::step(double lr, const at::Tensor& found_inf) {
+  set_learning_rate(lr);
+  step(found_inf);
+}
+
+void AdamW::step(const at::Tensor& found_inf) {
   at::NoGradGuard no_grad;
   // As torch.optim.AdamW(fused=True): count the step first, take it back if it was skipped.
   steps_.add_(1);
@@ -51,7 +61,7 @@ void AdamW::step(double lr, const at::Tensor& found_inf) {
       v.push_back(exp_avg_sq.narrow(0, r.offset, r.numel));
       steps.push_back(steps_);
     }
-    at::_fused_adamw_(p, grad, m, v, /*max_exp_avg_sqs=*/{}, steps, lr, opt_.beta1, opt_.beta2,
+    at::_fused_adamw_(p, grad, m, v, /*max_exp_avg_sqs=*/{}, steps, lr_, opt_.beta1, opt_.beta2,
                       g.weight_decay, opt_.eps, /*amsgrad=*/false, /*maximize=*/false,
                       /*grad_scale=*/std::nullopt, found_inf);
   }

@@ -41,6 +41,11 @@ class AdamW {
   // Updates every parameter unless found_inf (0-dim float32 on the parameters' device) is 1:
   // then parameters, moments and the step count stay as they were.
   void step(double lr, const at::Tensor& found_inf);
+  // The same in two parts, for a CUDA graph of the step (train.cuda_graph), which holds the
+  // second only: the rate goes into a device scalar (float32, as AdamW reads it either way), and
+  // the update reads it there.
+  void set_learning_rate(double lr);
+  void step(const at::Tensor& found_inf);
   int64_t steps() const;  // a host read: for checkpoints and reports, not for the loop
   void set_steps(int64_t s);
   // The moments ("exp_avg", "exp_avg_sq": the owned range of a tensor laid out as
@@ -65,6 +70,7 @@ class AdamW {
   at::Tensor grads_;           // of the owned range
   std::vector<Group> groups_;  // maximal runs of the flat buffer with and without decay
   at::Tensor steps_;           // float32, 0-dim, on the parameters' device
+  at::Tensor lr_;              // float32, 0-dim, on the parameters' device
 };
 
 // Scales `grads` by min(1, max_norm / (norm + 1e-6)) as torch.nn.utils.clip_grad_norm_ does

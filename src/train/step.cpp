@@ -31,39 +31,59 @@ DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Lo
 
 ForwardBackward::Waits ForwardBackward::run(int64_t step) {
   Waits w;
-  for (int64_t micro = 0; micro < loop_.accum; ++micro, ++micro_) {
-    // The first micro-step's wait for data also drives ZeRO-1's parameter all-gather.
-    data::Batch batch =
-        micro == 0 ? loader_.next([this] { return gather_.poll(); }) : loader_.next();
-    epoch = batch.epoch;
-    w.data += batch.wait_seconds;
-    data_hash_ += sample_hash(batch.indices);
-    // Mixup/CutMix keyed by the micro-step: the same on a resume, at any world size.
-    const data::MixInfo m =
-        data::draw_mix(loop_.mix, batch.epoch, micro_, batch.images.size(2), batch.images.size(3));
-    const DeviceBatch in =
-        on_device(batch, m, loader_, loop_.mix, device_,
-                  batch_prep_ ? precision_.compute_dtype() : at::kFloat, batch_prep_);
+  set_fault(step);  // a graphed run's eager steps read the fault on the device too
+  for (int64_t micro = 0; micro < loop_.accum; ++micro) {
+    const DeviceBatch in = next_batch(micro == 0, w);
     if (micro == 0) {
       gather_.wait();
       w.comm += gather_.last_wait_s();
       w.gather += gather_.last_wait_s();
     }
-    at::Tensor loss;
-    {
-      auto autocast = precision_.autocast(device_);
-      const int64_t rows = batch.images.size(0);  // this rank's slice of the global batch
-      model::GlobalBatchRows global(loop_.global_batch, rank_ * rows);
-      loss = classification_loss(net_.forward(in.images), in.soft, in.valid, loop_.loss);
-    }
-    if (nan_fault(step)) loss = loss * std::numeric_limits<double>::quiet_NaN();
-    buckets_.begin_backward(/*sync=*/micro == loop_.accum - 1);
-    precision_.scale_loss(loss / static_cast<double>(loop_.accum)).backward();
-    buckets_.finish();
-    w.comm += buckets_.last_wait_s();
-    loss_sum_ += loss.detach().to(at::kDouble) / static_cast<double>(loop_.accum);
+    passes(in, step, /*last=*/micro == loop_.accum - 1, w);
   }
   return w;
+}
+
+DeviceBatch ForwardBackward::next_batch(bool first, Waits& w) {
+  // The first micro-step's wait for data also drives ZeRO-1's parameter all-gather.
+  data::Batch batch = first ? loader_.next([this] { return gather_.poll(); }) : loader_.next();
+  epoch = batch.epoch;
+  w.data += batch.wait_seconds;
+  data_hash_ += sample_hash(batch.indices);
+  // Mixup/CutMix keyed by the micro-step: the same on a resume, at any world size.
+  const data::MixInfo m =
+      data::draw_mix(loop_.mix, batch.epoch, micro_++, batch.images.size(2), batch.images.size(3));
+  return on_device(batch, m, loader_, loop_.mix, device_,
+                   batch_prep_ ? precision_.compute_dtype() : at::kFloat, batch_prep_);
+}
+
+void ForwardBackward::passes(const DeviceBatch& in, int64_t step, bool last, Waits& w) {
+  at::Tensor loss;
+  {
+    auto autocast = precision_.autocast(device_);
+    const int64_t rows = in.images.size(0);  // this rank's slice of the global batch
+    model::GlobalBatchRows global(loop_.global_batch, rank_ * rows);
+    loss = classification_loss(net_.forward(in.images), in.soft, in.valid, loop_.loss);
+  }
+  if (loss_factor_.defined())
+    loss = loss * loss_factor_;
+  else if (nan_fault(step))
+    loss = loss * std::numeric_limits<double>::quiet_NaN();
+  buckets_.begin_backward(/*sync=*/last);
+  precision_.scale_loss(loss / static_cast<double>(loop_.accum)).backward();
+  buckets_.finish();
+  w.comm += buckets_.last_wait_s();
+  loss_sum_ += loss.detach().to(at::kDouble) / static_cast<double>(loop_.accum);
+}
+
+void ForwardBackward::fault_on_device() {
+  if (std::getenv("COATNET_FAULT_NAN_STEPS"))
+    loss_factor_ = at::ones({}, loss_sum_.options().dtype(at::kFloat));
+}
+
+void ForwardBackward::set_fault(int64_t step) {
+  if (loss_factor_.defined())
+    loss_factor_.fill_(nan_fault(step) ? std::numeric_limits<double>::quiet_NaN() : 1.0);
 }
 
 ForwardBackward::Window ForwardBackward::take_window(dist::Comm& comm, int64_t steps) {

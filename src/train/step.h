@@ -61,6 +61,17 @@ class ForwardBackward {
     loss_sum_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
   }
   Waits run(int64_t step);  // the passes of optimizer step `step`
+  // Its parts. next_batch: the next micro-batch loaded, mixed and on the device (`first`: the
+  // step's first, which also drives ZeRO-1's all-gather); passes: forward and backward over it,
+  // the gradient all-reduce started by the hooks, and finished when `last`. Only passes() runs
+  // on the device alone: a CUDA graph holds it (train/graphed_step.h).
+  DeviceBatch next_batch(bool first, Waits& w);
+  void passes(const DeviceBatch& in, int64_t step, bool last, Waits& w);
+  // For a CUDA graph: the tests' NaN fault (COATNET_FAULT_NAN_STEPS) as a factor of the loss on
+  // the device, which a replay reads, instead of a host decision fixed at capture; set_fault()
+  // sets it for `step` before each replay (run() does it for the eager steps).
+  void fault_on_device();
+  void set_fault(int64_t step);
   // At a log step: the mean loss per step and rank, and the sample hash summed over ranks,
   // since the last log step (`steps` optimizer steps) — one all-reduce on the device and one
   // host read; the next window starts empty.
@@ -81,8 +92,9 @@ class ForwardBackward {
   int rank_;
   bool batch_prep_;
   int64_t micro_;
-  at::Tensor loss_sum_;   // since the last log step, on the device
-  double data_hash_ = 0;  // since the last log step
+  at::Tensor loss_sum_;     // since the last log step, on the device
+  at::Tensor loss_factor_;  // fault_on_device(): 1, or NaN at a faulty step
+  double data_hash_ = 0;    // since the last log step
 };
 
 // Non-finite steps, counted on the device and read back only at log steps and saves, so that a

@@ -12,6 +12,7 @@
 
 #include "checkpoint/checkpointer.h"
 #include "dist/world.h"
+#include "train/graphed_step.h"
 #include "train/phases.h"
 #include "train/profile.h"
 #include "train/report.h"
@@ -134,6 +135,10 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   at::Tensor grad_norm;
   ForwardBackward passes(*run.net, run.train_loader, run.buckets, run.gather, *run.precision, loop,
                          run.device, world.rank(), run.batch_prep_kernel, start_step * loop.accum);
+  // train.cuda_graph: from here on this thread runs on the graph's stream, eager steps included.
+  std::unique_ptr<GraphedStep> graphed;
+  if (run.cfg.get_bool("train.cuda_graph"))
+    graphed = std::make_unique<GraphedStep>(run, passes, skips, start_step);
   int64_t epoch = resumed ? resumed.manifest->epoch : 0;
   const StopSignals stop_signals;
   // Stochastic depth and dropout draw from a generator reseeded every step from (seed, step),
@@ -153,25 +158,20 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     maybe_stall(world.rank(), step);
     at::manual_seed(key_of(step_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(loop.schedule, step);
-    run.buckets.zero();
-    const ForwardBackward::Waits waits = passes.run(step);
+    ForwardBackward::Waits waits;
+    if (graphed && graphed->takes(step)) {
+      waits = graphed->run(step, lr, ckpt.get());
+      grad_norm = graphed->grad_norm();
+    } else {
+      run.buckets.zero();
+      waits = passes.run(step);
+      grad_norm = update_weights(run, skips, [&](const at::Tensor& found_inf) {
+        if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
+        run.optimizer.step(lr, found_inf);
+      });
+    }
     epoch = passes.epoch;
-    // Gradients are identical on every rank now, so every rank takes the same decision, and
-    // takes it on the device: a non-finite gradient (fp16's check, or the norm) sets
-    // found_inf, and the optimizer, the EMA and the loss scale read it there.
-    // Under ZeRO-1 each rank holds the reduced gradients of its own range (run.grads): the
-    // non-finite check is local, but the norm, and so found_inf, is summed over the ranges.
-    at::Tensor& found_inf = skips.begin_step();
-    at::Tensor grads = run.grads;
-    run.precision->unscale(grads, found_inf);
-    grad_norm =
-        clip_grad_norm(grads, loop.clip, found_inf, run.part.sharded() ? run.comm.get() : nullptr);
-    run.precision->update(found_inf);
-    if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
-    run.optimizer.step(lr, found_inf);
-    if (run.ema) run.ema->update(found_inf);
     run.gather.start();  // waited for before the next forward, evaluation or save
-    skips.end_step();
     times.add(seconds_since(t_step), waits.data, waits.comm,
               run.part.sharded() ? waits.gather : -1);
     profiler.after_step(step);
@@ -223,6 +223,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     }
   }
   run.gather.wait();
+  graphed.reset();  // the graph's memory back, its stream no longer current
   if (ckpt) {
     ckpt->finish();
     summary.checkpoint_stall_s = ckpt->stall_s();

@@ -9,10 +9,12 @@
 
 #include <cmath>
 
+#include "config/config.h"
 #include "data/mixup.h"
 #include "model/coatnet.h"
 #include "train/ema.h"
 #include "train/flat_params.h"
+#include "train/graphed_step.h"
 #include "train/loss.h"
 #include "train/optim.h"
 #include "train/precision.h"
@@ -29,6 +31,12 @@ struct Tiny : torch::nn::Module {
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({5})));
     fc2 = register_module("fc2", torch::nn::Linear(5, 3));
   }
+  // Another Tiny with the same weights.
+  void copy_to(Tiny& other) {
+    at::NoGradGuard ng;
+    auto from = parameters(), to = other.parameters();
+    for (size_t i = 0; i < from.size(); ++i) to[i].copy_(from[i]);
+  }
 };
 
 }  // namespace
@@ -36,11 +44,7 @@ struct Tiny : torch::nn::Module {
 TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
   at::manual_seed(1);
   Tiny ours, ref;
-  {
-    at::NoGradGuard ng;
-    auto a = ours.parameters(), b = ref.parameters();
-    for (size_t i = 0; i < a.size(); ++i) b[i].copy_(a[i]);
-  }
+  ours.copy_to(ref);
   train::FlatParams flat(ours);
   train::AdamWOptions o;
   o.weight_decay = 0.1;
@@ -82,6 +86,63 @@ TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
   opt.step(0.01, at::zeros({}));
   EXPECT_FALSE(at::equal(flat.values, p0));
   EXPECT_EQ(opt.steps(), 6);
+}
+
+// What a CUDA graph of the step replays (train.cuda_graph): the rate set apart, into the
+// device scalar that the update reads. A rate set before each step gives the updates of
+// step(rate): a stale rate (the first one kept) would not, as it changes every step here.
+TEST(AdamW, ReadsTheRateSetBeforeTheStep) {
+  at::manual_seed(2);
+  Tiny a, b;
+  a.copy_to(b);
+  train::FlatParams fa(a), fb(b);
+  train::AdamW oa(fa, {}), ob(fb, {});
+  for (int step = 0; step < 4; ++step) {
+    const double rate = 0.01 / (step + 1);
+    fa.grads.normal_();
+    fb.grads.copy_(fa.grads);
+    oa.step(rate, at::zeros({}));
+    ob.set_learning_rate(rate);
+    ob.step(at::zeros({}));
+    ASSERT_TRUE(at::equal(fa.values, fb.values)) << "step " << step;
+  }
+}
+
+// train.cuda_graph is refused, naming the key and the fix, where a graph cannot hold the step;
+// allowed at one rank with any comm, and at several with nccl, optim.zero 0 and one micro-batch.
+TEST(CudaGraph, IsRefusedWhereAGraphCannotHoldTheStep) {
+  const at::Device gpu(at::kCUDA, 0), cpu(at::kCPU);
+  auto config = [](std::vector<std::string> sets) {
+    config::Config c = config::Config::defaults();
+    c.set("train.cuda_graph=true");
+    for (const std::string& s : sets) c.set(s);
+    return c;
+  };
+  auto refusal = [&](const config::Config& c, const at::Device& d, int world) -> std::string {
+    try {
+      train::check_cuda_graph(c, d, world);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(refusal(config({}), cpu, 1).find("needs a CUDA device, and this rank runs on cpu"),
+            std::string::npos);
+  EXPECT_NE(refusal(config({"optim.accum_steps=4"}), gpu, 1).find("optim.accum_steps = 4"),
+            std::string::npos);
+  EXPECT_NE(refusal(config({"optim.zero=1"}), gpu, 2).find("optim.zero = 1 at 2 ranks"),
+            std::string::npos);
+  EXPECT_NE(refusal(config({"dist.backend=mpi", "optim.zero=0"}), gpu, 2)
+                .find("dist.backend = mpi at 2 ranks"),
+            std::string::npos);
+  for (const std::string& why :
+       {refusal(config({}), cpu, 1), refusal(config({"optim.accum_steps=4"}), gpu, 1)})
+    EXPECT_NE(why.find("train.cuda_graph=false"), std::string::npos) << why;
+  EXPECT_EQ(refusal(config({"dist.backend=mpi", "optim.zero=1"}), gpu, 1), "");
+  EXPECT_EQ(refusal(config({"optim.zero=0"}), gpu, 4), "");
+  config::Config off = config({"optim.accum_steps=4"});
+  off.set("train.cuda_graph=false");
+  EXPECT_EQ(refusal(off, cpu, 2), "");
 }
 
 TEST(FlatParams, ParametersAreViewsAndDecayFollowsTimmsRule) {
