@@ -155,9 +155,7 @@ class NcclComm : public Comm {
     // Captured into a CUDA graph (train.cuda_graph), the collective runs at each replay, not
     // now: its event is never recorded for real, and CUDA refuses to query it. The graph's own
     // deadline is a collective enqueued after each replay (train/graphed_step.cpp).
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    COATNET_CUDA_CHECK(cudaStreamIsCapturing(caller.stream(), &capture), "cudaStreamIsCapturing");
-    const bool captured = capture != cudaStreamCaptureStatusNone;
+    const bool captured = capturing(caller);
     if (!captured) {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back({done, std::chrono::steady_clock::now(), what, step_, std::move(keep)});
@@ -246,6 +244,11 @@ class NcclComm : public Comm {
   }
 
   c10::cuda::CUDAStream caller_stream() const { return c10::cuda::getCurrentCUDAStream(device_); }
+  static bool capturing(const c10::cuda::CUDAStream& stream) {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    COATNET_CUDA_CHECK(cudaStreamIsCapturing(stream.stream(), &status), "cudaStreamIsCapturing");
+    return status != cudaStreamCaptureStatusNone;
+  }
 
  private:
   struct Pending {
@@ -315,8 +318,11 @@ bool NcclWork::done() {
 }
 
 void NcclWork::wait() {
-  COATNET_CUDA_CHECK(cudaStreamWaitEvent(comm_.caller_stream().stream(), event_->e, 0),
-                     "cudaStreamWaitEvent");
+  const c10::cuda::CUDAStream caller = comm_.caller_stream();
+  // A collective of a graph is joined inside the graph; outside its capture (the gradient
+  // buckets' clean-up after the last replay) its event cannot be waited for, nor need be.
+  if (captured_ && !NcclComm::capturing(caller)) return;
+  COATNET_CUDA_CHECK(cudaStreamWaitEvent(caller.stream(), event_->e, 0), "cudaStreamWaitEvent");
 }
 
 void* create(const void* args) {
