@@ -110,10 +110,12 @@ ForwardBackward::Waits GraphedStep::run(int64_t step, double lr, checkpoint::Che
   // The replay's collectives have no deadline of their own (nccl keeps deadlines for the
   // collectives it launches, not for a graph's): one element all-reduced after the replay
   // completes only when every rank's replay did, and nccl's watchdog ends the job naming this
-  // step when it does not in dist.timeout_s. Nothing waits for it here.
+  // step when it does not in dist.timeout_s. The next step's work waits for it on the device
+  // (no host wait), so that it never runs beside the next replay's collectives on the same
+  // communicator.
   if (run_.comm->size() > 1)
-    run_.comm->allreduce_async(
-        fence_, "the CUDA graph of step " + std::to_string(step) + " (its collectives)");
+    run_.comm->allreduce(fence_,
+                         "the CUDA graph of step " + std::to_string(step) + " (its collectives)");
   return w;
 }
 
