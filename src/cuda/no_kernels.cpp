@@ -47,10 +47,6 @@ const model::RelPosAttentionKernels& relpos_attention_kernels() {
   return k;
 }
 
-bool graphs_built() {
-  return false;
-}
-
 struct StepGraph::Impl {};
 
 StepGraph::StepGraph(const at::Device&) {

@@ -13,10 +13,6 @@
 
 namespace coatnet::cuda {
 
-bool graphs_built() {
-  return true;
-}
-
 struct StepGraph::Impl {
   cudaStream_t raw = nullptr;
   std::optional<c10::cuda::CUDAStreamGuard> current;

@@ -23,9 +23,6 @@
 
 namespace coatnet::cuda {
 
-// Whether this build can capture CUDA graphs (a CUDA LibTorch and nvcc at configure time).
-bool graphs_built();
-
 class StepGraph {
  public:
   // Makes a stream of its own current on this thread for `device` until destroyed: a graph

@@ -74,7 +74,6 @@ GraphedStep::GraphedStep(RunParts& run, ForwardBackward& passes, SkippedSteps& s
     : run_(run), passes_(passes), skips_(skips), first_step_(first_step) {
   if (run.device.is_cuda()) graph_ = std::make_unique<cuda::StepGraph>(run.device);
   fence_ = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(run.device));
-  passes_.fault_on_device();
 }
 
 void GraphedStep::device_work(int64_t step) {

@@ -28,11 +28,9 @@ config::Config run_config(const config::Config& requested, const at::Device& dev
   configure_gpu_kernels(cfg, device);
   if (cfg.get_bool("checkpoint.enabled"))
     checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
-  // A CUDA graph cannot hold ZeRO-1's host-driven all-gather: auto then means 0.
-  std::string zero_key = cfg.get_string("optim.zero");
-  if (zero_key == "auto" && cfg.get_bool("train.cuda_graph")) zero_key = "0";
-  const bool zero = zero_enabled(zero_key, world.size(), cfg.get_bool("checkpoint.enabled"),
-                                 cfg.get_string("checkpoint.backend"));
+  const bool zero =
+      zero_enabled(cfg.get_string("optim.zero"), world.size(), cfg.get_bool("checkpoint.enabled"),
+                   cfg.get_string("checkpoint.backend"), cfg.get_bool("train.cuda_graph"));
   cfg.set(std::string("optim.zero=") + (zero ? "1" : "0"));
   check_cuda_graph(cfg, device, world.size());
   if (cfg.get_string("train.resume") == "auto" && cfg.get_string("train.name").empty() &&

@@ -31,7 +31,7 @@ DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Lo
 
 ForwardBackward::Waits ForwardBackward::run(int64_t step) {
   Waits w;
-  set_fault(step);  // a graphed run's eager steps read the fault on the device too
+  set_fault(step);
   for (int64_t micro = 0; micro < loop_.accum; ++micro) {
     const DeviceBatch in = next_batch(micro == 0, w);
     if (micro == 0) {
@@ -65,20 +65,12 @@ void ForwardBackward::passes(const DeviceBatch& in, int64_t step, bool last, Wai
     model::GlobalBatchRows global(loop_.global_batch, rank_ * rows);
     loss = classification_loss(net_.forward(in.images), in.soft, in.valid, loop_.loss);
   }
-  if (loss_factor_.defined())
-    loss = loss * loss_factor_;
-  else if (nan_fault(step))
-    loss = loss * std::numeric_limits<double>::quiet_NaN();
+  if (loss_factor_.defined()) loss = loss * loss_factor_;
   buckets_.begin_backward(/*sync=*/last);
   precision_.scale_loss(loss / static_cast<double>(loop_.accum)).backward();
   buckets_.finish();
   w.comm += buckets_.last_wait_s();
   loss_sum_ += loss.detach().to(at::kDouble) / static_cast<double>(loop_.accum);
-}
-
-void ForwardBackward::fault_on_device() {
-  if (std::getenv("COATNET_FAULT_NAN_STEPS"))
-    loss_factor_ = at::ones({}, loss_sum_.options().dtype(at::kFloat));
 }
 
 void ForwardBackward::set_fault(int64_t step) {

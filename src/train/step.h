@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -59,6 +60,8 @@ class ForwardBackward {
         batch_prep_(batch_prep_kernel),
         micro_(first_micro_step) {
     loss_sum_ = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+    if (std::getenv("COATNET_FAULT_NAN_STEPS"))
+      loss_factor_ = at::ones({}, at::TensorOptions().dtype(at::kFloat).device(device));
   }
   Waits run(int64_t step);  // the passes of optimizer step `step`
   // Its parts. next_batch: the next micro-batch loaded, mixed and on the device (`first`: the
@@ -67,10 +70,9 @@ class ForwardBackward {
   // on the device alone: a CUDA graph holds it (train/graphed_step.h).
   DeviceBatch next_batch(bool first, Waits& w);
   void passes(const DeviceBatch& in, int64_t step, bool last, Waits& w);
-  // For a CUDA graph: the tests' NaN fault (COATNET_FAULT_NAN_STEPS) as a factor of the loss on
-  // the device, which a replay reads, instead of a host decision fixed at capture; set_fault()
-  // sets it for `step` before each replay (run() does it for the eager steps).
-  void fault_on_device();
+  // The tests' NaN fault (COATNET_FAULT_NAN_STEPS) for `step`: a factor of the loss on the
+  // device (1, or NaN), which a CUDA graph's replay reads too; run() sets it itself, a graph
+  // sets it before each replay. Nothing when the fault is not asked for.
   void set_fault(int64_t step);
   // At a log step: the mean loss per step and rank, and the sample hash summed over ranks,
   // since the last log step (`steps` optimizer steps) — one all-reduce on the device and one
@@ -93,7 +95,7 @@ class ForwardBackward {
   bool batch_prep_;
   int64_t micro_;
   at::Tensor loss_sum_;     // since the last log step, on the device
-  at::Tensor loss_factor_;  // fault_on_device(): 1, or NaN at a faulty step
+  at::Tensor loss_factor_;  // with COATNET_FAULT_NAN_STEPS: 1, or NaN at a faulty step
   double data_hash_ = 0;    // since the last log step
 };
 

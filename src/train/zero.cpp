@@ -29,9 +29,10 @@ void ParamsGather::wait() {
 }
 
 bool zero_enabled(const std::string& zero, int world, bool checkpoints,
-                  const std::string& checkpoint_backend) {
+                  const std::string& checkpoint_backend, bool cuda_graph) {
   const bool consolidated = checkpoints && checkpoint_backend == "consolidated";
-  if (zero == "auto") return world > 1 && !consolidated;
+  // A CUDA graph cannot hold ZeRO-1's host-driven all-gather (check_cuda_graph refuses a 1).
+  if (zero == "auto") return world > 1 && !consolidated && !cuda_graph;
   const bool on = zero == "1";
   if (on && world > 1 && consolidated)
     throw std::invalid_argument(

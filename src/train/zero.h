@@ -59,9 +59,10 @@ class ParamsGather {
 };
 
 // optim.zero as this run uses it: "auto" is 1 when there is more than one rank, unless the
-// checkpoints are consolidated (rank 0 writes everything: it would have to gather the state).
-// "1" with consolidated checkpoints is refused, naming the keys.
+// checkpoints are consolidated (rank 0 writes everything: it would have to gather the state) or
+// the step is a CUDA graph (train.cuda_graph). "1" with consolidated checkpoints is refused,
+// naming the keys.
 bool zero_enabled(const std::string& zero, int world, bool checkpoints,
-                  const std::string& checkpoint_backend);
+                  const std::string& checkpoint_backend, bool cuda_graph);
 
 }  // namespace coatnet::train

@@ -18,6 +18,7 @@
 #include "train/loss.h"
 #include "train/optim.h"
 #include "train/precision.h"
+#include "train/zero.h"
 
 using namespace coatnet;
 
@@ -140,6 +141,9 @@ TEST(CudaGraph, IsRefusedWhereAGraphCannotHoldTheStep) {
     EXPECT_NE(why.find("train.cuda_graph=false"), std::string::npos) << why;
   EXPECT_EQ(refusal(config({"dist.backend=mpi", "optim.zero=1"}), gpu, 1), "");
   EXPECT_EQ(refusal(config({"optim.zero=0"}), gpu, 4), "");
+  // optim.zero auto means 0 with a graph, at any world size (1 without, at several ranks).
+  EXPECT_FALSE(train::zero_enabled("auto", 4, true, "sharded", /*cuda_graph=*/true));
+  EXPECT_TRUE(train::zero_enabled("auto", 4, true, "sharded", /*cuda_graph=*/false));
   config::Config off = config({"optim.accum_steps=4"});
   off.set("train.cuda_graph=false");
   EXPECT_EQ(refusal(off, cpu, 2), "");
