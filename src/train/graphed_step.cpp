@@ -76,10 +76,10 @@ GraphedStep::GraphedStep(RunParts& run, ForwardBackward& passes, SkippedSteps& s
   fence_ = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(run.device));
 }
 
-void GraphedStep::device_work(int64_t step) {
+void GraphedStep::device_work() {
   run_.buckets.zero();
   ForwardBackward::Waits host_only;  // timings of the capture, not of a step
-  passes_.passes(in_, step, /*last=*/true, host_only);
+  passes_.passes(in_, /*last=*/true, host_only);
   grad_norm_ = update_weights(run_, skips_,
                               [&](const at::Tensor& found_inf) { run_.optimizer.step(found_inf); });
 }
@@ -100,10 +100,10 @@ ForwardBackward::Waits GraphedStep::run(int64_t step, double lr, checkpoint::Che
   // The replay updates the weights: a checkpoint's snapshot of them must be taken first.
   if (ckpt) ckpt->before_update();
   if (graph_) {
-    if (!graph_->captured()) graph_->capture([this, step] { device_work(step); });
+    if (!graph_->captured()) graph_->capture([this] { device_work(); });
     graph_->replay();
   } else {
-    if (!emulated_) emulated_ = [this, step] { device_work(step); };
+    if (!emulated_) emulated_ = [this] { device_work(); };
     emulated_();
   }
   // The replay's collectives have no deadline of their own (nccl keeps deadlines for the

@@ -64,7 +64,7 @@ class GraphedStep {
   const at::Tensor& grad_norm() const { return grad_norm_; }  // of the last replay
 
  private:
-  void device_work(int64_t step);  // what the graph holds
+  void device_work();  // what the graph holds
 
   RunParts& run_;
   ForwardBackward& passes_;

@@ -39,7 +39,7 @@ ForwardBackward::Waits ForwardBackward::run(int64_t step) {
       w.comm += gather_.last_wait_s();
       w.gather += gather_.last_wait_s();
     }
-    passes(in, step, /*last=*/micro == loop_.accum - 1, w);
+    passes(in, /*last=*/micro == loop_.accum - 1, w);
   }
   return w;
 }
@@ -57,7 +57,7 @@ DeviceBatch ForwardBackward::next_batch(bool first, Waits& w) {
                    batch_prep_ ? precision_.compute_dtype() : at::kFloat, batch_prep_);
 }
 
-void ForwardBackward::passes(const DeviceBatch& in, int64_t step, bool last, Waits& w) {
+void ForwardBackward::passes(const DeviceBatch& in, bool last, Waits& w) {
   at::Tensor loss;
   {
     auto autocast = precision_.autocast(device_);

@@ -69,7 +69,7 @@ class ForwardBackward {
   // the gradient all-reduce started by the hooks, and finished when `last`. Only passes() runs
   // on the device alone: a CUDA graph holds it (train/graphed_step.h).
   DeviceBatch next_batch(bool first, Waits& w);
-  void passes(const DeviceBatch& in, int64_t step, bool last, Waits& w);
+  void passes(const DeviceBatch& in, bool last, Waits& w);
   // The tests' NaN fault (COATNET_FAULT_NAN_STEPS) for `step`: a factor of the loss on the
   // device (1, or NaN), which a CUDA graph's replay reads too; run() sets it itself, a graph
   // sets it before each replay. Nothing when the fault is not asked for.
