@@ -102,9 +102,10 @@ ForwardBackward::Waits GraphedStep::run(int64_t step, double lr, checkpoint::Che
   if (graph_) {
     if (!graph_->captured()) graph_->capture([this] { device_work(); });
     graph_->replay();
+  } else if (!emulated_.captured()) {
+    emulated_.capture([this] { device_work(); }, step);
   } else {
-    if (!emulated_) emulated_ = [this] { device_work(); };
-    emulated_();
+    emulated_.replay(step);
   }
   // The replay's collectives have no deadline of their own (nccl keeps deadlines for the
   // collectives it launches, not for a graph's): one element all-reduced after the replay

@@ -27,6 +27,7 @@
 #include <memory>
 
 #include "cuda/step_graph.h"
+#include "train/graph_emulation.h"
 #include "train/step.h"
 
 namespace coatnet::checkpoint {
@@ -70,10 +71,10 @@ class GraphedStep {
   ForwardBackward& passes_;
   SkippedSteps& skips_;
   std::unique_ptr<cuda::StepGraph> graph_;  // on a GPU
-  // On a CPU, for the tests only (COATNET_TEST_CUDA_GRAPH_ON_CPU=1): the closure made at the
-  // capturing step, run again at each "replay", so that what it took from the host then stays
-  // as it was, as in a graph: CI checks the host side of graphed steps without a GPU.
-  std::function<void()> emulated_;
+  // On a CPU, for the tests only (COATNET_TEST_CUDA_GRAPH_ON_CPU=1): the device work run again at
+  // each "replay", and stopped where it does not call what the capture called
+  // (train/graph_emulation.h): CI checks what a graph needs of the step without a GPU.
+  EmulatedGraph emulated_;
   int64_t first_step_;
   DeviceBatch in_;        // the graph's inputs: each step's batch is copied into them
   at::Tensor grad_norm_;  // the graph's output

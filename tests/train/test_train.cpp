@@ -149,6 +149,70 @@ TEST(CudaGraph, IsRefusedWhereAGraphCannotHoldTheStep) {
   EXPECT_EQ(refusal(off, cpu, 2), "");
 }
 
+// The CPU emulation of a CUDA graph replays work that launches the same operators on the same
+// memory, whatever else the allocator did between the replays, and the work does run each time.
+TEST(EmulatedGraph, ReplaysWorkWhoseOperatorsStayTheSame) {
+  at::Tensor w = at::zeros({64}), x = at::ones({64}), lr = at::full({}, 0.5);
+  train::EmulatedGraph graph;
+  graph.capture([&] { w.add_(at::relu(x * lr) * 2.0); }, 4);
+  std::vector<at::Tensor> held;  // the host allocating meanwhile moves nothing the work makes
+  for (int64_t step = 5; step < 9; ++step) {
+    held.push_back(at::empty({100 * step}));
+    lr.fill_(0.25 * step);  // a device value written in place: the graph reads it
+    EXPECT_NO_THROW(graph.replay(step));
+  }
+  EXPECT_FLOAT_EQ(w[0].item<float>(), 1.0f + 2.0f * 0.25f * (5 + 6 + 7 + 8));
+}
+
+namespace {
+std::string replay_error(train::EmulatedGraph& graph, int64_t step) {
+  try {
+    graph.replay(step);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+// What a real graph would replay wrongly, the emulation refuses, naming the operator: a number
+// the host passes (fixed at the capture), a tensor made anew instead of written in place (the
+// graph would read the capture's), a host branch, and a host read (refused by a capture).
+TEST(EmulatedGraph, RefusesWhatTheHostDecidesInsideTheWork) {
+  at::Tensor w = at::zeros({8}), x = at::ones({8});
+  double lr = 0.1;
+  train::EmulatedGraph number;
+  number.capture([&] { w.add_(x, lr); }, 4);
+  lr = 0.2;
+  const std::string e1 = replay_error(number, 5);
+  EXPECT_NE(e1.find("step 5's device work is not the one captured at step 4"), std::string::npos)
+      << e1;
+  EXPECT_NE(e1.find("aten::add_"), std::string::npos) << e1;
+  EXPECT_NE(e1.find("0x1.999999999999ap-4"), std::string::npos) << e1;  // 0.1, every bit
+  EXPECT_NE(e1.find("0x1.999999999999ap-3"), std::string::npos) << e1;  // 0.2
+
+  at::Tensor sum = at::zeros({8});
+  train::EmulatedGraph anew;
+  anew.capture([&] { sum = sum + x; }, 4);
+  const std::string e2 = replay_error(anew, 5);
+  EXPECT_NE(e2.find("aten::add"), std::string::npos) << e2;
+  EXPECT_NE(e2.find("a tensor made anew"), std::string::npos) << e2;
+
+  int64_t calls = 0;
+  train::EmulatedGraph branch;
+  branch.capture([&] { (++calls % 2 ? w.mul_(2) : w.div_(2)); }, 4);
+  EXPECT_NE(replay_error(branch, 5).find("aten::div_"), std::string::npos);
+
+  train::EmulatedGraph read;
+  try {
+    read.capture([&] { w.add_(x.sum().item<float>()); }, 4);
+    ADD_FAILURE() << "a host read was captured";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("reads a result on the host"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(FlatParams, ParametersAreViewsAndDecayFollowsTimmsRule) {
   model::ModelSpec spec = model::variant("coatnet_nano_rw_224");
   spec.image_size = 64;

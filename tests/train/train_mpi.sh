@@ -237,10 +237,11 @@ cuda_graph)
   #   and steps 3 and 4, replayed.
   # - A run stopped at step 6 and resumed (its eager steps, a new capture) ends bit-identical to
   #   the straight run, and the checkpoint taken while replaying holds the right weights.
-  # Without a GPU (CI) the graph is emulated (COATNET_TEST_CUDA_GRAPH_ON_CPU: the capturing
-  # step's closure is run again at each replay, so what it took from the host stays fixed as in
-  # a graph): that checks the host side — inputs copied in, the learning rate and the fault on
-  # the device, resumes — and not the capture itself, which only a GPU run (gpu-check) checks.
+  # Without a GPU (CI) the graph is emulated (COATNET_TEST_CUDA_GRAPH_ON_CPU, train/
+  # graph_emulation.h: the device work rerun at each replay, and stopped where its operator
+  # calls, arguments or memory differ from the capture's): that checks the host side — inputs
+  # copied in, the learning rate and the fault on the device, nothing decided by the host
+  # inside the graphed work, resumes — and not the capture itself, which gpu-check checks.
   if [[ ${COATNET_TEST_DEVICE:-} != cuda ]]; then
     export COATNET_TEST_CUDA_GRAPH_ON_CPU=1
     echo "no GPU: the CUDA graph is emulated on the CPU (its capture is checked by gpu-check only)"
