@@ -229,7 +229,7 @@ PY
 cuda_graph)
   # train.cuda_graph: the step captured as one CUDA graph after 3 eager steps, then replayed.
   # - It trains as the eager step does (fp32, stochastic depth, EMA, clipping, warm-up then
-  #   cosine): bit-identical losses and weights, as the graph runs the eager step's kernels in
+  #   cosine; bf16 with the opt-ins, fp16): bit-identical losses and weights, as the graph runs the eager step's kernels in
   #   the same order. (No tolerance: the pre-norm BatchNorm biases, whose true gradient is 0,
   #   turn any rounding difference into ±lr steps; see equivalence.) A replay that kept the
   #   capture's batch, learning rate or random draws would be far off by step 5.
@@ -268,6 +268,18 @@ PY
     [[ $abs == 0.000e+00 ]] || fail "$1 vs $2: weights $abs apart"
   }
   same_run eager graph
+  # The same in bf16 with every opt-in of the model's arithmetic, channels-last (their code
+  # paths inside the graph), and in fp16 (the loss scale, updated on the device).
+  optins=(--set data.channels_last=true --set train.pointwise_gemm=true --set train.se_fold=true)
+  for p in bf16 fp16; do
+    o=(--set precision.backend=$p "${optins[@]}")
+    [[ $p == fp16 ]] || o+=(--set train.bn_fold=true)  # the composite in fp16 anyway (README)
+    "$coatnet" train "${common[@]}" "${g[@]}" "${o[@]}" --set train.name=eager_$p >/dev/null
+    "$coatnet" train "${common[@]}" "${g[@]}" "${o[@]}" --set train.cuda_graph=true \
+      --set train.name=graph_$p >"$work/graph_$p.log" ||
+      { cat "$work/graph_$p.log"; fail "the graphed $p run failed"; }
+    same_run eager_$p graph_$p
+  done
   COATNET_FAULT_NAN_STEPS=2-4 "$coatnet" train "${common[@]}" "${g[@]}" --set train.name=eager_nan >/dev/null
   COATNET_FAULT_NAN_STEPS=2-4 "$coatnet" train "${common[@]}" "${g[@]}" --set train.cuda_graph=true \
     --set train.name=graph_nan >/dev/null
