@@ -269,8 +269,10 @@ PY
   }
   same_run eager graph
   # The same in bf16 with every opt-in of the model's arithmetic, channels-last (their code
-  # paths inside the graph), and in fp16 (the loss scale, updated on the device).
-  optins=(--set data.channels_last=true --set train.pointwise_gemm=true --set train.se_fold=true)
+  # paths inside the graph; on a GPU the CUDA kernels too, which a CPU run ignores), and in fp16
+  # (the loss scale, updated on the device).
+  optins=(--set data.channels_last=true --set train.pointwise_gemm=true --set train.se_fold=true
+          --set "train.cuda_kernels=[batch_prep, bn_gelu, relpos_attention]")
   for p in bf16 fp16; do
     o=(--set precision.backend=$p "${optins[@]}")
     [[ $p == fp16 ]] || o+=(--set train.bn_fold=true)  # the composite in fp16 anyway (README)
