@@ -190,7 +190,7 @@ test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
 test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:RelPosAttention*:Model.*OnGpu'
 test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" profile "$coatnet" "$py"
-test_step cuda_graph_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+test_step cuda_graph_gpu 180 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" cuda_graph "$coatnet" "$py"
 
 
