@@ -17,5 +17,9 @@ const model::RelPosAttentionKernels& relpos_attention_kernels();
 // The same blocks run serially on the CPU (CPU tensors), in every build: what the CPU tests
 // check the kernels' algorithm with.
 const model::RelPosAttentionKernels& relpos_attention_emulated();
+// The same blocks with a CPU thread for each CUDA thread, run one at a time and switching at the
+// barriers, in ascending or descending thread order (cuda/block_threads.h): what the CPU tests
+// find a missing barrier with. Slow; for small problems.
+const model::RelPosAttentionKernels& relpos_attention_threaded(bool descending);
 
 }  // namespace coatnet::cuda

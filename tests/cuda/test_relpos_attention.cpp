@@ -185,6 +185,26 @@ TEST(RelPosAttentionKernel, EmulatedBlocksMatchTheComposite) {
                            {at::kBFloat16, at::kHalf});
 }
 
+// Every barrier the blocks need is there. Run with a CPU thread for each CUDA thread, switching
+// only at barriers, in ascending and in descending thread order, they give the serial emulation's
+// results bit for bit: a thread that reads what another writes with no barrier between them
+// reads, in one of the two orders, the NaN that shared memory starts with.
+TEST(RelPosAttentionKernel, BlocksHaveEveryBarrierTheyNeed) {
+  for (const Problem& p : {Problem{1, 2, 9, 9, 32}, Problem{1, 1, 7, 7, 64}})
+    for (at::ScalarType t : {at::kBFloat16, at::kFloat}) {
+      at::manual_seed(p.n());
+      const Inputs in = random_inputs(p, t, at::kCPU);
+      const Outputs serial = fused(cuda::relpos_attention_emulated(), p, in);
+      for (bool descending : {false, true}) {
+        const Outputs threaded = fused(cuda::relpos_attention_threaded(descending), p, in);
+        const std::string what = name(p, t) + (descending ? ", descending" : ", ascending");
+        EXPECT_TRUE(at::equal(threaded.out, serial.out)) << what << ": out";
+        EXPECT_TRUE(at::equal(threaded.dqkv, serial.dqkv)) << what << ": dqkv";
+        EXPECT_TRUE(at::equal(threaded.dtable, serial.dtable)) << what << ": dtable";
+      }
+    }
+}
+
 TEST(RelPosAttentionKernel, TakesHeadSizes32And64Only) {
   const model::RelPosAttentionKernels& k = cuda::relpos_attention_emulated();
   EXPECT_TRUE(k.applies(at::zeros({1, 2 * 3 * 32, 4, 4}), 2));
