@@ -4,18 +4,14 @@
 // memory is a fresh buffer of NaN bytes per block, so a value read before it is written shows in
 // the result, and each 16-bit tile product is checked against WMMA's rules. Built with or
 // without nvcc, so CI checks the kernels' algorithm.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
 #include <cstdint>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "cuda/relpos_attention.h"
-#include "cuda/relpos_attention_launch.h"
+#include "cuda/relpos_attention_cpu.h"
 
 namespace coatnet::cuda {
 
@@ -56,44 +52,14 @@ struct EmulatedOps {
   }
 };
 
-// Calls block(bh, tile, smem) for every block of a (B·heads, tiles) launch.
-template <typename Block>
-void for_blocks(const Shape& s, int64_t bytes, Block&& block) {
-  // 32-byte aligned, as the kernels' shared memory (__align__(32)).
-  std::vector<char> buffer(static_cast<size_t>(bytes) + 32);
-  char* smem = buffer.data() + (32 - reinterpret_cast<uintptr_t>(buffer.data()) % 32) % 32;
-  for (int bh = 0; bh < s.batch * s.heads; ++bh)
-    for (int tile = 0; tile < s.tiles(); ++tile) {
-      std::memset(smem, 0xff, static_cast<size_t>(bytes));  // NaN in float32, bf16, fp16
-      block(bh, tile, smem);
-    }
-}
-
-struct EmulatedExec {
-  using BFloat16 = c10::BFloat16;
-  using Half = c10::Half;
-  static constexpr Team kSerial{0, 1};
-
-  template <typename T, int D>
-  static void forward(const Shape& s, const Args<T>& a, int64_t bytes) {
-    for_blocks(s, bytes, [&](int bh, int tile, char* smem) {
-      forward_block<EmulatedOps, T, D>(s, a, bh, tile, kSerial, smem);
-    });
-  }
-  template <typename T, int D>
-  static void backward(const Shape& s, const Args<T>& a, int64_t dq_bytes, int64_t dkv_bytes) {
-    for_blocks(s, dq_bytes, [&](int bh, int tile, char* smem) {
-      backward_dq_block<EmulatedOps, T, D>(s, a, bh, tile, kSerial, smem);
-    });
-    for_blocks(s, dkv_bytes, [&](int bh, int tile, char* smem) {
-      backward_dkv_block<EmulatedOps, T, D>(s, a, bh, tile, kSerial, smem);
-    });
-  }
-  static void reduce_table(const Shape& s, const float* part, float* dtable) {
-    for (int r = 0; r < s.table_rows(); ++r)
-      for (int h = 0; h < s.heads; ++h) relpos::reduce_table(s, part, dtable, r, h);
+// One "thread" runs every warp and lane of the block, phase after phase.
+struct Serial {
+  template <typename F>
+  static void run(F&& f) {
+    f(Team{0, 1});
   }
 };
+using EmulatedExec = CpuExec<EmulatedOps, Serial>;
 
 std::vector<at::Tensor> forward(const at::Tensor& qkv, const at::Tensor& table, int64_t heads) {
   return relpos::forward<EmulatedExec>(qkv, table, heads);

@@ -4,17 +4,13 @@
 // emulation (relpos_attention_emulated.cpp) cannot see. A WMMA product is one warp's operation:
 // its 32 lanes meet before it, lane 0 computes it, and they meet again after it; a float32
 // product is split between the lanes with no barrier, as on the GPU.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "cuda/block_threads.h"
 #include "cuda/relpos_attention.h"
-#include "cuda/relpos_attention_launch.h"
+#include "cuda/relpos_attention_cpu.h"
 
 namespace coatnet::cuda {
 
@@ -42,49 +38,21 @@ struct ThreadedOps {
   }
 };
 
-// Calls block(bh, tile, team, smem) for every block of a (B·heads, tiles) launch, each block's
-// threads in `order`.
-template <BlockThreads::Order kOrder, typename Block>
-void for_blocks(const Shape& s, int64_t bytes, Block&& block) {
-  std::vector<char> buffer(static_cast<size_t>(bytes) + 32);
-  char* smem = buffer.data() + (32 - reinterpret_cast<uintptr_t>(buffer.data()) % 32) % 32;
-  for (int bh = 0; bh < s.batch * s.heads; ++bh)
-    for (int tile = 0; tile < s.tiles(); ++tile) {
-      std::memset(smem, 0xff, static_cast<size_t>(bytes));  // NaN in float32, bf16, fp16
-      BlockThreads threads(kThreads, kOrder);
-      threads.run([&](int tid) {
-        tl_block = &threads;
-        tl_tid = tid;
-        block(bh, tile, Team{tid, kThreads}, smem);
-      });
-    }
-}
-
+// A CPU thread for each of the block's threads, taking turns in kOrder (cuda/block_threads.h).
 template <BlockThreads::Order kOrder>
-struct ThreadedExec {
-  using BFloat16 = c10::BFloat16;
-  using Half = c10::Half;
-
-  template <typename T, int D>
-  static void forward(const Shape& s, const Args<T>& a, int64_t bytes) {
-    for_blocks<kOrder>(s, bytes, [&](int bh, int tile, const Team& tm, char* smem) {
-      forward_block<ThreadedOps, T, D>(s, a, bh, tile, tm, smem);
+struct Threaded {
+  template <typename F>
+  static void run(F&& f) {
+    BlockThreads threads(kThreads, kOrder);
+    threads.run([&](int tid) {
+      tl_block = &threads;
+      tl_tid = tid;
+      f(Team{tid, kThreads});
     });
-  }
-  template <typename T, int D>
-  static void backward(const Shape& s, const Args<T>& a, int64_t dq_bytes, int64_t dkv_bytes) {
-    for_blocks<kOrder>(s, dq_bytes, [&](int bh, int tile, const Team& tm, char* smem) {
-      backward_dq_block<ThreadedOps, T, D>(s, a, bh, tile, tm, smem);
-    });
-    for_blocks<kOrder>(s, dkv_bytes, [&](int bh, int tile, const Team& tm, char* smem) {
-      backward_dkv_block<ThreadedOps, T, D>(s, a, bh, tile, tm, smem);
-    });
-  }
-  static void reduce_table(const Shape& s, const float* part, float* dtable) {
-    for (int r = 0; r < s.table_rows(); ++r)
-      for (int h = 0; h < s.heads; ++h) relpos::reduce_table(s, part, dtable, r, h);
   }
 };
+template <BlockThreads::Order kOrder>
+using ThreadedExec = CpuExec<ThreadedOps, Threaded<kOrder>>;
 
 template <BlockThreads::Order kOrder>
 std::vector<at::Tensor> forward(const at::Tensor& qkv, const at::Tensor& table, int64_t heads) {
