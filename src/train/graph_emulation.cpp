@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -22,15 +21,15 @@ namespace coatnet::train {
 namespace {
 
 // One recording's state. The observers are plain functions (RecordFunction's interface), so they
-// reach it through a global: one recording at a time. Only the recording thread counts: on a CPU
-// the autograd engine runs backward on it, and other threads (the loader's) are not the step's.
+// reach it through a global: one recording at a time. Only the recording thread counts (so no
+// lock is needed): on a CPU the autograd engine runs backward on it, and other threads (the
+// loader's) are not the step's.
 //
 // Only the work's own operator calls are compared, not those inside an operator: these are its
 // CPU kernel's way (the CPU AdamW reads its learning rate and found_inf on the host and skips a
 // step by a branch), not what the operator does on a GPU.
 struct Recording {
   std::thread::id thread = std::this_thread::get_id();
-  std::mutex mu;
   // Memory made during the work, named by the operator call that returned it ("op12.0": call 12,
   // output 0): a graph gives it the same place at each replay.
   std::unordered_map<const void*, std::string> names;
@@ -51,7 +50,6 @@ class AllocationHook final : public c10::MemoryReportingInfoBase {
   explicit AllocationHook(Recording& r) : r_(r) {}
   void reportMemoryUsage(void* ptr, int64_t size, size_t, size_t, c10::Device) override {
     if (std::this_thread::get_id() != r_.thread) return;
-    std::lock_guard<std::mutex> lock(r_.mu);
     if (size > 0) {
       r_.fresh.insert(ptr);
     } else {
@@ -138,7 +136,6 @@ bool reads_on_host(const char* op) {
 std::unique_ptr<at::ObserverContext> on_operator(const at::RecordFunction& fn) {
   Recording* r = recording();
   if (!r) return nullptr;
-  std::lock_guard<std::mutex> lock(r->mu);
   const bool op = fn.scope() == at::RecordScope::FUNCTION;
   if (r->depth > 0) {  // inside another operator
     if (op) ++r->depth;
@@ -161,7 +158,6 @@ std::unique_ptr<at::ObserverContext> on_operator(const at::RecordFunction& fn) {
 void after_operator(const at::RecordFunction& fn, at::ObserverContext*) {
   Recording* r = recording();
   if (!r || fn.scope() != at::RecordScope::FUNCTION) return;
-  std::lock_guard<std::mutex> lock(r->mu);
   if (--r->depth > 0) return;
   const std::string call = "op" + std::to_string(r->out.ops.size() - 1);
   const std::vector<c10::IValue>& outputs = fn.outputs();
@@ -204,7 +200,6 @@ RecordedOps record_ops(const std::function<void()>& work) {
                                             .needsInputs(true)
                                             .needsOutputs(true))};
   work();
-  std::lock_guard<std::mutex> lock(r.mu);
   return std::move(r.out);
 }
 
@@ -229,12 +224,11 @@ void EmulatedGraph::replay(int64_t step) {
       ". A CUDA graph replays the capture's operators with the capture's arguments and memory: "
       "what the host decides inside the graphed work (a number, a tensor made anew, a branch) "
       "must be a device tensor written in place before the replay (train/graphed_step.h)";
-  const size_t n = std::min(ops.size(), ops_.size());
-  for (size_t i = 0; i < n; ++i)
-    if (ops[i] != ops_[i])
-      throw std::runtime_error(what + "operator " + std::to_string(i) + " of " +
-                               std::to_string(ops_.size()) + " was " + shortened(ops_[i]) +
-                               " and is now " + shortened(ops[i]) + why);
+  const auto [was, now] = std::mismatch(ops_.begin(), ops_.end(), ops.begin(), ops.end());
+  if (was != ops_.end() && now != ops.end())
+    throw std::runtime_error(what + "operator " + std::to_string(was - ops_.begin()) + " of " +
+                             std::to_string(ops_.size()) + " was " + shortened(*was) +
+                             " and is now " + shortened(*now) + why);
   if (ops.size() != ops_.size())
     throw std::runtime_error(what + "it calls " + std::to_string(ops.size()) +
                              " operators, the capture " + std::to_string(ops_.size()) + why);
