@@ -12,6 +12,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cuda/block_threads.h"
 #include "cuda/kernel_checks.h"
 #include "cuda/relpos_attention.h"
 #include "model/coatnet.h"
@@ -203,6 +204,36 @@ TEST(RelPosAttentionKernel, BlocksHaveEveryBarrierTheyNeed) {
         EXPECT_TRUE(at::equal(threaded.dtable, serial.dtable)) << what << ": dtable";
       }
     }
+}
+
+// The threads take turns in the given order and switch only at barriers; a barrier that not
+// every thread of its group reaches ends the run with an error naming the group.
+TEST(BlockThreads, SwitchOnlyAtBarriersAndNameOneNotAllReach) {
+  for (auto order :
+       {cuda::BlockThreads::Order::kAscending, cuda::BlockThreads::Order::kDescending}) {
+    cuda::BlockThreads block(4, order);
+    std::vector<int> seen;  // no lock: one thread runs at a time
+    block.run([&](int tid) {
+      seen.push_back(tid);
+      seen.push_back(tid);  // no switch between these two
+      block.barrier(tid, 0, 4);
+      seen.push_back(10 + tid);
+    });
+    const std::vector<int> want = order == cuda::BlockThreads::Order::kAscending
+                                      ? std::vector<int>{0, 0, 1, 1, 2, 2, 3, 3, 10, 11, 12, 13}
+                                      : std::vector<int>{3, 3, 2, 2, 1, 1, 0, 0, 13, 12, 11, 10};
+    EXPECT_EQ(seen, want);
+  }
+  cuda::BlockThreads divergent(4, cuda::BlockThreads::Order::kAscending);
+  try {
+    divergent.run([&](int tid) {
+      if (tid % 2 == 0) divergent.barrier(tid, 0, 4);
+    });
+    ADD_FAILURE() << "a barrier reached by 2 of 4 threads completed";
+  } catch (const std::logic_error& e) {
+    EXPECT_NE(std::string(e.what()).find("threads 0..3: 2 of 4 arrived"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(RelPosAttentionKernel, TakesHeadSizes32And64Only) {
