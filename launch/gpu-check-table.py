@@ -127,6 +127,14 @@ for k in (kern or {}).get("kernels", []):
     goal = "> 1.5" if k["kernel"] == "relpos_attention" else "> 1"
     lines.append(f"| {k['kernel']} kernel {k['shape']} vs ATen composite | {fmt(k['speedup'], '{:.2f}')}x "
                  f"({k['kernel_ms']:.3f} vs {k['composite_ms']:.3f} ms, {rate}) | {goal} |")
+# Nsight Compute's counters of our kernels in a training step (tests/bench/kernel_counters.sh):
+# why one is slow (DRAM or SM near its peak, or too few warps).
+pct = lambda v: "n/a" if v is None else f"{v:.0f}%"
+for k in (bench("kernel_counters") or {}).get("kernels", [])[:16]:
+    lines.append(f"| ncu: {k['kernel'][:60]} grid {k['grid']} x{k['launches']} | "
+                 f"{fmt(k['ms_each'], '{:.3f}')} ms each, DRAM {pct(k['dram_pct'])}, SM {pct(k['sm_pct'])}, "
+                 f"occupancy {pct(k['achieved_occupancy_pct'])} of {pct(k['theoretical_occupancy_pct'])}, "
+                 f"{fmt(k['registers'], '{:.0f}')} registers, {fmt(k['shared_kib'], '{:.1f}')} KiB shared | |")
 open(f"{out}/gpu-check.txt", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 bad = [r[0] for r in rows if r[1] == "FAIL"] + kernel_errors

@@ -20,7 +20,8 @@
 #                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped. Each
 #                  opt-in's own profiled training run (ours_coatnet_0_bf16_bn_fold, ..._se_fold,
 #                  ..._pointwise_gemm, ..._relpos, ..._bn_gelu) runs only when named here;
-#                  optin_steps and optin_steps_kernels time every opt-in without them
+#                  optin_steps and optin_steps_kernels time every opt-in without them; so
+#                  does kernel_counters (Nsight Compute's counters of our kernels in a step)
 #   --baseline DIR a prebuilt of another commit (launch/gpu-prebuild.sh in a worktree of it):
 #                  its coatnet_0 run is timed and profiled beside ours, in the same run, so a
 #                  change of speed between commits is told from a change of machine
@@ -32,7 +33,8 @@
 #    NCCL rank) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
 #    the GPU and resumed bit-exactly, the step profiler, the step as a CUDA graph against the
-#    eager step (train.cuda_graph);
+#    eager step (train.cuda_graph), the kernels' tests under compute-sanitizer (memcheck,
+#    racecheck, synccheck);
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
 #    (ours; ours with every opt-in at once, and with each alone on request: the kernels of
 #    src/cuda, train.pointwise_gemm, train.se_fold, train.bn_fold; the step as one CUDA graph,
@@ -78,8 +80,8 @@ if [[ -n $why ]]; then
   echo "gpu-check: no GPU here ($why): skipped. On a machine with an NVIDIA GPU it would"
   echo "  build build-gpu/ against that machine's torch, run the GPU tests (NCCL and SyncBatchNorm"
   echo "  at W=1, MPI across 2 ranks, pinned loader, bf16/fp16 vs fp32 training, GPU checkpoint"
-  echo "  resumed bit-exactly, the kernels of src/cuda against their references, the step as a"
-  echo "  CUDA graph against the eager step), then time"
+  echo "  resumed bit-exactly, the kernels of src/cuda against their references and under"
+  echo "  compute-sanitizer, the step as a CUDA graph against the eager step), then time"
   echo "  coatnet_0_224 bf16 training (ours, ours with each opt-in kernel, timm eager, timm +"
   echo "  torch.compile), MFU, each kernel against its ATen composite, the longest kernels'"
   echo "  launching operators, and the loader against what the GPU consumes."
@@ -145,7 +147,7 @@ selected() {
 }
 # Steps that run only when --only names them (each opt-in's own training run: optin_steps times
 # them all in a minute; these say why one won or lost, with a profile each).
-on_request=",ours_coatnet_0_bf16_relpos,ours_coatnet_0_bf16_pointwise_gemm,ours_coatnet_0_bf16_se_fold,ours_coatnet_0_bf16_bn_fold,ours_coatnet_0_bf16_bn_gelu,"
+on_request=",kernel_counters,ours_coatnet_0_bf16_relpos,ours_coatnet_0_bf16_pointwise_gemm,ours_coatnet_0_bf16_se_fold,ours_coatnet_0_bf16_bn_fold,ours_coatnet_0_bf16_bn_gelu,"
 selected_by_default() {  # KIND NAME
   [[ $on_request != *",$2,"* || $only == *",$2,"* ]] && return 0
   record "$1 $2" "skip (on request: name it in --only)" 0 ""
@@ -188,6 +190,12 @@ test_step nonfinite_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
 test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
 test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:RelPosAttention*:Model.*OnGpu'
+# The kernels' GPU tests under compute-sanitizer (memcheck, racecheck, synccheck: accesses past
+# a tensor's end, shared-memory races, barriers not all threads reach). After a failed comparison
+# it runs even when --only leaves it out: it is what says where a kernel goes wrong.
+[[ -n $only ]] && grep -q $'^test kernels_vs_reference\tFAIL' "$results" && only+="kernels_sanitized,"
+test_step kernels_sanitized 150 env SANITIZE_LOG_DIR="$out" \
+  bash "$root/tests/cuda/sanitize_kernels.sh" "$build"
 test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" profile "$coatnet" "$py"
 test_step cuda_graph_gpu 180 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
@@ -290,6 +298,8 @@ bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
 optins=("$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 --json)
 bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,se_fold,pointwise_gemm
 bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,relpos_attention,all
+# Nsight Compute's counters of our kernels in a training step (on request: name it in --only).
+bench kernel_counters 150 bash "$root/tests/bench/kernel_counters.sh" "$build" "$out" "$py"
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
 bench ours_coatnet_0_bf16_relpos 180 bash "$work/ours_run.sh" ours_ra "$coatnet" \
   --set "train.cuda_kernels=[relpos_attention]"

@@ -21,14 +21,17 @@ namespace {
 
 using namespace bn_gelu;
 
+// Each kernel's name starts with bn_gelu_: the step profiler and Nsight Compute list kernels by
+// their function names, and relpos_attention.cu has a forward kernel too.
+
 __device__ __forceinline__ Lane this_lane(const Geometry& g, int64_t rows) {
   return lane_of(g, rows, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y);
 }
 
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
-    forward_kernel(Geometry g, int64_t rows, const T* __restrict__ x, const float* __restrict__ ab,
-                   T* __restrict__ y, int64_t packs) {
+    bn_gelu_forward_kernel(Geometry g, int64_t rows, const T* __restrict__ x,
+                           const float* __restrict__ ab, T* __restrict__ y, int64_t packs) {
   const Lane l = this_lane(g, rows);
   if (l.pack < packs) forward_lane<T, V>(x, ab, y, packs, l);
 }
@@ -37,9 +40,10 @@ __global__ void __launch_bounds__(kThreads)
 // partial[blockIdx.y][0 or 1][channel]: deterministic, no atomics.
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
-    reduce_kernel(Geometry g, int64_t rows, const T* __restrict__ dy, const T* __restrict__ x,
-                  const float* __restrict__ ab, const float* __restrict__ mean,
-                  float* __restrict__ partial, int64_t packs) {
+    bn_gelu_reduce_kernel(Geometry g, int64_t rows, const T* __restrict__ dy,
+                          const T* __restrict__ x, const float* __restrict__ ab,
+                          const float* __restrict__ mean, float* __restrict__ partial,
+                          int64_t packs) {
   __shared__ float sums[2][kThreads * V];
   const Lane l = this_lane(g, rows);
   float s1[V], s2[V];
@@ -66,32 +70,36 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
-    elemt_kernel(Geometry g, int64_t rows, const T* __restrict__ dy, const T* __restrict__ x,
-                 const float* __restrict__ ab, const float* __restrict__ pq,
-                 const float* __restrict__ mean, T* __restrict__ dx, int64_t packs) {
+    bn_gelu_elemt_kernel(Geometry g, int64_t rows, const T* __restrict__ dy,
+                         const T* __restrict__ x, const float* __restrict__ ab,
+                         const float* __restrict__ pq, const float* __restrict__ mean,
+                         T* __restrict__ dx, int64_t packs) {
   const Lane l = this_lane(g, rows);
   if (l.pack < packs) elemt_lane<T, V>(dy, x, ab, pq, mean, dx, packs, l);
 }
 
-__global__ void forward_channels_kernel(int64_t channels, const float* mean, const float* invstd,
-                                        const float* weight, const float* bias, float* ab,
-                                        float* running_mean, float* running_var, float momentum,
-                                        float eps, float unbias) {
+__global__ void bn_gelu_forward_channels_kernel(int64_t channels, const float* mean,
+                                                const float* invstd, const float* weight,
+                                                const float* bias, float* ab, float* running_mean,
+                                                float* running_var, float momentum, float eps,
+                                                float unbias) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c < channels)
     forward_channel(c, mean, invstd, weight, bias, ab, running_mean, running_var, channels,
                     momentum, eps, unbias);
 }
 
-__global__ void affine_channels_kernel(int64_t channels, const float* mean, const float* invstd,
-                                       const float* weight, const float* bias, float* ab) {
+__global__ void bn_gelu_affine_channels_kernel(int64_t channels, const float* mean,
+                                               const float* invstd, const float* weight,
+                                               const float* bias, float* ab) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c < channels) affine_channel(c, mean, invstd, weight, bias, ab, channels);
 }
 
-__global__ void backward_channels_kernel(int64_t channels, const float* partial, int64_t blocks,
-                                         const float* ab, const float* invstd, float* pq,
-                                         float* dweight, float* dbias, float inv_rows) {
+__global__ void bn_gelu_backward_channels_kernel(int64_t channels, const float* partial,
+                                                 int64_t blocks, const float* ab,
+                                                 const float* invstd, float* pq, float* dweight,
+                                                 float* dbias, float inv_rows) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c < channels)
     backward_channel(c, partial, blocks, ab, invstd, pq, dweight, dbias, channels, inv_rows);
@@ -118,32 +126,35 @@ struct CudaExec {
   }
   template <typename... A>
   static void forward_channels(int64_t channels, A... args) {
-    forward_channels_kernel<<<channel_blocks(channels), 128, 0, stream()>>>(channels, args...);
+    bn_gelu_forward_channels_kernel<<<channel_blocks(channels), 128, 0, stream()>>>(channels,
+                                                                                    args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   template <typename... A>
   static void affine_channels(int64_t channels, A... args) {
-    affine_channels_kernel<<<channel_blocks(channels), 128, 0, stream()>>>(channels, args...);
+    bn_gelu_affine_channels_kernel<<<channel_blocks(channels), 128, 0, stream()>>>(channels,
+                                                                                   args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   template <typename... A>
   static void backward_channels(int64_t channels, A... args) {
-    backward_channels_kernel<<<channel_blocks(channels), 128, 0, stream()>>>(channels, args...);
+    bn_gelu_backward_channels_kernel<<<channel_blocks(channels), 128, 0, stream()>>>(channels,
+                                                                                     args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   template <typename T, int V, typename... A>
   static void forward_rows(const Geometry& g, int64_t rows, A... args) {
-    forward_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
+    bn_gelu_forward_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   template <typename T, int V, typename... A>
   static void reduce_rows(const Geometry& g, int64_t rows, A... args) {
-    reduce_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
+    bn_gelu_reduce_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   template <typename T, int V, typename... A>
   static void elemt_rows(const Geometry& g, int64_t rows, A... args) {
-    elemt_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
+    bn_gelu_elemt_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };

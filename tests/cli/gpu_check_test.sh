@@ -15,7 +15,7 @@ trap 'rm -rf "$out"' EXIT
 msg=$("$check" --skip-build --out "$out/results" 2>&1)
 rc=$?
 [[ $rc == 77 ]] || fail "without a GPU: expected exit 77, got $rc: $msg"
-for what in "no GPU here" "NCCL" "kernels of src/cuda" "timm eager" "launching operators"; do
+for what in "no GPU here" "NCCL" "kernels of src/cuda" "compute-sanitizer" "timm eager" "launching operators"; do
   grep -q "$what" <<<"$msg" || fail "the message does not name '$what': $msg"
 done
 [[ ! -e $out/results ]] || fail "created its --out directory without a GPU"
