@@ -1,12 +1,15 @@
 // coatnet train: the main job. Resolves the config (defaults <- YAML file <- --set overrides)
 // and runs the data-parallel training loop (src/train/trainer.h) on every rank.
 #include <cstdio>
+#include <stdexcept>
+#include <string>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "config/config.h"
 #include "dist/world.h"
 #include "model/variants.h"
+#include "train/out_of_memory.h"
 #include "train/report.h"
 #include "train/trainer.h"
 #include "util/progress.h"
@@ -70,7 +73,15 @@ int cmd_train(int argc, char** argv) {
     }
     dist::World& world = dist::World::init(argc, argv);
     return run_on_every_rank(world, "train", [&] {
-      train::TrainSummary s = train::train(cfg, world);
+      train::TrainSummary s;
+      try {
+        s = train::train(cfg, world);
+      } catch (const std::exception& e) {
+        const std::string oom = train::out_of_memory_message(
+            e, cfg, p.has("config") ? p.get("config") : "", world.size());
+        if (oom.empty()) throw;
+        throw std::runtime_error(oom);
+      }
       if (world.is_root()) print_summary(s);
       // EX_TEMPFAIL: stopped by a signal after saving; the Slurm scripts requeue on it.
       return s.stopped_by_signal ? kExitStopped : 0;

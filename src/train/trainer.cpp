@@ -13,6 +13,7 @@
 #include "checkpoint/checkpointer.h"
 #include "dist/world.h"
 #include "train/graphed_step.h"
+#include "train/out_of_memory.h"
 #include "train/phases.h"
 #include "train/profile.h"
 #include "train/report.h"
@@ -156,6 +157,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     run.comm->set_step(step);
     world.set_step(step);
     maybe_stall(world.rank(), step);
+    maybe_fail_allocation(world.rank(), step);
     at::manual_seed(key_of(step_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(loop.schedule, step);
     ForwardBackward::Waits waits;

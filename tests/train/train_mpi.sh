@@ -150,6 +150,26 @@ errors)
   [[ $rc == 1 ]] || fail "train.cuda_graph on a CPU: expected exit 1, got $rc"
   echo "$out" | grep -q "train.cuda_graph = true needs a CUDA device, and this rank runs on cpu" ||
     { echo "$out"; fail "no message about train.cuda_graph without a GPU"; }
+  # Out of memory on one rank (CUDA's error, injected at step index 3 on rank 1): the job ends
+  # with the error and what to change, named with the run's values, and the checkpoint of step 2
+  # is what --resume auto continues from.
+  oom=(--set checkpoint.every_steps=2 --set train.max_steps=4 --set train.name=oom)
+  set +e
+  out=$(COATNET_FAULT_OOM_STEP=3 COATNET_FAULT_OOM_RANK=1 timeout 120 \
+    mpirun --oversubscribe -np 2 "$coatnet" train "${common[@]}" "${oom[@]}" 2>&1)
+  rc=$?
+  set -e
+  [[ $rc != 0 && $rc != 124 ]] || { echo "$out"; fail "out of memory: expected the job to fail (rc $rc)"; }
+  for line in "[rank 1] coatnet train: error: CUDA out of memory. Tried to allocate 2.00 GiB" \
+    "out of memory on the GPU: a step of data.batch_size = 16 (8 images per rank at 2 ranks" \
+    "--set data.batch_size=8 --set optim.accum_steps=2: the same 16 images per optimizer step" \
+    "coatnet info --config $here/tiny.yaml --batch 16 --world-size 2" \
+    "Checkpoints committed before this step are intact: --resume auto"; do
+    grep -qF -- "$line" <<<"$out" || { echo "$out"; fail "out of memory: no line with '$line'"; }
+  done
+  out=$(mpirun --oversubscribe -np 2 "$coatnet" train "${common[@]}" "${oom[@]}" --resume auto 2>&1) ||
+    { echo "$out"; fail "out of memory: --resume auto failed"; }
+  grep -q "resum.*step-0*2\b" <<<"$out" || { echo "$out"; fail "out of memory: not resumed from step 2"; }
   echo "PASS: errors"
   ;;
 nonfinite)
