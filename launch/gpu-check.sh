@@ -30,7 +30,7 @@
 # 1. builds the project into build-gpu/ against that python's torch (Torch_DIR from
 #    torch.utils.cmake_prefix_path), with all cores;
 # 2. runs the GPU tests: NCCL collectives and SyncBatchNorm at world size 1 (one GPU holds one
-#    NCCL rank) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
+#    NCCL rank; a second is refused with a clear error) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
 #    the GPU and resumed bit-exactly, the step profiler, the step as a CUDA graph against the
 #    eager step (train.cuda_graph), the kernels' tests under compute-sanitizer (memcheck,
@@ -182,6 +182,9 @@ test_step nccl_syncbn_w1 120 "$build/bin/coatnet_dist_tests"
 # move only while both ranks are inside MPI, and no all-reduce completes during backward there.
 test_step mpi_w2 120 env -u OMPI_MCA_btl_vader_single_copy_mechanism \
   mpirun -np 2 --bind-to none "$build/bin/coatnet_dist_tests"
+# One NCCL rank more than the GPUs: comm-nccl ends the job naming the two ranks on one GPU.
+test_step nccl_shared_gpu 90 env COATNET_TEST_DEVICE=cuda \
+  bash "$root/tests/train/train_mpi.sh" shared_gpu "$coatnet" "$py"
 test_step pinned_loader 60 "$build/bin/coatnet_tests" --gtest_filter='*Pinned*:*Gpu*'
 test_step precision_gpu 150 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" precision "$coatnet" "$py"

@@ -22,9 +22,11 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "dist/abort.h"
 #include "dist/comm.h"
+#include "dist/gpu_binding.h"
 #include "plugin/abi.h"
 #include "util/check.h"
 
@@ -89,6 +91,7 @@ class NcclComm : public Comm {
       : opt_(a.options), rank_(a.rank), size_(a.size), hosts_(a.hosts) {
     device_ = opt_.device_index >= 0 ? opt_.device_index : a.local_rank;
     COATNET_CUDA_CHECK(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
+    check_one_gpu_per_rank();
     ncclUniqueId id;
     if (rank_ == 0) COATNET_NCCL_CHECK(ncclGetUniqueId(&id), "ncclGetUniqueId");
     if (MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
@@ -105,6 +108,29 @@ class NcclComm : public Comm {
     wake_.notify_all();
     if (watchdog_.joinable()) watchdog_.join();
     if (comm_) ncclCommDestroy(comm_);
+  }
+  // Two ranks on one GPU fail inside ncclCommInitRank with NCCL's "invalid usage": every rank
+  // gathers where the others run and the GPU each chose, and all end with the same error naming
+  // them and how to start the job (dist/gpu_binding.h).
+  void check_one_gpu_per_rank() {
+    struct Choice {
+      char bus_id[32];
+      int device, visible;
+    } mine{};
+    COATNET_CUDA_CHECK(cudaDeviceGetPCIBusId(mine.bus_id, sizeof mine.bus_id - 1, device_),
+                       "cudaDeviceGetPCIBusId");
+    COATNET_CUDA_CHECK(cudaGetDeviceCount(&mine.visible), "cudaGetDeviceCount");
+    mine.device = device_;
+    std::vector<Choice> all(static_cast<size_t>(size_));
+    COATNET_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
+                                    MPI_COMM_WORLD),
+                      "the ranks' GPUs");
+    std::vector<RankGpu> ranks;
+    for (size_t r = 0; r < all.size(); ++r)
+      ranks.push_back({r < hosts_.size() ? hosts_[r] : "rank " + std::to_string(r) + "'s host",
+                       all[r].bus_id, all[r].device, all[r].visible});
+    const std::string error = shared_gpu_error(ranks);
+    if (!error.empty()) throw std::runtime_error("comm-nccl: " + error);
   }
   // ncclCommInitRank waits for every rank: one that never arrives would hang it. It runs on a
   // thread of its own while this one keeps the deadline (a timed-out init cannot be aborted:
@@ -287,7 +313,8 @@ class NcclComm : public Comm {
       ncclResult_t async = ncclSuccess;
       if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess && async != ncclSuccess &&
           async != ncclInProgress && !pending_.empty())
-        fail(pending_.front(), std::string("NCCL error: ") + ncclGetErrorString(async));
+        fail(pending_.front(), "NCCL error: " + util::with_detail(ncclGetErrorString(async),
+                                                                  ncclGetLastError(comm_)));
     }
   }
 

@@ -51,6 +51,11 @@ inline std::string check_message(const char* lib, const char* call, const char* 
   throw std::runtime_error(check_message(lib, call, file, line, message, what));
 }
 
+// "STATUS (DETAIL)", or STATUS alone when there is no detail.
+inline std::string with_detail(const char* status, const char* detail) {
+  return std::string(status) + (detail && *detail ? std::string(" (") + detail + ")" : "");
+}
+
 }  // namespace coatnet::util
 
 #define COATNET_MPI_CHECK(call, what)                                                 \
@@ -76,5 +81,10 @@ inline std::string check_message(const char* lib, const char* call, const char* 
 
 #define COATNET_CUDA_CHECK(call, what) \
   COATNET_STATUS_CHECK_("CUDA", #call, call, cudaSuccess, cudaGetErrorString, what)
+// NCCL's name for the status, then its last error's text where it kept one: for an "invalid
+// usage" that is what was invalid ("Duplicate GPU detected : rank 1 and rank 0 both on CUDA
+// device 17000"), which NCCL otherwise prints only under NCCL_DEBUG=WARN.
 #define COATNET_NCCL_CHECK(call, what) \
-  COATNET_STATUS_CHECK_("NCCL", #call, call, ncclSuccess, ncclGetErrorString, what)
+  COATNET_STATUS_CHECK_("NCCL", #call, call, ncclSuccess, COATNET_NCCL_MESSAGE_, what)
+#define COATNET_NCCL_MESSAGE_(rc) \
+  ::coatnet::util::with_detail(ncclGetErrorString(rc), ncclGetLastError(nullptr))

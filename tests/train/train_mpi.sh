@@ -2,10 +2,14 @@
 # `coatnet train` and `coatnet eval` under real mpirun on a small synthetic IDX dataset.
 # usage: train_mpi.sh MODE COATNET PYTHON
 #   MODE: equivalence | eval_counts | timeout | errors | nonfinite | precision | profile |
-#         cuda_graph (on a CPU with the graph emulated)
+#         cuda_graph (on a CPU with the graph emulated) | shared_gpu (a GPU only)
 set -euo pipefail
 mode=$1 coatnet=$2 py=$3
 here=$(cd "$(dirname "$0")" && pwd)
+if [[ $mode == shared_gpu && ${COATNET_TEST_DEVICE:-} != cuda ]]; then
+  echo "skipped: two NCCL ranks on one GPU need a GPU (gpu-check runs it with COATNET_TEST_DEVICE=cuda)"
+  exit 77
+fi
 work=$(mktemp -d /tmp/coatnet_train_test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 source "$here/tiny_env.sh"
@@ -171,6 +175,21 @@ errors)
     { echo "$out"; fail "out of memory: --resume auto failed"; }
   grep -q "resum.*step-0*2\b" <<<"$out" || { echo "$out"; fail "out of memory: not resumed from step 2"; }
   echo "PASS: errors"
+  ;;
+shared_gpu)
+  # One NCCL rank more than the GPUs (two ranks on the borrowed machine's one GPU): every rank
+  # ends at start with comm-nccl's error naming the two ranks that would share a GPU and how to
+  # start the job, not NCCL's "invalid usage" inside ncclCommInitRank, and not a hang.
+  gpus=$(nvidia-smi -L | grep -c '^GPU')
+  set +e
+  out=$(timeout 120 mpirun --oversubscribe -np $((gpus + 1)) "$coatnet" train "${common[@]}" \
+    --set dist.backend=nccl --set train.max_steps=1 --set train.name=shared 2>&1)
+  rc=$?
+  set -e
+  [[ $rc != 0 && $rc != 124 ]] || { echo "$out"; fail "$((gpus + 1)) NCCL ranks on $gpus GPU(s): expected an error (rc $rc)"; }
+  grep -q "ranks 0 and $gpus on .* would share the GPU .*NCCL needs a GPU of its own for each rank" <<<"$out" ||
+    { echo "$out"; fail "no error naming the ranks that share a GPU"; }
+  echo "PASS: shared_gpu"
   ;;
 nonfinite)
   # Non-finite gradients, decided on the device and read back at log steps: steps 3-4 (NaN
