@@ -63,6 +63,13 @@ for name, b in variants + [("timm eager", eager), ("timm compile (TIMM_FUSED_ATT
                            ("loader", loader)]:
     vs = f" ({ips(b) / ips(ours):.3f}x ours)" if b and ours and name.startswith("ours +") else ""
     lines.append(f"| {name} images/s | {fmt(ips(b))}{vs} | |")
+plan = (bench("memory_plan") or {}).get("memory")
+for name, b in variants:
+    if b and (b.get("peak_memory_gib") or -1) >= 0:
+        vs = (f"; coatnet info plans {plan['total_bytes'] / 2**30:.1f} GiB "
+              f"({b['peak_memory_gib'] * 2**30 / plan['total_bytes']:.2f}x)" if plan and name == "ours" else "")
+        lines.append(f"| {name}: peak memory, allocated by tensors | {b['peak_memory_gib']:.1f} of "
+                     f"{fmt(b.get('device_memory_gib'))} GiB{vs} | |")
 for name, b in variants:
     if b and b.get("loss_steps_41_50") is not None:
         lines.append(f"| {name}: mean loss of steps 41-50 | {b['loss_steps_41_50']:.4f} | |")

@@ -259,7 +259,10 @@ tr = [r for r in recs if r["type"] == "train" and r["step"] <= 50][1:]
 step = sum(r["step_s"] for r in tr) / len(tr)
 out = {"images_per_s": sum(r["images_per_s"] for r in tr) / len(tr), "step_ms": step * 1e3,
        "data_share": sum(r["data_wait_s"] for r in tr) / len(tr) / step,
-       "loss_steps_41_50": tr[-1]["loss"] if tr else None}  # the window of steps 41-50
+       "loss_steps_41_50": tr[-1]["loss"] if tr else None,  # the window of steps 41-50
+       # the most any window's tensors held (CUDA's caching allocator), and the GPU's size
+       "peak_memory_gib": max((r.get("peak_memory_gib", -1) for r in tr), default=None),
+       "device_memory_gib": tr[-1].get("device_memory_gib") if tr else None}
 prof = sys.argv[1] + "/profile/summary.json"
 if os.path.exists(prof):
     p = json.load(open(prof))
@@ -288,6 +291,9 @@ fi
 SH
 } >"$work/ours_run.sh"
 bench ours_coatnet_0_bf16 180 bash "$work/ours_run.sh" ours "$coatnet"
+# What `coatnet info --batch` plans for that run (its step memory measured on this CPU), against
+# the peak the run's allocator reported.
+bench memory_plan 90 "$coatnet" info --model coatnet_0_224 --batch 128 --precision bf16 --json
 [[ -n $baseline ]] &&
   bench ours_baseline_coatnet_0_bf16 180 bash "$work/ours_run.sh" base "$baseline/bin/coatnet"
 peer=("$py" "$root/tests/bench/timm_train_bench.py" --model coatnet_0_224 --image-size 224

@@ -31,6 +31,16 @@ void print_summary(const train::TrainSummary& s) {
             : "");
   std::printf("[summary] step time: %.1f%% waiting for data, %.1f%% waiting for communication\n",
               100 * s.data_wait_share, 100 * s.comm_wait_share);
+  if (s.peak_memory_gib >= 0) {
+    if (s.device_memory_gib > 0)
+      std::printf(
+          "[summary] peak memory: %.1f GiB allocated by tensors on the GPU (the largest "
+          "rank), of %.1f GiB\n",
+          s.peak_memory_gib, s.device_memory_gib);
+    else
+      std::printf("[summary] peak memory: %.1f GiB resident (the largest rank)\n",
+                  s.peak_memory_gib);
+  }
   if (s.checkpoint_stall_s > 0)
     std::printf("[summary] checkpoint saves kept training waiting %.2f s in all\n",
                 s.checkpoint_stall_s);

@@ -79,6 +79,11 @@ json::Value train_record(const TrainFigures& f, const StepTimes& window) {
   rec["data_wait_s"] = window.data / n;
   rec["comm_wait_s"] = window.comm / n;
   if (window.gather >= 0) rec["param_gather_wait_s"] = window.gather / n;  // ZeRO-1 only
+  if (f.memory.peak_gib >= 0) {
+    rec["peak_memory_gib"] = f.memory.peak_gib;
+    rec["peak_memory_of"] = f.memory.of;
+  }
+  if (f.memory.device_gib >= 0) rec["device_memory_gib"] = f.memory.device_gib;
   rec["elapsed_s"] = f.elapsed_s;
   return rec;
 }
@@ -111,6 +116,7 @@ json::Value summary_record(const TrainSummary& summary, bool ema, const std::str
   s["data_wait_share"] = summary.data_wait_share;
   s["comm_wait_share"] = summary.comm_wait_share;
   s["checkpoint_stall_s"] = summary.checkpoint_stall_s;
+  if (summary.peak_memory_gib >= 0) s["peak_memory_gib"] = summary.peak_memory_gib;
   s["stopped_by_signal"] = summary.stopped_by_signal;
   if (!resumed_from.empty()) s["resumed_from"] = resumed_from;
   return s;
@@ -119,9 +125,11 @@ json::Value summary_record(const TrainSummary& summary, bool ema, const std::str
 void show_progress(util::Progress& progress, const ProgressLine& p, bool log_line) {
   if (!progress.shows(log_line)) return;  // called every step, on every rank
   char stats[160];
+  char memory[32] = "";  // the window's peak, as nvidia-smi users read it
+  if (p.memory_gib >= 0) std::snprintf(memory, sizeof memory, "  mem %.1fG", p.memory_gib);
   if (p.images_per_s > 0)
-    std::snprintf(stats, sizeof stats, "loss %.4f  lr %.2e  %.0f img/s  ETA %s", p.loss, p.lr,
-                  p.images_per_s, util::format_duration(p.eta_s).c_str());
+    std::snprintf(stats, sizeof stats, "loss %.4f  lr %.2e  %.0f img/s%s  ETA %s", p.loss, p.lr,
+                  p.images_per_s, memory, util::format_duration(p.eta_s).c_str());
   else  // before the first log step there is nothing measured to show yet
     std::snprintf(stats, sizeof stats, "lr %.2e", p.lr);
   const std::string epoch = "epoch " + std::to_string(p.epoch + 1) + "/" + std::to_string(p.epochs);

@@ -66,10 +66,18 @@ struct RunFacts {  // the "env" record: where and what runs
   std::string resumed_from;  // empty: a fresh run
 };
 json::Value env_record(const RunFacts& f);
+// The most memory any rank held in a window of steps (-1: not known).
+struct MemoryFigures {
+  double peak_gib = -1;    // GPU: allocated by tensors; CPU: the process's resident set
+  double device_gib = -1;  // the GPU's memory (-1 on a CPU)
+  std::string of = "";     // "cuda_allocated" or "cpu_rss"
+};
+
 struct TrainFigures {  // one "train" record, at a log step
   int64_t step = 0, epoch = 0, skipped_steps = 0;
   double loss = 0, lr = 0, grad_norm = 0, data_hash = 0, images_per_s = 0, elapsed_s = 0;
   std::map<std::string, double> precision_state;
+  MemoryFigures memory;
 };
 json::Value train_record(const TrainFigures& f, const StepTimes& window);
 json::Value eval_record(const EvalResult& r, int64_t step, int64_t epoch, bool ema);
@@ -80,10 +88,11 @@ struct ProgressLine {
   int64_t step = 0, total_steps = 0;
   int64_t epoch = 0, epochs = 0;
   double loss = 0, lr = 0, images_per_s = 0, eta_s = 0;
+  double memory_gib = -1;  // the last window's peak (MemoryFigures::peak_gib)
 };
 
 // The training progress through util::Progress: the bar, or at log steps a line
-// "[train] epoch 2/6  step 23/96  loss 1.7572  lr 8.93e-04  1243 img/s  ETA 1s".
+// "[train] epoch 2/6  step 23/96  loss 1.7572  lr 8.93e-04  1243 img/s  mem 0.4G  ETA 1s".
 void show_progress(util::Progress& progress, const ProgressLine& p, bool log_line);
 
 }  // namespace coatnet::train

@@ -10,7 +10,10 @@
 #include <memory>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "checkpoint/checkpointer.h"
+#include "cuda/device_memory.h"
 #include "dist/world.h"
 #include "train/graphed_step.h"
 #include "train/out_of_memory.h"
@@ -78,6 +81,25 @@ void close_summary(TrainSummary& summary, const StepTimes& times, const LoopOpti
   summary.images_per_s = (summary.steps - start_step) * loop.global_batch * loop.accum / train_s;
   summary.data_wait_share = times.total_data / train_s;
   summary.comm_wait_share = times.total_comm / train_s;
+}
+
+// The most memory any rank used in the window since the last log step: on a GPU the caching
+// allocator's peak of allocated bytes (reset for the next window), on a CPU the process's peak
+// resident set (since its start: Linux keeps no other). A collective: every rank logs alike.
+MemoryFigures window_memory(const at::Device& device, const dist::World& world) {
+  int64_t bytes = -1, total = -1;
+  if (device.is_cuda()) {
+    const cuda::DevicePeak p = cuda::take_device_peak(device);
+    bytes = p.peak_bytes;
+    total = p.total_bytes;
+  } else {
+    rusage u{};
+    if (getrusage(RUSAGE_SELF, &u) == 0) bytes = static_cast<int64_t>(u.ru_maxrss) * 1024;
+  }
+  const double gib = 1024.0 * 1024 * 1024;
+  const int64_t most = world.max(bytes, "memory peak");
+  return {most < 0 ? -1 : most / gib, total < 0 ? -1 : total / gib,
+          device.is_cuda() ? "cuda_allocated" : "cpu_rss"};
 }
 
 }  // namespace
@@ -196,7 +218,11 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       fig.images_per_s = times.steps * loop.global_batch * loop.accum / std::max(times.time, 1e-9);
       fig.elapsed_s = seconds_since(t_start);
       fig.precision_state = run.precision->state();
+      fig.memory = window_memory(run.device, world);
+      summary.peak_memory_gib = std::max(summary.peak_memory_gib, fig.memory.peak_gib);
+      summary.device_memory_gib = fig.memory.device_gib;
       metrics->write(train_record(fig, times));
+      shown.memory_gib = fig.memory.peak_gib;
       shown.loss = fig.loss;
       shown.images_per_s = fig.images_per_s;
       shown.eta_s = (loop.total_steps - done) * times.time / times.steps;

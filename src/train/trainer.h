@@ -30,6 +30,8 @@ struct TrainSummary {
   double data_wait_share = 0, comm_wait_share = 0;  // of the training step time
   double checkpoint_stall_s = 0;   // training time spent in checkpoint saves (snapshots)
   bool stopped_by_signal = false;  // a stop signal ended the run early (after a checkpoint)
+  double peak_memory_gib = -1;     // the most any rank held at once (report.h: MemoryFigures)
+  double device_memory_gib = -1;   // the GPU's memory (-1 on a CPU)
 };
 
 TrainSummary train(const config::Config& cfg, dist::World& world);

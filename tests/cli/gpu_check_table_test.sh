@@ -15,7 +15,7 @@ run() {  # IMAGES_PER_S LOSS [TOP_KERNELS_JSON]
   local ips=$1 loss=$2 profile=""
   [[ -n ${3:-} ]] && profile=', "profile": {"wall_ms_per_step": 80, "busy_ms_per_step": 78, '\
 '"busy_share": 0.97, "kernels_per_step": 1300, "top": '"$3"'}'
-  printf '{"images_per_s": %s, "step_ms": %s, "data_share": 0.0, "loss_steps_41_50": %s%s}' \
+  printf '{"images_per_s": %s, "step_ms": %s, "data_share": 0.0, "loss_steps_41_50": %s, "peak_memory_gib": 17.5, "device_memory_gib": 79.2%s}' \
     "$ips" "$(awk "BEGIN { print 128000 / $ips }")" "$loss" "$profile"
 }
 row build "pass (prebuilt)" 0 "torch 2.11.0+cu130"
@@ -30,6 +30,7 @@ row "bench timm_compile_bf16" "FAIL (peer)" 100 "exit 124: "
 row "bench kernels" ok 20 '{"kernels":[{"kernel":"relpos_attention","shape":[128,12,196,32],"kernel_ms":0.5,"kernel_forward_ms":0.2,"composite_ms":1.0,"composite_forward_ms":0.3,"speedup":2.0,"kernel_tflops":100.0},{"kernel":"se_fold","shape":[128,384,96,56],"kernel_ms":1.0,"composite_ms":1.5,"speedup":1.5,"kernel_tflops":50.0}]}'
 row "bench optin_steps" ok 60 '{"model":"coatnet_0_224","optins":[{"variant":"default","ms_per_step":70.0,"images_per_s":1828.6,"vs_default":1.0,"loss":6.9,"loss_vs_default":0.0},{"variant":"bn_fold","ms_per_step":64.0,"images_per_s":2000.0,"vs_default":1.09375,"loss":6.9001,"loss_vs_default":1.4e-05}]}'
 row "bench kernel_counters" ok 50 '{"launches": 3, "kernels": [{"kernel": "relpos_forward_kernel<__nv_bfloat16, 32>", "grid": "(4, 1536, 1)", "block": "(128, 1, 1)", "launches": 2, "ms_each": 0.125, "ms_total": 0.25, "dram_pct": 31.4, "sm_pct": 70.6, "memory_pct": null, "achieved_occupancy_pct": 24.2, "theoretical_occupancy_pct": 25.0, "registers": 72.0, "shared_kib": 57.5}, {"kernel": "bn_gelu_forward_channels_kernel", "grid": "(3, 1, 1)", "block": "(128, 1, 1)", "launches": 1, "ms_each": null, "ms_total": null, "dram_pct": null, "sm_pct": null, "memory_pct": null, "achieved_occupancy_pct": null, "theoretical_occupancy_pct": null, "registers": null, "shared_kib": null}]}'
+row "bench memory_plan" ok 15 '{"model":"coatnet_0_224","memory":{"batch":128,"precision":"bf16","total_bytes":17254719000}}'
 info='{"gmacs": 4.55}'
 
 "$py" "$table" "$work/results.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >"$work/stdout" 2>&1
@@ -73,4 +74,6 @@ expect "| se_fold kernel vs ATen composite | FAIL: CUDA error: an illegal memory
 expect "| relpos_attention kernel [128, 12, 196, 32] vs ATen composite | 2.00x"
 expect "| ncu: relpos_forward_kernel<__nv_bfloat16, 32> grid (4, 1536, 1) x2 | 0.125 ms each, DRAM 31%, SM 71%, occupancy 24% of 25%, 72 registers, 57.5 KiB shared | |"
 expect "| ncu: bn_gelu_forward_channels_kernel grid (3, 1, 1) x1 | n/a ms each, DRAM n/a, SM n/a, occupancy n/a of n/a, n/a registers, n/a KiB shared | |"
+expect "| ours: peak memory, allocated by tensors | 17.5 of 79.2 GiB; coatnet info plans 16.1 GiB (1.09x) | |"
+expect "| ours + se_fold: peak memory, allocated by tensors | 17.5 of 79.2 GiB | |"
 echo "PASS: gpu-check's table"

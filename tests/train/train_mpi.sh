@@ -54,11 +54,20 @@ equivalence)
 import json, sys
 a, b = ([json.loads(l)["loss"] for l in open(p) if '"type":"train"' in l] for p in sys.argv[1:])
 assert len(a) == len(b) == 6, (len(a), len(b))
+# Each log step's memory peak (the largest rank's resident set on a CPU), and the summary's.
+for p in sys.argv[1:]:
+    recs = [json.loads(l) for l in open(p)]
+    peaks = [r["peak_memory_gib"] for r in recs if r["type"] == "train"]
+    assert all(r["peak_memory_of"] == "cpu_rss" for r in recs if r["type"] == "train"), recs[1]
+    assert len(peaks) == 6 and all(0.05 < m < 64 for m in peaks), peaks
+    assert [r for r in recs if r["type"] == "summary"][0]["peak_memory_gib"] == max(peaks), p
 worst = max(abs(x - y) / abs(x) for x, y in zip(a, b))
 print(f"W=1 vs W=2, losses of 6 steps: max relative difference {worst:.2e}")
 sys.exit(0 if worst < 1e-5 else 1)
 PY
     fail "the losses of 2 ranks x B and 1 rank x 2B differ by more than 1e-5 (relative)"
+  grep -Eq 'img/s  mem [0-9]+\.[0-9]G  ETA' "$work/w1.log" && grep -q '^\[summary\] peak memory: ' "$work/w1.log" ||
+    { cat "$work/w1.log"; fail "no memory figure in the progress lines or the summary"; }
   read -r abs2 _ < <(compare "$work/runs/w2/final.safetensors" "$work/runs/w2b/final.safetensors")
   [[ $abs2 == 0.000e+00 ]] || fail "two identical W=2 runs differ by $abs2"
   # uint8 batches normalised on the device (the CUDA default) train exactly as float ones.
