@@ -20,4 +20,8 @@ DevicePeak take_device_peak(const at::Device& device) {
   }
 }
 
+std::string device_name(const at::Device& device) {
+  return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
+}
+
 }  // namespace coatnet::cuda

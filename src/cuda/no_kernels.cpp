@@ -25,6 +25,10 @@ DevicePeak take_device_peak(const at::Device&) {
   return {};
 }
 
+std::string device_name(const at::Device&) {
+  return "";
+}
+
 at::Tensor prepare_batch(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                          const data::MixInfo&, at::ScalarType) {
   no_kernels();

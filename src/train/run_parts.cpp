@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "checkpoint/checkpointer.h"
+#include "cuda/device_memory.h"
 #include "dist/world.h"
 #include "model/variants.h"
 #include "model/weights.h"
@@ -175,10 +176,15 @@ RunFacts RunParts::facts(dist::World& world, int64_t start_step,
 }
 
 std::string RunParts::banner(const dist::World& world, const std::string& run_dir) const {
+  // precision.backend and data.channels_last as resolved for this device (auto: bf16 and
+  // channels-last on a GPU).
+  const std::string gpu = device.is_cuda() ? cuda::device_name(device) : "";
   return "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
          std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
-         device.str() + ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
-         " gradient bucket(s)" +
+         device.str() + (gpu.empty() ? "" : " (" + gpu + ")") + ", " +
+         cfg.get_string("precision.backend") +
+         (channels_last(cfg, device) ? ", channels-last" : "") + ", comm " + comm->name() + ", " +
+         std::to_string(buckets.buckets().size()) + " gradient bucket(s)" +
          (part.sharded()
               ? ", optimizer state sharded over " + std::to_string(part.world) + " ranks (ZeRO-1)"
               : std::string()) +

@@ -68,6 +68,10 @@ PY
     fail "the losses of 2 ranks x B and 1 rank x 2B differ by more than 1e-5 (relative)"
   grep -Eq 'img/s  mem [0-9]+\.[0-9]G  ETA' "$work/w1.log" && grep -q '^\[summary\] peak memory: ' "$work/w1.log" ||
     { cat "$work/w1.log"; fail "no memory figure in the progress lines or the summary"; }
+  # The banner says what `auto` resolved to (fp32 and no channels-last on a CPU; bf16 and
+  # channels-last with the GPU's name on one).
+  grep -q "thread(s) on cpu, fp32, comm mpi" "$work/w1.log" ||
+    { head -3 "$work/w1.log"; fail "the banner does not name the device and the precision"; }
   read -r abs2 _ < <(compare "$work/runs/w2/final.safetensors" "$work/runs/w2b/final.safetensors")
   [[ $abs2 == 0.000e+00 ]] || fail "two identical W=2 runs differ by $abs2"
   # uint8 batches normalised on the device (the CUDA default) train exactly as float ones.
