@@ -67,7 +67,7 @@ plan = (bench("memory_plan") or {}).get("memory")
 for name, b in variants:
     if b and (b.get("peak_memory_gib") or -1) >= 0:
         vs = (f"; coatnet info plans {plan['total_bytes'] / 2**30:.1f} GiB "
-              f"({b['peak_memory_gib'] * 2**30 / plan['total_bytes']:.2f}x)" if plan and name == "ours" else "")
+              f"({b['peak_memory_gib'] * 2**30 / plan['total_bytes']:.2f}x)" if plan else "")
         lines.append(f"| {name}: peak memory, allocated by tensors | {b['peak_memory_gib']:.1f} of "
                      f"{fmt(b.get('device_memory_gib'))} GiB{vs} | |")
 for name, b in variants:
