@@ -24,4 +24,12 @@ msg=$("$check" --bogus 2>&1)
 rc=$?
 [[ $rc == 2 ]] || fail "a bad argument: expected exit 2, got $rc"
 grep -q "unknown argument '--bogus'" <<<"$msg" || fail "no message naming --bogus: $msg"
+# Every row that docs/GPU.md's plan for the next GPU names in --only is one gpu-check has (a
+# misspelt name is only listed as skipped there, and the loan is spent).
+plan=$(sed -n '/^## The next borrowed GPU/,/^## /p' "$root/docs/GPU.md" | tr -d '\n' |
+       grep -o -- '--only *[a-z0-9_,]*' | sed 's/--only *//' | tr ',' '\n' | sort -u)
+[[ $(wc -l <<<"$plan") -ge 20 ]] || fail "docs/GPU.md's plan names too few rows: $plan"
+for name in $plan; do
+  grep -qE "(test_step|bench) $name " "$check" || fail "docs/GPU.md's plan names '$name', which gpu-check.sh does not have"
+done
 echo "PASS: gpu-check without a GPU"
