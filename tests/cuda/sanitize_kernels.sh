@@ -33,22 +33,36 @@ run() {
   "$sanitizer" --tool "$tool" --error-exitcode 3 --print-limit 20 "$@" \
     "$tests" --gtest_filter="$filter" >"$logs/sanitize-$tool.log" 2>&1
 }
-failed=0
+# ran LOG: whether the tool got as far as running the tests (a summary or gtest's verdict).
+ran() { grep -q -E 'SUMMARY|^\[  (PASSED|FAILED) ' "$1"; }
+# why LOG: the line that says what went wrong (the first error, else the last line).
+why() { { grep -m1 -i -E 'error|unrecognized|unknown|not supported' "$1" || grep -v '^\s*$' "$1" | tail -1; } | cut -c1-120; }
+failed=0 checked=0
 for tool in ${tools//,/ }; do
+  log="$logs/sanitize-$tool.log"
   run "$tool" --kernel-name kns=coatnet
   rc=$?
-  # A compute-sanitizer that does not take the kernel filter prints no summary: check everything.
-  if ((rc != 0)) && ! grep -q 'SUMMARY' "$logs/sanitize-$tool.log"; then
-    echo "$tool: the kernel filter was not taken ($(grep -m1 -v '^\s*$' "$logs/sanitize-$tool.log" | cut -c1-100)); instrumenting every kernel"
+  # A compute-sanitizer that does not take the kernel filter runs nothing: check every kernel.
+  if ((rc != 0)) && ! ran "$log"; then
+    echo "$tool: the kernel filter was not taken ($(why "$log")); instrumenting every kernel"
     run "$tool"
     rc=$?
   fi
-  summary=$(grep -m1 -o '[A-Z]* *SUMMARY: .*' "$logs/sanitize-$tool.log")
-  tests_line=$(grep -m1 -E '^\[  (PASSED|FAILED) ' "$logs/sanitize-$tool.log")
+  # Some machines' runtimes refuse the tool (gVisor: "Device not supported"): that is not a
+  # fault of the kernels.
+  if ((rc != 0)) && ! ran "$log"; then
+    echo "$tool: compute-sanitizer does not run here: $(why "$log")"
+    continue
+  fi
+  checked=$((checked + 1))
+  summary=$(grep -m1 -o '[A-Z]* *SUMMARY: .*' "$log")
+  tests_line=$(grep -m1 -E '^\[  (PASSED|FAILED) ' "$log")
   echo "$tool: ${summary:-no summary} (tests: ${tests_line:-none ran}; exit $rc)"
   if ((rc != 0)); then
     failed=1
-    grep -m 40 '^=========' "$logs/sanitize-$tool.log"
+    grep -m 40 '^=========' "$log"
   fi
 done
-exit $failed
+((failed)) && exit 1
+((checked)) || { echo "sanitize_kernels: skipped: compute-sanitizer ran no tool on this machine"; exit 77; }
+exit 0

@@ -3,7 +3,8 @@
 # the test binary are stand-ins on PATH (the real run is gpu-check's kernels_sanitized step).
 # Checks: each tool runs the kernels' GPU tests with the caching allocator off and only our
 # kernels instrumented; a compute-sanitizer that refuses the kernel filter is rerun without it; a
-# reported hazard fails the script and its report is printed; no compute-sanitizer exits 77.
+# reported hazard fails the script and its report is printed; a machine whose runtime refuses
+# the tool, or one without it, exits 77.
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/sanitize_kernels.sh"
 t=$(mktemp -d)
@@ -26,6 +27,10 @@ tool=memcheck
 for ((i = 1; i <= $#; i++)); do [[ ${!i} == --tool ]] && { j=$((i + 1)); tool=${!j}; }; done
 if [[ $MODE == nofilter && "$*" == *--kernel-name* ]]; then
   echo "Unrecognized option '--kernel-name'"; exit 1
+fi
+if [[ $MODE == unsupported ]]; then
+  echo "========= COMPUTE-SANITIZER"
+  echo "========= Error: Device not supported. Please refer to the documentation."; exit 1
 fi
 echo "========= COMPUTE-SANITIZER"
 while [[ $1 != */coatnet_tests ]]; do shift; done
@@ -68,6 +73,12 @@ run race
 grep -q '^racecheck: RACECHECK SUMMARY: 1 hazard displayed (1 error' "$t/out" || { cat "$t/out"; fail "no hazard summary"; }
 grep -q 'Race reported between Write access at relpos_forward_kernel' "$t/out" || fail "the report is not printed"
 grep -q '^memcheck: ERROR SUMMARY: 0 errors' "$t/out" || fail "memcheck's line is missing"
+
+# A runtime that refuses the tool (gVisor): skipped with the reason, not a kernel's failure.
+run unsupported
+((rc == 77)) || { cat "$t/out"; fail "a refused device should skip (exit $rc)"; }
+grep -q '^memcheck: compute-sanitizer does not run here: .*Device not supported' "$t/out" ||
+  { cat "$t/out"; fail "no reason for the skip"; }
 
 rm "$t/bin/compute-sanitizer"
 PATH="$t/bin:/usr/bin:/bin" bash "$script" "$t/build" >"$t/out" 2>&1 && rc=0 || rc=$?
