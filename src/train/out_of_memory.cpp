@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "train/setup.h"
+
 namespace coatnet::train {
 
 bool is_out_of_memory(const std::exception& e) {
@@ -22,8 +24,8 @@ std::string out_of_memory_hint(const config::Config& cfg, const std::string& con
   const int64_t batch = cfg.get_int("data.batch_size");
   const int64_t accum = cfg.get_int("optim.accum_steps");
   const std::string requested = cfg.get_string("precision.backend");
-  // `auto` is bf16 on a GPU and fp32 on a CPU (the key's doc).
-  const std::string precision = requested != "auto" ? requested : on_gpu ? "bf16" : "fp32";
+  const std::string precision =
+      resolved_for(cfg, at::Device(on_gpu ? at::kCUDA : at::kCPU)).get_string("precision.backend");
   std::ostringstream o;
   o << "out of memory on the " << (on_gpu ? "GPU" : "CPU")
     << ": a step of data.batch_size = " << batch << " (" << batch / world_size
@@ -36,11 +38,14 @@ std::string out_of_memory_hint(const config::Config& cfg, const std::string& con
   if (precision == "fp32")
     o << "\n    --set precision.backend=bf16 (fp16 where the GPU has no bf16) halves the "
          "activations";
-  // Half the images per micro-step, twice the micro-steps: the optimizer sees the same batch.
-  const int64_t half = batch / 2 / world_size * world_size;
-  if (half >= world_size)
-    o << "\n    --set data.batch_size=" << half << " --set optim.accum_steps=" << accum * 2
-      << ": the same " << half * accum * 2 << " images per optimizer step, in " << accum * 2
+  // 1/f of the images per micro-step and f times the micro-steps, f the smallest factor of the
+  // images per rank: the optimizer sees the same batch, still split evenly over the ranks.
+  const int64_t per_rank = batch / world_size;
+  int64_t f = 2;
+  while (f <= per_rank && per_rank % f != 0) ++f;
+  if (f <= per_rank)
+    o << "\n    --set data.batch_size=" << batch / f << " --set optim.accum_steps=" << accum * f
+      << ": the same " << batch * accum << " images per optimizer step, in " << accum * f
       << " micro-steps";
   if (world_size > 1 && cfg.get_string("optim.zero") == "0")  // auto is 1 at several ranks
     o << "\n    --set optim.zero=1 splits the optimizer state and the EMA over the ranks";

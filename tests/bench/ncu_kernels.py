@@ -85,16 +85,19 @@ def launches(path):
     return out
 
 
+def ms_of(metrics):
+    """A launch's duration in milliseconds; None when the report lacks it."""
+    unit, value = metrics.get("Duration", ("", ""))
+    v = number(value)
+    return v * TO_MS[unit] if v is not None and unit in TO_MS else None
+
+
 def summarise(by_id, top):
     groups = collections.OrderedDict()
     for l in by_id.values():
         groups.setdefault((l["name"], l["grid"], l["block"]), []).append(l["metrics"])
     kernels = []
     for (name, grid, block), ms in groups.items():
-        def ms_of(m):
-            unit, value = m.get("Duration", ("", ""))
-            v = number(value)
-            return v * TO_MS[unit] if v is not None and unit in TO_MS else None
         times = [ms_of(m) for m in ms]
         known = [t for t in times if t is not None]
         row = {"kernel": name, "grid": grid, "block": block, "launches": len(ms),

@@ -77,9 +77,11 @@ TEST(OutOfMemory, OnlyTheChangesThatApplyAreNamed) {
   EXPECT_FALSE(has(m, "--resume")) << "no checkpoints: " << m;
   EXPECT_TRUE(has(m, "coatnet info --batch 3 --world-size 3 --precision bf16")) << m;
   EXPECT_FALSE(has(m, "optim.zero")) << "auto: ZeRO-1 already at 3 ranks: " << m;
-  // A batch halved stays divisible by the world size: 6 at 2 ranks → 2 images, not 3.
+  // The batch split stays divisible by the world size and keeps the optimizer's batch: 6 at 2
+  // ranks (3 per rank) → 2 images in 3 micro-steps, not 2 in 2 (4 images).
   const std::string odd = train::out_of_memory_hint(with({"data.batch_size=6"}), "", 2, true);
-  EXPECT_TRUE(has(odd, "--set data.batch_size=2 --set optim.accum_steps=2")) << odd;
+  EXPECT_TRUE(has(odd, "--set data.batch_size=2 --set optim.accum_steps=3: the same 6 images"))
+      << odd;
 }
 
 TEST(OutOfMemory, OtherErrorsAreLeftAlone) {
