@@ -53,6 +53,13 @@ class GradBuckets {
   ~GradBuckets();
 
   void scatter_into(at::Tensor owned, Partition partition);
+  // Makes every parameter's gradient accumulator (with its hook) anew, on the stream current
+  // now. Autograd orders each gradient after the stream that was current when its
+  // AccumulateGrad node was made; made before a CUDA graph's stream became current, that is the
+  // legacy default stream, and capture then fails ("operation would make the legacy stream
+  // depend on a capturing blocking stream", on an H100). Throws, naming the parameter, while
+  // something else (a step's loss or graph) still holds an accumulator.
+  void remake_accumulators();
   void zero();  // zero every gradient (one memset of the flat buffer, and of `owned`)
   void begin_backward(bool sync);
   void finish();  // launches what is left, waits, divides by the world size
@@ -67,6 +74,7 @@ class GradBuckets {
  private:
   double since_begin() const;
   void launch_ready();
+  void hook_accumulator(size_t param_index);
   void poll_in_flight();
 
   std::vector<at::Tensor> params_;

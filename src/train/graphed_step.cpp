@@ -73,6 +73,10 @@ GraphedStep::GraphedStep(RunParts& run, ForwardBackward& passes, SkippedSteps& s
                          int64_t first_step)
     : run_(run), passes_(passes), skips_(skips), first_step_(first_step) {
   if (run.device.is_cuda()) graph_ = std::make_unique<cuda::StepGraph>(run.device);
+  // On the graph's stream, now current: autograd would otherwise order every gradient after the
+  // legacy default stream, which a capture refuses (dist/grad_buckets.h). Also on the CPU's
+  // emulation, so that CI runs this in the trainer's order (nothing may hold them yet).
+  run.buckets.remake_accumulators();
   fence_ = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(run.device));
 }
 

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
@@ -13,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "dist/comm.h"
 #include "dist/grad_buckets.h"
@@ -474,4 +477,48 @@ int main(int argc, char** argv) {
     std::printf("%lld of %d rank(s) failed\n", static_cast<long long>(ranks_failed),
                 g_world->size());
   return ranks_failed > 0 ? 1 : 0;
+}
+
+// A CUDA graph's capture needs the accumulators made anew on its stream (a capture on an H100
+// failed with "operation would make the legacy stream depend on a capturing blocking stream"):
+// after remake_accumulators() the old nodes are gone, the new ones carry the hooks (every
+// bucket but the last starts during backward, not in finish()) and the average is unchanged;
+// while a step's loss still holds them, remaking is refused rather than hooking one twice.
+TEST(GradBuckets, RemadeAccumulatorsAreNewAndHooked) {
+  auto comm = make();
+  const int r = comm->rank(), w = comm->size();
+  Mlp m(12, 128);
+  auto params = m.params_backward_order();
+  Flat flat(params);
+  dist::GradBuckets buckets(params, flat.grads, flat.offsets, *comm, 64 << 10, 128 << 10);
+  ASSERT_GE(buckets.buckets().size(), 4u);
+  at::manual_seed(11);
+  at::Tensor x = at::randn({8 * w, 128});
+  auto step = [&] {
+    buckets.zero();
+    buckets.begin_backward(true);
+    loss_of(m, slice(x, r, w)).backward();
+    buckets.finish();
+    return flat.grads.clone();
+  };
+  const at::Tensor before = step();
+  std::vector<std::weak_ptr<torch::autograd::Node>> old;
+  for (const auto& p : params) old.push_back(torch::autograd::impl::grad_accumulator(p));
+
+  {
+    const at::Tensor held = loss_of(m, slice(x, r, w));  // its graph holds the accumulators
+    try {
+      buckets.remake_accumulators();
+      ADD_FAILURE() << "remade accumulators that a loss still held";
+    } catch (const std::logic_error& e) {
+      EXPECT_NE(std::string(e.what()).find("still held elsewhere"), std::string::npos) << e.what();
+    }
+  }
+  buckets.remake_accumulators();
+  for (size_t i = 0; i < old.size(); ++i) EXPECT_TRUE(old[i].expired()) << "parameter " << i;
+  const at::Tensor after = step();
+  EXPECT_TRUE(at::equal(before, after));
+  const auto& bs = buckets.buckets();
+  for (size_t b = 0; b + 1 < bs.size(); ++b)
+    EXPECT_LT(bs[b].launched_s, buckets.backward_end_s()) << "bucket " << b << " of " << bs.size();
 }
