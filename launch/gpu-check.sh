@@ -17,11 +17,9 @@
 #                  table is printed inside a limited lease; each step is also bounded by its own
 #                  timeout, and what did not run is listed as skipped
 #   --only NAMES   run only these tests and benchmarks (comma-separated, as the table names
-#                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped. Each
-#                  opt-in's own profiled training run (ours_coatnet_0_bf16_bn_fold, ..._se_fold,
-#                  ..._pointwise_gemm, ..._relpos, ..._bn_gelu) runs only when named here;
-#                  optin_steps and optin_steps_kernels time every opt-in without them; so
-#                  does kernel_counters (Nsight Compute's counters of our kernels in a step)
+#                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped.
+#                  kernel_counters (Nsight Compute's counters of our kernels in a step) runs
+#                  only when named here
 #   --baseline DIR a prebuilt of another commit (launch/gpu-prebuild.sh in a worktree of it):
 #                  its coatnet_0 run is timed and profiled beside ours, in the same run, so a
 #                  change of speed between commits is told from a change of machine
@@ -36,11 +34,11 @@
 #    eager step (train.cuda_graph), the kernels' tests under compute-sanitizer (memcheck,
 #    racecheck, synccheck);
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
-#    (ours; ours with every opt-in at once, and with each alone on request: the kernels of
-#    src/cuda, train.pointwise_gemm, train.se_fold, train.bn_fold; the step as one CUDA graph,
-#    train.cuda_graph; timm eager AMP
-#    channels-last; timm + torch.compile; ours profiled: GPU busy share, top kernels), each opt-in's training step
-#    against the default's interleaved in one process (bench_optins), each kernel and opt-in
+#    (ours, with its GPU defaults: the bn_gelu kernel, train.pointwise_gemm, train.se_fold,
+#    train.bn_fold; ours with ATen's composites only; ours with the batch_prep kernel and with
+#    the step as one CUDA graph, train.cuda_graph; timm eager AMP channels-last; timm +
+#    torch.compile; ours profiled: GPU busy share, top kernels), each rewrite's training step
+#    against the composites' interleaved in one process (bench_optins), each kernel and rewrite
 #    against its ATen composite, the relative-position attention's ATen paths, MFU against the
 #    datasheet and against a bf16 matrix product measured here, and the loader's images/s on
 #    this machine's cores (photo-like JPEGs made here from scikit-image's photos) against what
@@ -147,7 +145,7 @@ selected() {
 }
 # Steps that run only when --only names them (each opt-in's own training run: optin_steps times
 # them all in a minute; these say why one won or lost, with a profile each).
-on_request=",kernel_counters,ours_coatnet_0_bf16_relpos,ours_coatnet_0_bf16_pointwise_gemm,ours_coatnet_0_bf16_se_fold,ours_coatnet_0_bf16_bn_fold,ours_coatnet_0_bf16_bn_gelu,"
+on_request=",kernel_counters,"
 selected_by_default() {  # KIND NAME
   [[ $on_request != *",$2,"* || $only == *",$2,"* ]] && return 0
   record "$1 $2" "skip (on request: name it in --only)" 0 ""
@@ -192,7 +190,7 @@ test_step nonfinite_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" nonfinite "$coatnet" "$py"
 test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
-test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:RelPosAttention*:Model.*OnGpu'
+test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:Model.*OnGpu'
 # The kernels' GPU tests under compute-sanitizer (memcheck, racecheck, synccheck: accesses past
 # a tensor's end, shared-memory races, barriers not all threads reach). After a failed comparison
 # it runs even when --only leaves it out: it is what says where a kernel goes wrong.
@@ -293,6 +291,10 @@ fi
 SH
 } >"$work/ours_run.sh"
 bench ours_coatnet_0_bf16 180 bash "$work/ours_run.sh" ours "$coatnet"
+# Ours with ATen's composites only (no kernel of src/cuda, no fold): what the GPU defaults give.
+bench ours_coatnet_0_bf16_composites 180 bash "$work/ours_run.sh" ours_co "$coatnet" \
+  --set "train.cuda_kernels=[]" --set train.pointwise_gemm=false --set train.se_fold=false \
+  --set train.bn_fold=false
 # What `coatnet info --batch` plans for that run (its step memory measured on this CPU), against
 # the peak the run's allocator reported.
 bench memory_plan 90 "$coatnet" info --model coatnet_0_224 --batch 128 --precision bf16 --json
@@ -308,24 +310,10 @@ bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
 # in a process of their own (a kernel that faults on the GPU ends its process).
 optins=("$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 --json)
 bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,se_fold,pointwise_gemm
-bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,relpos_attention,all
+bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,all
 # Nsight Compute's counters of our kernels in a training step (on request: name it in --only).
 bench kernel_counters 150 bash "$root/tests/bench/kernel_counters.sh" "$build" "$out" "$py"
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
-bench ours_coatnet_0_bf16_relpos 180 bash "$work/ours_run.sh" ours_ra "$coatnet" \
-  --set "train.cuda_kernels=[relpos_attention]"
-bench ours_coatnet_0_bf16_pointwise_gemm 180 bash "$work/ours_run.sh" ours_pg "$coatnet" \
-  --set "train.pointwise_gemm=true"
-bench ours_coatnet_0_bf16_se_fold 180 bash "$work/ours_run.sh" ours_sf "$coatnet" \
-  --set "train.se_fold=true"
-bench ours_coatnet_0_bf16_bn_fold 180 bash "$work/ours_run.sh" ours_bf "$coatnet" \
-  --set "train.bn_fold=true"
-bench ours_coatnet_0_bf16_bn_gelu 180 bash "$work/ours_run.sh" ours_bg "$coatnet" \
-  --set "train.cuda_kernels=[bn_gelu]"
-# Every opt-in at once: what they give together, when more than one wins alone.
-bench ours_coatnet_0_bf16_all_optin 180 bash "$work/ours_run.sh" ours_all "$coatnet" \
-  --set "train.cuda_kernels=[batch_prep, bn_gelu, relpos_attention]" \
-  --set "train.pointwise_gemm=true" --set "train.se_fold=true" --set "train.bn_fold=true"
 # The whole step as one CUDA graph: what launching ~1,400 kernels a step from the host costs.
 bench ours_coatnet_0_bf16_cuda_graph 180 bash "$work/ours_run.sh" ours_cg "$coatnet" \
   --set "train.cuda_graph=true"

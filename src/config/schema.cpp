@@ -114,30 +114,32 @@ std::vector<KeySpec> build() {
           "step-… directory, or a checkpoint directory; empty = start fresh"),
       choice("train.device", "auto", {"auto", "cpu", "cuda"},
              "auto: the GPU of this rank's local rank when CUDA is available, else the CPU"),
-      key("train.cuda_kernels", K::StringList, "[]",
-          "opt-in CUDA kernels of src/cuda (GPU runs): batch_prep (uint8 batch -> normalise -> "
-          "Mixup/CutMix -> the autocast dtype, channels-last, in one pass), bn_gelu (BatchNorm + "
+      key("train.cuda_kernels", K::StringList, "[auto]",
+          "CUDA kernels of src/cuda for GPU runs (a CPU run ignores them): bn_gelu (BatchNorm + "
           "GELU of the MBConv blocks and the stem fused, forward and backward; channels-last, "
-          "without dist.sync_bn), relpos_attention (the T blocks' attention with its "
-          "relative-position bias fused, flash-attention style on tensor cores, read from the "
-          "qkv convolution's output; head size 32 or 64)"),
+          "without dist.sync_bn), batch_prep (uint8 batch -> normalise -> Mixup/CutMix -> the "
+          "autocast dtype, channels-last, in one pass); auto: those measured faster on a GPU "
+          "(bn_gelu) where this build has them; [] for ATen's operations only"),
       key("train.profile_steps", K::Int, "0",
           "profile this many steps with PyTorch's profiler (GPU kernels too) into "
           "RUN_DIR/profile/ (trace.json, summary.json); 0 = off",
           0, 1e6),
       key("train.profile_start", K::Int, "10",
           "the first profiled step (0-based; after the first steps, which warm up)", 0, 1e15),
-      key("train.pointwise_gemm", K::Bool, "false",
-          "1x1 convolutions of channels-last activations as matrix products with the bias in "
-          "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias add"),
-      key("train.bn_fold", K::Bool, "false",
-          "the MBConv blocks' pre-norm BatchNorm, 1x1 expansion and the BatchNorm after it as one "
-          "matrix product of the block's input (the batch's statistics from its mean and "
-          "covariance); channels-last, without dist.sync_bn"),
-      key("train.se_fold", K::Bool, "false",
-          "the MBConv blocks' squeeze-excitation gate folded into the 1x1 projection after it "
-          "(one batched matrix product with per-sample scaled weights), instead of multiplying "
-          "the activation by the gate and then convolving it"),
+      choice("train.pointwise_gemm", "auto", {"auto", "true", "false"},
+             "1x1 convolutions of channels-last activations as matrix products with the bias in "
+             "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias "
+             "add; auto: true on a GPU (measured faster there), false on CPU"),
+      choice("train.bn_fold", "auto", {"auto", "true", "false"},
+             "the MBConv blocks' pre-norm BatchNorm, 1x1 expansion and the BatchNorm after it as "
+             "one matrix product of the block's input (the batch's statistics from its mean and "
+             "covariance); channels-last, not fp16, without dist.sync_bn; auto: true on a GPU "
+             "(measured faster there), false on CPU"),
+      choice("train.se_fold", "auto", {"auto", "true", "false"},
+             "the MBConv blocks' squeeze-excitation gate folded into the 1x1 projection after it "
+             "(one batched matrix product with per-sample scaled weights), instead of multiplying "
+             "the activation by the gate and then convolving it; auto: true on a GPU (measured "
+             "faster there), false on CPU"),
       key("train.cuda_graph", K::Bool, "false",
           "GPU: after 3 eager steps, capture the whole training step (forward, backward, the "
           "gradient all-reduce, clipping, AdamW, EMA) as one CUDA graph and replay it every step; "

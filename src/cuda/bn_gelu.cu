@@ -22,7 +22,7 @@ namespace {
 using namespace bn_gelu;
 
 // Each kernel's name starts with bn_gelu_: the step profiler and Nsight Compute list kernels by
-// their function names, and relpos_attention.cu has a forward kernel too.
+// their function names, and other kernels have forward kernels too.
 
 __device__ __forceinline__ Lane this_lane(const Geometry& g, int64_t rows) {
   return lane_of(g, rows, blockIdx.x, blockIdx.y, threadIdx.x, threadIdx.y);

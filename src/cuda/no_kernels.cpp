@@ -4,7 +4,6 @@
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
 #include "cuda/device_memory.h"
-#include "cuda/relpos_attention.h"
 #include "cuda/step_graph.h"
 
 namespace coatnet::cuda {
@@ -42,17 +41,6 @@ const model::BnGeluKernels& bn_gelu_kernels() {
          const at::Tensor&,
          const at::Tensor&) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
       [](const at::Tensor&) { return false; }};
-  return k;
-}
-
-const model::RelPosAttentionKernels& relpos_attention_kernels() {
-  static const model::RelPosAttentionKernels k{
-      [](const at::Tensor&, const at::Tensor&, int64_t) -> std::vector<at::Tensor> {
-        no_kernels();
-      },
-      [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-         const at::Tensor&, int64_t) -> std::vector<at::Tensor> { no_kernels(); },
-      [](const at::Tensor&, int64_t) { return false; }};
   return k;
 }
 

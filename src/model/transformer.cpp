@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 
 #include "model/macs.h"
-#include "model/relpos_attention.h"
 
 namespace coatnet::model {
 
@@ -25,11 +24,8 @@ at::Tensor Attention2dImpl::forward(const at::Tensor& x) {
               "image size (model.image_size) instead");
   const at::Tensor qkv_out = conv(qkv, x);
   count_dot(2 * b * heads * n * n, dim_head);  // q·k and attn·v
-  const RelPosAttentionKernels* k = relpos_attention_kernels();
   // (b, n, heads·dim_head): token-major, so NHWC.
-  const at::Tensor out = k && k->applies(qkv_out, heads)
-                             ? relpos_attention(*k, qkv_out, rel_pos->table, heads)
-                             : relpos_attention_composite(qkv_out, *rel_pos, heads);
+  const at::Tensor out = relpos_attention_composite(qkv_out, *rel_pos, heads);
   if (x.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
     // The projection takes the tokens in their own layout, channels-last. Handing it the NCHW
     // reshape below instead (the timm way) copies them into the other layout: on an H100 this

@@ -22,8 +22,9 @@ TORCH_MODULE(Attention2d);
 
 // The attention from the qkv convolution's output (B, heads·3·D, H, W) with ATen: q, k and v
 // sliced and made contiguous token-major, the bias gathered from the table, then
-// scaled_dot_product_attention. (B, H·W, heads·D). What model::relpos_attention's kernels
-// replace.
+// scaled_dot_product_attention. (B, H·W, heads·D). A fused CUDA kernel of it (flash-attention
+// tiles with the table gathered inside, WMMA) measured 0.35-0.54x this on an H100 and was
+// removed (docs/GPU.md, "Kernels").
 at::Tensor relpos_attention_composite(const at::Tensor& qkv, RelPosBiasImpl& rel_pos,
                                       int64_t heads);
 

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "checkpoint/checkpointer.h"
 #include "cuda/device_memory.h"
@@ -10,6 +12,7 @@
 #include "model/variants.h"
 #include "model/weights.h"
 #include "train/graphed_step.h"
+#include "util/text.h"
 
 namespace coatnet::train {
 
@@ -135,11 +138,10 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   if (part.sharded()) buckets.scatter_into(grads, part);
   if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
   if (const model::BnGeluKernels* k = bn_gelu_kernels(cfg, device)) bn_gelu.emplace(k);
-  if (const model::RelPosAttentionKernels* k = relpos_attention_kernels(cfg, device))
-    relpos_attention.emplace(k);
-  if (cfg.get_bool("train.pointwise_gemm")) pointwise_gemm.emplace(true);
-  if (cfg.get_bool("train.se_fold")) se_fold.emplace(true);
-  if (cfg.get_bool("train.bn_fold")) bn_fold.emplace(true);
+  // cfg is resolved_for this device: auto is true or false by now.
+  if (cfg.get_string("train.pointwise_gemm") == "true") pointwise_gemm.emplace(true);
+  if (cfg.get_string("train.se_fold") == "true") se_fold.emplace(true);
+  if (cfg.get_string("train.bn_fold") == "true") bn_fold.emplace(true);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =
@@ -179,12 +181,21 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
   // precision.backend and data.channels_last as resolved for this device (auto: bf16 and
   // channels-last on a GPU).
   const std::string gpu = device.is_cuda() ? cuda::device_name(device) : "";
+  // What of the model's arithmetic runs other than as ATen's composites (train.cuda_kernels and
+  // the folds; auto turns the ones measured faster on a GPU on there).
+  std::vector<std::string> fused;
+  if (batch_prep_kernel) fused.push_back("batch_prep");
+  if (bn_gelu) fused.push_back("bn_gelu");
+  if (bn_fold) fused.push_back("bn_fold");
+  if (se_fold) fused.push_back("se_fold");
+  if (pointwise_gemm) fused.push_back("pointwise_gemm");
   return "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
          std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
          device.str() + (gpu.empty() ? "" : " (" + gpu + ")") + ", " +
          cfg.get_string("precision.backend") +
-         (channels_last(cfg, device) ? ", channels-last" : "") + ", comm " + comm->name() + ", " +
-         std::to_string(buckets.buckets().size()) + " gradient bucket(s)" +
+         (channels_last(cfg, device) ? ", channels-last" : "") +
+         (fused.empty() ? std::string() : " (" + text::join(fused, ", ") + ")") + ", comm " +
+         comm->name() + ", " + std::to_string(buckets.buckets().size()) + " gradient bucket(s)" +
          (part.sharded()
               ? ", optimizer state sharded over " + std::to_string(part.world) + " ranks (ZeRO-1)"
               : std::string()) +

@@ -23,7 +23,6 @@
 #include "model/bn_gelu.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
-#include "model/relpos_attention.h"
 #include "train/checkpoint_state.h"
 #include "train/ema.h"
 #include "train/flat_params.h"
@@ -62,12 +61,11 @@ class RunParts {
   // the reduced gradients of that range (flat.grads itself without ZeRO-1).
   const dist::Partition part;
   const at::Tensor grads;
-  std::optional<dist::SyncBatchNormScope> sync_bn;   // dist.sync_bn
-  std::optional<model::BnGeluKernelsScope> bn_gelu;  // train.cuda_kernels: bn_gelu, on a GPU
-  std::optional<model::RelPosAttentionKernelsScope> relpos_attention;  // ... relpos_attention
-  std::optional<model::PointwiseGemmScope> pointwise_gemm;             // train.pointwise_gemm
-  std::optional<model::SeFoldScope> se_fold;                           // train.se_fold
-  std::optional<model::BnFoldScope> bn_fold;                           // train.bn_fold
+  std::optional<dist::SyncBatchNormScope> sync_bn;          // dist.sync_bn
+  std::optional<model::BnGeluKernelsScope> bn_gelu;         // train.cuda_kernels: bn_gelu, on a GPU
+  std::optional<model::PointwiseGemmScope> pointwise_gemm;  // train.pointwise_gemm
+  std::optional<model::SeFoldScope> se_fold;                // train.se_fold
+  std::optional<model::BnFoldScope> bn_fold;                // train.bn_fold
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0

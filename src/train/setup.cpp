@@ -2,7 +2,6 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
-#include "cuda/relpos_attention.h"
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
@@ -15,6 +14,7 @@
 #include "data/dataset.h"
 #include "dist/world.h"
 #include "model/variants.h"
+#include "util/text.h"
 
 namespace coatnet::train {
 
@@ -90,12 +90,39 @@ at::Device choose_device(const config::Config& cfg, const dist::World& world) {
   return device;
 }
 
+namespace {
+// train.cuda_kernels with auto replaced by the kernels measured faster on an H100 (bn_gelu),
+// where this build has them: a default never fails a build without nvcc.
+std::vector<std::string> kernels_for(const std::vector<std::string>& kernels,
+                                     const at::Device& device) {
+  std::vector<std::string> out;
+  for (const std::string& k : kernels) {
+    if (k != "auto") {
+      out.push_back(k);
+    } else if (device.is_cuda() && cuda::kernels_built() &&
+               std::find(kernels.begin(), kernels.end(), "bn_gelu") == kernels.end()) {
+      out.push_back("bn_gelu");
+    }
+  }
+  return out;
+}
+}  // namespace
+
 config::Config resolved_for(const config::Config& cfg, const at::Device& device) {
   config::Config out = cfg;
   if (cfg.get_string("precision.backend") == "auto")
     out.set(std::string("precision.backend=") + (device.is_cuda() ? "bf16" : "fp32"));
   if (cfg.get_string("data.channels_last") == "auto")  // one rule: channels_last() below
     out.set(std::string("data.channels_last=") + (channels_last(cfg, device) ? "true" : "false"));
+  // The rewrites of the model's arithmetic that measured faster on an H100 (docs/GPU.md): on by
+  // default on a GPU. On CPU they were never measured faster, and the CPU tests hold them to
+  // the composite's results, so auto keeps a CPU run as it was.
+  for (const char* key : {"train.pointwise_gemm", "train.bn_fold", "train.se_fold"})
+    if (cfg.get_string(key) == "auto")
+      out.set(std::string(key) + "=" + (device.is_cuda() ? "true" : "false"));
+  const std::vector<std::string>& kernels = cfg.get_strings("train.cuda_kernels");
+  if (std::find(kernels.begin(), kernels.end(), "auto") != kernels.end())
+    out.set("train.cuda_kernels=[" + text::join(kernels_for(kernels, device), ", ") + "]");
   return out;
 }
 
@@ -119,11 +146,15 @@ namespace {
 bool wants_cuda_kernel(const config::Config& cfg, const at::Device& device,
                        const std::string& name) {
   bool wanted = false;
-  for (const std::string& k : cfg.get_strings("train.cuda_kernels")) {
-    if (k != "batch_prep" && k != "bn_gelu" && k != "relpos_attention")
+  for (const std::string& k : kernels_for(cfg.get_strings("train.cuda_kernels"), device)) {
+    if (k == "relpos_attention")
       throw std::invalid_argument(
-          "train.cuda_kernels: unknown kernel '" + k +
-          "'; the kernels of src/cuda are: batch_prep, bn_gelu, relpos_attention");
+          "train.cuda_kernels: relpos_attention was removed: on an H100 it ran at 0.35-0.54x "
+          "the ATen attention it replaced (docs/GPU.md, \"Kernels\"); the T blocks use "
+          "scaled_dot_product_attention. Drop it from the list");
+    if (k != "batch_prep" && k != "bn_gelu")
+      throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + k +
+                                  "'; the kernels of src/cuda are: batch_prep, bn_gelu");
     wanted = wanted || k == name;
   }
   if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores them
@@ -149,12 +180,6 @@ bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
 
 const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device) {
   return wants_cuda_kernel(cfg, device, "bn_gelu") ? &cuda::bn_gelu_kernels() : nullptr;
-}
-
-const model::RelPosAttentionKernels* relpos_attention_kernels(const config::Config& cfg,
-                                                              const at::Device& device) {
-  return wants_cuda_kernel(cfg, device, "relpos_attention") ? &cuda::relpos_attention_kernels()
-                                                            : nullptr;
 }
 
 LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,

@@ -10,7 +10,6 @@
 #include "data/loader.h"
 #include "data/mixup.h"
 #include "model/bn_gelu.h"
-#include "model/relpos_attention.h"
 #include "train/loss.h"
 #include "train/optim.h"
 
@@ -41,10 +40,6 @@ bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
 // The fused BatchNorm + GELU kernels when train.cuda_kernels asks for bn_gelu on a GPU, else
 // nullptr (the composite); errors as use_batch_prep_kernel.
 const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device);
-// The fused relative-position attention kernels when train.cuda_kernels asks for
-// relpos_attention on a GPU, else nullptr (the composite); errors as use_batch_prep_kernel.
-const model::RelPosAttentionKernels* relpos_attention_kernels(const config::Config& cfg,
-                                                              const at::Device& device);
 // cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.

@@ -262,7 +262,6 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   run.comm->barrier("end of training");
   run.sync_bn.reset();
   run.bn_gelu.reset();
-  run.relpos_attention.reset();
   run.pointwise_gemm.reset();
   run.se_fold.reset();
   run.bn_fold.reset();

@@ -22,12 +22,10 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
-#include "cuda/relpos_attention.h"
 #include "data/mixup.h"
 #include "model/bn_fold.h"
 #include "model/layers.h"
 #include "model/relpos.h"
-#include "model/relpos_attention.h"
 #include "model/transformer.h"
 #include "train/precision.h"
 #include "util/json.h"
@@ -80,50 +78,6 @@ std::string bench_bn_gelu(int64_t n, int64_t c, int64_t hw, const at::Device& gp
                 static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(hw),
                 static_cast<long long>(hw), fused, composite, composite / fused,
                 bytes / fused / 1e6);
-  return line;
-}
-
-// The T blocks' attention forward + backward from the qkv convolution's output (bf16,
-// channels-last) to the projection's input, gradients of qkv and the table: the fused kernels
-// against the model's composite (q, k, v copied token-major, the bias gathered, then
-// scaled_dot_product_attention; model::relpos_attention_composite).
-std::string bench_relpos(int64_t batch, int64_t heads, int64_t grid, int64_t d,
-                         const at::Device& gpu) {
-  model::RelPosBias rel_pos(grid, grid, heads);
-  rel_pos->to(gpu);
-  at::Tensor qkv = at::randn({batch, heads * 3 * d, grid, grid}, at::TensorOptions().device(gpu))
-                       .to(at::kBFloat16)
-                       .contiguous(at::MemoryFormat::ChannelsLast)
-                       .requires_grad_();
-  at::Tensor dout = at::randn({batch, grid * grid, heads * d}, qkv.options());
-  auto grads = [&](const at::Tensor& out) {
-    (void)torch::autograd::grad({out}, {qkv, rel_pos->table}, {dout});
-  };
-  const model::RelPosAttentionKernels& k = cuda::relpos_attention_kernels();
-  const double fused =
-      median_ms([&] { grads(model::relpos_attention(k, qkv, rel_pos->table, heads)); }, 10);
-  const double fused_forward =
-      median_ms([&] { (void)k.forward(qkv.detach(), rel_pos->table.detach(), heads); }, 10);
-  const double composite =
-      median_ms([&] { grads(model::relpos_attention_composite(qkv, *rel_pos, heads)); }, 10);
-  const double composite_forward = median_ms(
-      [&] {
-        at::NoGradGuard no_grad;
-        (void)model::relpos_attention_composite(qkv, *rel_pos, heads);
-      },
-      10);
-  // Tensor-core work: q·kᵀ and p·v forward; the backward recomputes q·kᵀ twice and makes 5 more.
-  const double flops = 2.0 * batch * heads * grid * grid * grid * grid * d * (2 + 7);
-  char line[640];
-  std::snprintf(line, sizeof line,
-                "{\"kernel\":\"relpos_attention\",\"shape\":[%lld,%lld,%lld,%lld],"
-                "\"dtype\":\"bf16\",\"kernel_ms\":%.4f,\"kernel_forward_ms\":%.4f,"
-                "\"composite_ms\":%.4f,\"composite_forward_ms\":%.4f,\"speedup\":%.2f,"
-                "\"kernel_tflops\":%.1f}",
-                static_cast<long long>(batch), static_cast<long long>(heads),
-                static_cast<long long>(grid * grid), static_cast<long long>(d), fused,
-                fused_forward, composite, composite_forward, composite / fused,
-                flops / fused / 1e9);
   return line;
 }
 
@@ -265,10 +219,6 @@ int main(int argc, char** argv) {
   // coatnet_0's S1 (96 wide, expanded 4x, 56 px) and S2 (192, 28 px) at this batch.
   for (auto [c, hw] : {std::pair<int64_t, int64_t>{384, size / 4}, {768, size / 8}})
     row("bn_gelu", [&, c = c, hw = hw] { return bench_bn_gelu(batch, c, hw, gpu); });
-  // coatnet_0_224's S3 (12 heads on 14x14) and S4 (24 on 7x7), and S3 at 384 px (24x24).
-  for (auto [heads, grid] : {std::pair<int64_t, int64_t>{12, size / 16}, {24, size / 32}, {12, 24}})
-    row("relpos_attention",
-        [&, heads = heads, grid = grid] { return bench_relpos(batch, heads, grid, 32, gpu); });
   // coatnet_0's MBConv projection at S1 (384 -> 96, 56 px) and a T block's MLP at S3 (384 ->
   // 1536 -> 384, 14 px).
   for (auto [in, out, hw] : {std::tuple<int64_t, int64_t, int64_t>{384, 96, size / 4},

@@ -24,12 +24,10 @@
 #include "cli/args.h"
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
-#include "cuda/relpos_attention.h"
 #include "model/bn_fold.h"
 #include "model/bn_gelu.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
-#include "model/relpos_attention.h"
 #include "train/precision.h"
 #include "util/json.h"
 #include "util/text.h"
@@ -39,8 +37,7 @@ using namespace coatnet;
 namespace {
 
 // The opt-ins one at a time; a variant is one of them, "default" (none) or "all".
-const std::vector<std::string> kOptIns{"bn_fold", "se_fold", "pointwise_gemm", "bn_gelu",
-                                       "relpos_attention"};
+const std::vector<std::string> kOptIns{"bn_fold", "se_fold", "pointwise_gemm", "bn_gelu"};
 
 struct Variant {
   std::string name;
@@ -65,14 +62,11 @@ struct VariantScope {
     if (v.on.count("se_fold")) se_fold.emplace(true);
     if (v.on.count("pointwise_gemm")) gemm.emplace(true);
     if (v.on.count("bn_gelu") && cuda::kernels_built()) bn_gelu.emplace(&cuda::bn_gelu_kernels());
-    if (v.on.count("relpos_attention") && cuda::kernels_built())
-      relpos.emplace(&cuda::relpos_attention_kernels());
   }
   std::optional<model::BnFoldScope> bn_fold;
   std::optional<model::SeFoldScope> se_fold;
   std::optional<model::PointwiseGemmScope> gemm;
   std::optional<model::BnGeluKernelsScope> bn_gelu;
-  std::optional<model::RelPosAttentionKernelsScope> relpos;
 };
 
 }  // namespace
@@ -86,9 +80,8 @@ int main(int argc, char** argv) {
       .option("batch", "B", "images per step", "128")
       .option("device", "cpu|cuda", "where to run (cuda: bf16 autocast)", "cuda")
       .option("variants", "LIST",
-              "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, "
-              "relpos_attention, all",
-              "default,bn_fold,se_fold,pointwise_gemm,bn_gelu,relpos_attention,all")
+              "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, all",
+              "default,bn_fold,se_fold,pointwise_gemm,bn_gelu,all")
       .option("warmup", "N", "untimed steps per variant first", "3")
       .option("steps", "N", "timed steps per variant and round", "10")
       .option("rounds", "N", "interleaved rounds; the median round counts", "3")

@@ -36,7 +36,7 @@ echo "========= COMPUTE-SANITIZER"
 while [[ $1 != */coatnet_tests ]]; do shift; done
 "$@"
 if [[ $MODE == race && $tool == racecheck ]]; then
-  echo "========= Error: Race reported between Write access at relpos_forward_kernel+0x1a0"
+  echo "========= Error: Race reported between Write access at bn_gelu_reduce_kernel+0x1a0"
   echo "========= RACECHECK SUMMARY: 1 hazard displayed (1 error, 0 warnings)"; exit 3
 fi
 [[ $tool == racecheck ]] && echo "========= RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)" ||
@@ -56,7 +56,7 @@ run clean
 ((rc == 0)) || { cat "$t/out"; fail "clean run exited $rc"; }
 for tool in memcheck racecheck synccheck; do
   grep -q "^$tool: .*SUMMARY: 0 .*tests: \[  PASSED  \] 3 tests" "$t/out" || { cat "$t/out"; fail "no $tool line"; }
-  grep -q -- "--tool $tool .*--kernel-name kns=coatnet .*coatnet_tests --gtest_filter=.*RelPosAttentionKernel.MatchesTheCompositeOnGpu" "$t/calls" ||
+  grep -q -- "--tool $tool .*--kernel-name kns=coatnet .*coatnet_tests --gtest_filter=.*BnGeluKernel.MatchesTheReferenceOnGpu" "$t/calls" ||
     { cat "$t/calls"; fail "$tool not run on the kernels' tests with the kernel filter"; }
 done
 [[ $(grep -c 'caching=1' "$t/calls.tests") == 3 ]] || fail "the caching allocator was not off in every run"
@@ -71,7 +71,7 @@ run nofilter
 run race
 ((rc == 1)) || { cat "$t/out"; fail "a hazard should fail it (exit $rc)"; }
 grep -q '^racecheck: RACECHECK SUMMARY: 1 hazard displayed (1 error' "$t/out" || { cat "$t/out"; fail "no hazard summary"; }
-grep -q 'Race reported between Write access at relpos_forward_kernel' "$t/out" || fail "the report is not printed"
+grep -q 'Race reported between Write access at bn_gelu_reduce_kernel' "$t/out" || fail "the report is not printed"
 grep -q '^memcheck: ERROR SUMMARY: 0 errors' "$t/out" || fail "memcheck's line is missing"
 
 # A runtime that refuses the tool (gVisor): skipped with the reason, not a kernel's failure.

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "config/config.h"
+#include "cuda/batch_prep.h"
 #include "data/mixup.h"
 #include "model/coatnet.h"
 #include "train/ema.h"
@@ -18,6 +19,7 @@
 #include "train/loss.h"
 #include "train/optim.h"
 #include "train/precision.h"
+#include "train/setup.h"
 #include "train/zero.h"
 
 using namespace coatnet;
@@ -370,4 +372,32 @@ TEST(Precision, Bf16AutocastsForwardOnlyInsideItsScope) {
   }
   EXPECT_EQ(fc->forward(x).scalar_type(), at::kFloat);
   EXPECT_EQ(train::make_precision("fp32")->autocast(at::Device(at::kCPU)), nullptr);
+}
+
+// auto: the rewrites of the model's arithmetic that measured faster on an H100 (bn_gelu, the
+// folds, the pointwise GEMMs) are on for a GPU run, off for a CPU run (never measured faster
+// there), and an explicit value or list always wins.
+TEST(Setup, AutoTurnsOnWhatMeasuredFasterOnAGpuOnly) {
+  const at::Device cpu(at::kCPU), gpu(at::kCUDA, 0);
+  const config::Config d = config::Config::defaults();
+  const char* folds[] = {"train.pointwise_gemm", "train.bn_fold", "train.se_fold"};
+  for (const char* key : folds) {
+    EXPECT_EQ(d.get_string(key), "auto") << key;
+    EXPECT_EQ(train::resolved_for(d, gpu).get_string(key), "true") << key;
+    EXPECT_EQ(train::resolved_for(d, cpu).get_string(key), "false") << key;
+  }
+  using Kernels = std::vector<std::string>;
+  const Kernels on_gpu = coatnet::cuda::kernels_built() ? Kernels{"bn_gelu"} : Kernels{};
+  EXPECT_EQ(train::resolved_for(d, gpu).get_strings("train.cuda_kernels"), on_gpu)
+      << "a build without nvcc gets no kernel by default, and no error";
+  EXPECT_EQ(train::resolved_for(d, cpu).get_strings("train.cuda_kernels"), Kernels{});
+  const config::Config off = config::Config::load(
+      "", {"train.bn_fold=false", "train.se_fold=true", "train.cuda_kernels=[batch_prep]"});
+  EXPECT_EQ(train::resolved_for(off, gpu).get_string("train.bn_fold"), "false");
+  EXPECT_EQ(train::resolved_for(off, cpu).get_string("train.se_fold"), "true");
+  EXPECT_EQ(train::resolved_for(off, gpu).get_strings("train.cuda_kernels"), Kernels{"batch_prep"});
+  const config::Config both = config::Config::load("", {"train.cuda_kernels=[auto, batch_prep]"});
+  const Kernels want =
+      coatnet::cuda::kernels_built() ? Kernels{"bn_gelu", "batch_prep"} : Kernels{"batch_prep"};
+  EXPECT_EQ(train::resolved_for(both, gpu).get_strings("train.cuda_kernels"), want);
 }
