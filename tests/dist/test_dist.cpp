@@ -72,6 +72,24 @@ struct Flat {
   }
 };
 
+// A 12-layer MLP whose gradients are bucketed (64 KiB first, then 128 KiB) over `comm`, and a
+// global batch of 8 rows per rank.
+struct BucketedMlp {
+  explicit BucketedMlp(dist::Comm& comm)
+      : m(12, 128),
+        params(m.params_backward_order()),
+        flat(params),
+        buckets(params, flat.grads, flat.offsets, comm, 64 << 10, 128 << 10) {
+    at::manual_seed(11);
+    x = at::randn({8 * comm.size(), 128});
+  }
+  Mlp m;
+  std::vector<at::Tensor> params;
+  Flat flat;
+  dist::GradBuckets buckets;
+  at::Tensor x;
+};
+
 // The rows of a global batch that belong to `rank` (the global batch is the same everywhere).
 at::Tensor slice(const at::Tensor& global, int rank, int world) {
   const int64_t b = global.size(0) / world;
@@ -202,13 +220,13 @@ TEST(Comm, NcclAllreduceClosedFormOnGpu) {
 TEST(GradBuckets, AveragesLikeOneBigBatch) {
   auto comm = make();
   const int r = comm->rank(), w = comm->size();
-  Mlp m(12, 128);
-  auto params = m.params_backward_order();
-  Flat flat(params);
-  dist::GradBuckets buckets(params, flat.grads, flat.offsets, *comm, 64 << 10, 128 << 10);
+  BucketedMlp net(*comm);
+  Mlp& m = net.m;
+  auto& params = net.params;
+  Flat& flat = net.flat;
+  dist::GradBuckets& buckets = net.buckets;
+  const at::Tensor& x = net.x;
   ASSERT_GE(buckets.buckets().size(), 4u);
-  at::manual_seed(11);
-  at::Tensor x = at::randn({8 * w, 128});
 
   buckets.zero();
   buckets.begin_backward(true);
@@ -487,26 +505,21 @@ int main(int argc, char** argv) {
 TEST(GradBuckets, RemadeAccumulatorsAreNewAndHooked) {
   auto comm = make();
   const int r = comm->rank(), w = comm->size();
-  Mlp m(12, 128);
-  auto params = m.params_backward_order();
-  Flat flat(params);
-  dist::GradBuckets buckets(params, flat.grads, flat.offsets, *comm, 64 << 10, 128 << 10);
-  ASSERT_GE(buckets.buckets().size(), 4u);
-  at::manual_seed(11);
-  at::Tensor x = at::randn({8 * w, 128});
+  BucketedMlp net(*comm);
+  dist::GradBuckets& buckets = net.buckets;
   auto step = [&] {
     buckets.zero();
     buckets.begin_backward(true);
-    loss_of(m, slice(x, r, w)).backward();
+    loss_of(net.m, slice(net.x, r, w)).backward();
     buckets.finish();
-    return flat.grads.clone();
+    return net.flat.grads.clone();
   };
   const at::Tensor before = step();
   std::vector<std::weak_ptr<torch::autograd::Node>> old;
-  for (const auto& p : params) old.push_back(torch::autograd::impl::grad_accumulator(p));
+  for (const auto& p : net.params) old.push_back(torch::autograd::impl::grad_accumulator(p));
 
   {
-    const at::Tensor held = loss_of(m, slice(x, r, w));  // its graph holds the accumulators
+    const at::Tensor held = loss_of(net.m, slice(net.x, r, w));  // its graph holds the accumulators
     try {
       buckets.remake_accumulators();
       ADD_FAILURE() << "remade accumulators that a loss still held";

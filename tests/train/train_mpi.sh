@@ -147,34 +147,29 @@ errors)
   [[ $rc != 0 && $rc != 124 ]] || fail "expected failure (rc $rc)"
   echo "$out" | grep -q "data.batch_size = 16 is not divisible by the world size 3" ||
     { echo "$out"; fail "no message about the batch size"; }
-  set +e
-  out=$("$coatnet" train "${common[@]}" --set dist.backend=nccl 2>&1)
-  rc=$?
-  set -e
-  [[ $rc == 1 ]] || fail "nccl without a GPU: expected exit 1, got $rc"
-  echo "$out" | grep -q "nccl needs a GPU" || { echo "$out"; fail "no message about nccl"; }
-  set +e
-  out=$("$coatnet" train "${common[@]}" --set "train.cuda_kernels=[batch_prep, fused_all]" 2>&1)
-  rc=$?
-  set -e
-  [[ $rc == 1 ]] || fail "an unknown CUDA kernel: expected exit 1, got $rc"
-  echo "$out" | grep -q "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu" ||
-    { echo "$out"; fail "no message naming the unknown kernel"; }
+  # fails_with WHAT MESSAGE SETTING...: one rank's run with these settings ends with exit 1 and
+  # MESSAGE.
+  fails_with() {
+    local what=$1 message=$2 out rc
+    shift 2
+    set +e
+    out=$("$coatnet" train "${common[@]}" "$@" 2>&1)
+    rc=$?
+    set -e
+    [[ $rc == 1 ]] || fail "$what: expected exit 1, got $rc"
+    echo "$out" | grep -qF -- "$message" || { echo "$out"; fail "$what: no message '$message'"; }
+  }
+  fails_with "nccl without a GPU" "nccl needs a GPU" --set dist.backend=nccl
+  fails_with "an unknown CUDA kernel" \
+    "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu" \
+    --set "train.cuda_kernels=[batch_prep, fused_all]"
   # A kernel removed after it measured slower names why, not just "unknown".
-  set +e
-  out=$("$coatnet" train "${common[@]}" --set "train.cuda_kernels=[relpos_attention]" 2>&1)
-  rc=$?
-  set -e
-  [[ $rc == 1 ]] || fail "a removed CUDA kernel: expected exit 1, got $rc"
-  echo "$out" | grep -q "train.cuda_kernels: relpos_attention was removed: on an H100 it ran at 0.35-0.54x" ||
-    { echo "$out"; fail "no message naming the removed kernel"; }
-  set +e
-  out=$("$coatnet" train "${common[@]}" --set train.cuda_graph=true 2>&1)
-  rc=$?
-  set -e
-  [[ $rc == 1 ]] || fail "train.cuda_graph on a CPU: expected exit 1, got $rc"
-  echo "$out" | grep -q "train.cuda_graph = true needs a CUDA device, and this rank runs on cpu" ||
-    { echo "$out"; fail "no message about train.cuda_graph without a GPU"; }
+  fails_with "a removed CUDA kernel" \
+    "train.cuda_kernels: relpos_attention was removed: on an H100 it ran at 0.35-0.54x" \
+    --set "train.cuda_kernels=[relpos_attention]"
+  fails_with "train.cuda_graph on a CPU" \
+    "train.cuda_graph = true needs a CUDA device, and this rank runs on cpu" \
+    --set train.cuda_graph=true
   # Out of memory on one rank (CUDA's error, injected at step index 3 on rank 1): the job ends
   # with the error and what to change, named with the run's values, and the checkpoint of step 2
   # is what --resume auto continues from.
