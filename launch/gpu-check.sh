@@ -143,8 +143,8 @@ selected() {
   record "$1 $2" "skip (--only)" 0 ""
   return 1
 }
-# Steps that run only when --only names them (each opt-in's own training run: optin_steps times
-# them all in a minute; these say why one won or lost, with a profile each).
+# Steps that run only when --only names them (Nsight Compute's counters: two minutes, and only
+# needed to say why a kernel is slow).
 on_request=",kernel_counters,"
 selected_by_default() {  # KIND NAME
   [[ $on_request != *",$2,"* || $only == *",$2,"* ]] && return 0

@@ -56,11 +56,11 @@ GradBuckets::GradBuckets(std::vector<at::Tensor> params, at::Tensor flat_grads,
     b.end = offsets[i] + n;
     b.params.push_back(i);
     bucket_of_[i] = buckets_.size() - 1;
-    hook_accumulator(i);
+    accumulators_.push_back(hooked_accumulator(i));
   }
 }
 
-void GradBuckets::hook_accumulator(size_t i) {
+std::shared_ptr<torch::autograd::Node> GradBuckets::hooked_accumulator(size_t i) {
   // The accumulator must be held: the parameter keeps only a weak reference to it, and a new
   // one (without our hook) would be made after each backward frees the graph.
   auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
@@ -68,8 +68,7 @@ void GradBuckets::hook_accumulator(size_t i) {
     throw std::invalid_argument("GradBuckets: parameter " + std::to_string(i) +
                                 " does not require grad");
   acc->add_post_hook(std::make_unique<ReadyHook>(this, i));
-  if (accumulators_.size() <= i) accumulators_.resize(i + 1);
-  accumulators_[i] = std::move(acc);
+  return acc;
 }
 
 void GradBuckets::remake_accumulators() {
@@ -83,7 +82,7 @@ void GradBuckets::remake_accumulators() {
           std::to_string(accumulators_[i].use_count() - 1) +
           " reference(s): a step's loss or autograd graph); remake them before the first step");
   accumulators_.clear();  // each is destroyed here: the parameters hold weak references only
-  for (size_t i = 0; i < params_.size(); ++i) hook_accumulator(i);
+  for (size_t i = 0; i < params_.size(); ++i) accumulators_.push_back(hooked_accumulator(i));
 }
 
 GradBuckets::~GradBuckets() {

@@ -74,7 +74,8 @@ class GradBuckets {
  private:
   double since_begin() const;
   void launch_ready();
-  void hook_accumulator(size_t param_index);
+  // The parameter's gradient accumulator with a ReadyHook on it.
+  std::shared_ptr<torch::autograd::Node> hooked_accumulator(size_t param_index);
   void poll_in_flight();
 
   std::vector<at::Tensor> params_;

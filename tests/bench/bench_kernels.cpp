@@ -25,8 +25,6 @@
 #include "data/mixup.h"
 #include "model/bn_fold.h"
 #include "model/layers.h"
-#include "model/relpos.h"
-#include "model/transformer.h"
 #include "train/precision.h"
 #include "util/json.h"
 
