@@ -31,7 +31,7 @@
 #    NCCL rank; a second is refused with a clear error) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
 #    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
 #    the GPU and resumed bit-exactly, the step profiler, the step as a CUDA graph against the
-#    eager step (train.cuda_graph), the kernels' tests under compute-sanitizer (memcheck,
+#    eager step (train.cuda_graph), no host wait inside a step (train.sync_check), the kernels' tests under compute-sanitizer (memcheck,
 #    racecheck, synccheck);
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
 #    (ours, with its GPU defaults: the bn_gelu kernel, train.pointwise_gemm, train.se_fold,
@@ -79,7 +79,8 @@ if [[ -n $why ]]; then
   echo "  build build-gpu/ against that machine's torch, run the GPU tests (NCCL and SyncBatchNorm"
   echo "  at W=1, MPI across 2 ranks, pinned loader, bf16/fp16 vs fp32 training, GPU checkpoint"
   echo "  resumed bit-exactly, the kernels of src/cuda against their references and under"
-  echo "  compute-sanitizer, the step as a CUDA graph against the eager step), then time"
+  echo "  compute-sanitizer, the step as a CUDA graph against the eager step, no host wait"
+  echo "  inside a training step), then time"
   echo "  coatnet_0_224 bf16 training (ours, ours with each opt-in kernel, timm eager, timm +"
   echo "  torch.compile), MFU, each kernel against its ATen composite, the longest kernels'"
   echo "  launching operators, and the loader against what the GPU consumes."
@@ -201,6 +202,10 @@ test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" profile "$coatnet" "$py"
 test_step cuda_graph_gpu 180 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" cuda_graph "$coatnet" "$py"
+# No training step makes the host wait for the GPU (train.sync_check=error), and one that reads
+# a value back is caught, naming the step.
+test_step sync_free_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
+  bash "$root/tests/train/train_mpi.sh" sync_free "$coatnet" "$py"
 
 
 # --- 3. benchmarks --------------------------------------------------------------------------------

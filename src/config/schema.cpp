@@ -145,6 +145,10 @@ std::vector<KeySpec> build() {
           "gradient all-reduce, clipping, AdamW, EMA) as one CUDA graph and replay it every step; "
           "optim.accum_steps 1, one rank per GPU with nccl, without ZeRO-1 (optim.zero auto "
           "then means 0)"),
+      choice("train.sync_check", "off", {"off", "warn", "error"},
+             "GPU: warn about, or end the run at, an operation that makes the host wait for the "
+             "GPU inside a training step (a copy from pageable memory, .item()); log, evaluation "
+             "and checkpoint steps read results back and are not checked"),
       key("train.deterministic", K::Bool, "false",
           "GPU: deterministic cuDNN and ATen algorithms (bit-identical reruns and resumes), "
           "instead of cuDNN's benchmark mode (the fastest algorithms, chosen per run)"),

@@ -74,17 +74,18 @@ void Loader::submit_one() {
   // layout is the allocation's own: re-laying out afterwards would copy into ordinary memory
   // and lose the pinning. Pinned blocks come from CUDA's caching host allocator: after the
   // first batches no cudaHostAlloc happens on this path.
+  // The labels and the valid rows are pinned too: a copy to the GPU from pageable memory waits
+  // for all the work queued on the stream, which would stall every step on the last one.
+  const auto host = at::TensorOptions().pinned_memory(opt_.pin_memory);
   const auto layout =
       opt_.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   p->batch.images =
-      at::empty({b, t.channels, t.size, t.size}, at::TensorOptions()
-                                                     .dtype(opt_.normalize ? at::kFloat : at::kByte)
-                                                     .pinned_memory(opt_.pin_memory)
-                                                     .memory_format(layout));
+      at::empty({b, t.channels, t.size, t.size},
+                host.dtype(opt_.normalize ? at::kFloat : at::kByte).memory_format(layout));
   const ShardMeta& meta = dataset_->meta();
-  p->batch.valid = at::zeros({b}, at::kBool);
-  p->batch.targets = meta.multi_label ? at::zeros({b, meta.num_classes}, at::kFloat)
-                                      : at::full({b}, -1, at::kLong);
+  p->batch.valid = at::zeros({b}, host.dtype(at::kBool));
+  p->batch.targets = meta.multi_label ? at::zeros({b, meta.num_classes}, host.dtype(at::kFloat))
+                                      : at::full({b}, -1, host.dtype(at::kLong));
   p->remaining = static_cast<int>(b);
 
   auto finish = [p] {

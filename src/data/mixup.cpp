@@ -54,9 +54,10 @@ MixInfo draw_mix(const MixOptions& o, int64_t epoch, int64_t step, int64_t h, in
 
 at::Tensor partners_of(const at::Tensor& rows) {
   const int64_t b = rows.size(0);
-  at::Tensor idx = at::arange(b, at::TensorOptions().dtype(at::kLong)).bitwise_xor(1);
-  if (b % 2 == 1) idx[b - 1] = b - 1;
-  return rows.index_select(0, idx.to(rows.device()));
+  // Made on the rows' device: a small index copied from the host would wait for the GPU.
+  at::Tensor idx = at::arange(b, rows.options().dtype(at::kLong)).bitwise_xor_(1);
+  if (b % 2 == 1) idx.narrow(0, b - 1, 1).fill_(b - 1);
+  return rows.index_select(0, idx);
 }
 
 void mix_images(at::Tensor& images, const MixInfo& m) {

@@ -24,11 +24,11 @@ EvalResult evaluate(model::CoAtNetImpl& net, data::Loader& loader, dist::Comm& c
   int64_t corrupt = 0;
   for (int64_t i = 0; i < loader.batches_per_epoch(); ++i) {
     data::Batch batch = loader.next();
-    at::Tensor valid = batch.valid.to(device);
+    at::Tensor valid = batch.valid.to(device, /*non_blocking=*/true);
     at::Tensor logits = net.forward(loader.images_on(batch, device)).to(at::kFloat);
     const int64_t k = std::min<int64_t>(5, logits.size(1));
     at::Tensor top = std::get<1>(logits.topk(k, 1));  // (B, k)
-    at::Tensor targets = batch.targets.to(device);
+    at::Tensor targets = batch.targets.to(device, /*non_blocking=*/true);
     at::Tensor hit;  // (B, k): is the j-th best class a true label?
     at::Tensor per_row;
     if (targets.dim() == 1) {

@@ -23,9 +23,11 @@ DeviceBatch on_device(const data::Batch& batch, const data::MixInfo& m, data::Lo
     out.images = loader.images_on(batch, device);
     data::mix_images(out.images, m);
   }
-  out.soft = data::mix_targets(
-      data::soft_targets(batch.targets.to(device), mix.num_classes, mix.label_smoothing), m);
-  out.valid = batch.valid.to(device);
+  // Asynchronous, from pinned memory (data.pin_memory): a step must not wait for the last one.
+  out.soft = data::mix_targets(data::soft_targets(batch.targets.to(device, /*non_blocking=*/true),
+                                                  mix.num_classes, mix.label_smoothing),
+                               m);
+  out.valid = batch.valid.to(device, /*non_blocking=*/true);
   return out;
 }
 

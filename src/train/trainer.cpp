@@ -8,12 +8,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include <sys/resource.h>
 
 #include "checkpoint/checkpointer.h"
 #include "cuda/device_memory.h"
+#include "cuda/sync_check.h"
 #include "dist/world.h"
 #include "train/graphed_step.h"
 #include "train/out_of_memory.h"
@@ -102,6 +105,34 @@ MemoryFigures window_memory(const at::Device& device, const dist::World& world) 
           device.is_cuda() ? "cuda_allocated" : "cpu_rss"};
 }
 
+// `work` (one step's data, forward, backward and update) under train.sync_check: an operation in
+// it that makes the host wait for the GPU warns, or ends the run naming the step ("error").
+template <typename Work>
+auto sync_checked(const std::string& mode, int64_t step, Work&& work) -> decltype(work()) {
+  const cuda::SyncCheck check(mode);
+  try {
+    return work();
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (mode != "error" || what.find("synchronizing CUDA operation") == std::string::npos) throw;
+    throw std::runtime_error(
+        "train.sync_check: step " + std::to_string(step + 1) + " made the host wait for the GPU (" +
+        what + "); a training step should not, only log, evaluation and checkpoint steps. " +
+        "Where, in c10's trace: " + e.what());
+  }
+}
+
+// Fault injection for the test of train.sync_check: COATNET_FAULT_SYNC_STEP=N makes the step of
+// index N (from 0, as COATNET_FAULT_OOM_STEP; step N + 1 in the logs) read a value back from the
+// device, which waits for the GPU.
+void maybe_read_back(int64_t step, const at::Device& device) {
+  const char* s = std::getenv("COATNET_FAULT_SYNC_STEP");
+  if (!s || std::atoll(s) != step) return;
+  std::fprintf(stderr, "fault injection: step %lld reads a value back from the device\n",
+               static_cast<long long>(step + 1));
+  (void)at::ones({1}, at::TensorOptions().device(device)).item<float>();
+}
+
 }  // namespace
 
 // COATNET_FAULT_STALL_AT: where in the step the rank stalls — "start" (the default: before
@@ -173,6 +204,9 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                         run.cfg.get_int("train.profile_steps"), run.device.is_cuda(),
                         root ? summary.run_dir + "/profile" : "",
                         [&](const std::string& m) { progress.message(m); });
+  // train.sync_check: c10's sync debug mode, on a GPU only (a CPU has nothing to wait for).
+  const std::string sync_check =
+      run.device.is_cuda() ? run.cfg.get_string("train.sync_check") : "off";
   for (int64_t step = start_step; step < loop.total_steps; ++step) {
     profiler.before_step(step);
     const auto t_step = clock_type::now();
@@ -182,18 +216,26 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     maybe_fail_allocation(world.rank(), step);
     at::manual_seed(key_of(step_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(loop.schedule, step);
-    ForwardBackward::Waits waits;
-    if (graphed && graphed->takes(step)) {
-      waits = graphed->run(step, lr, ckpt.get());
-      grad_norm = graphed->grad_norm();
-    } else {
-      run.buckets.zero();
-      waits = passes.run(step);
-      grad_norm = update_weights(run, skips, [&](const at::Tensor& found_inf) {
-        if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
-        run.optimizer.step(lr, found_inf);
-      });
-    }
+    // train.sync_check from the run's second step (the first settles lazy state: cuDNN's
+    // search, constants copied to the device), not while a save's copy to the host runs (the
+    // check is the process's, and that copy waits for the GPU by design).
+    const bool checked = step > start_step && !(ckpt && ckpt->pending());
+    const ForwardBackward::Waits waits =
+        sync_checked(checked ? sync_check : "off", step, [&]() -> ForwardBackward::Waits {
+          maybe_read_back(step, run.device);
+          if (graphed && graphed->takes(step)) {
+            const ForwardBackward::Waits w = graphed->run(step, lr, ckpt.get());
+            grad_norm = graphed->grad_norm();
+            return w;
+          }
+          run.buckets.zero();
+          const ForwardBackward::Waits w = passes.run(step);
+          grad_norm = update_weights(run, skips, [&](const at::Tensor& found_inf) {
+            if (ckpt) ckpt->before_update();  // a save's snapshot must precede the update
+            run.optimizer.step(lr, found_inf);
+          });
+          return w;
+        });
     epoch = passes.epoch;
     run.gather.start();  // waited for before the next forward, evaluation or save
     times.add(seconds_since(t_step), waits.data, waits.comm,

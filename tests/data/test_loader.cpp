@@ -178,6 +178,9 @@ TEST_F(LoaderTest, PinnedBatchesReachTheGpuNormalised) {
   Loader u(o);
   Batch bf = f.next(), bu = u.next();
   EXPECT_TRUE(bu.images.is_pinned());
+  // The labels too: a copy from pageable memory waits for all the GPU's queued work.
+  EXPECT_TRUE(bu.targets.is_pinned());
+  EXPECT_TRUE(bu.valid.is_pinned());
   at::Tensor on_gpu = u.images_on(bu, at::Device(at::kCUDA, 0));
   ASSERT_TRUE(on_gpu.is_cuda());
   EXPECT_LT((on_gpu.cpu() - bf.images).abs().max().item<float>(), 1e-5);

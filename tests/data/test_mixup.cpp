@@ -50,6 +50,14 @@ TEST(Mixup, MixupMixesImagesAndLabelsWithTheSameLambda) {
   EXPECT_NE(m.lam, m3.lam);
 }
 
+TEST(Mixup, PartnersAreNeighboursAndAnOddLastRowItself) {
+  // Made on the rows' device (no index copied from the host, which would wait for a GPU).
+  const at::Tensor rows = at::arange(5, at::kFloat).unsqueeze(1);
+  EXPECT_TRUE(at::equal(partners_of(rows).squeeze(1), at::tensor({1.f, 0.f, 3.f, 2.f, 4.f})));
+  EXPECT_TRUE(
+      at::equal(partners_of(rows.narrow(0, 0, 4)).squeeze(1), at::tensor({1.f, 0.f, 3.f, 2.f})));
+}
+
 TEST(Mixup, CutMixPastesABoxAndUsesItsArea) {
   at::Tensor x = at::zeros({2, 1, 32, 32});
   x[1].fill_(1.0);

@@ -2,12 +2,16 @@
 # `coatnet train` and `coatnet eval` under real mpirun on a small synthetic IDX dataset.
 # usage: train_mpi.sh MODE COATNET PYTHON
 #   MODE: equivalence | eval_counts | timeout | errors | nonfinite | precision | profile |
-#         cuda_graph (on a CPU with the graph emulated) | shared_gpu (a GPU only)
+#         cuda_graph (on a CPU with the graph emulated) | shared_gpu, sync_free (a GPU only)
 set -euo pipefail
 mode=$1 coatnet=$2 py=$3
 here=$(cd "$(dirname "$0")" && pwd)
 if [[ $mode == shared_gpu && ${COATNET_TEST_DEVICE:-} != cuda ]]; then
   echo "skipped: two NCCL ranks on one GPU need a GPU (gpu-check runs it with COATNET_TEST_DEVICE=cuda)"
+  exit 77
+fi
+if [[ $mode == sync_free && ${COATNET_TEST_DEVICE:-} != cuda ]]; then
+  echo "skipped: a CPU step never waits for a GPU; train.sync_check needs one (gpu-check runs it with COATNET_TEST_DEVICE=cuda)"
   exit 77
 fi
 work=$(mktemp -d /tmp/coatnet_train_test.XXXXXX)
@@ -206,6 +210,32 @@ shared_gpu)
   grep -q "ranks 0 and $gpus on .* would share the GPU .*NCCL needs a GPU of its own for each rank" <<<"$out" ||
     { echo "$out"; fail "no error naming the ranks that share a GPU"; }
   echo "PASS: shared_gpu"
+  ;;
+sync_free)
+  # No training step makes the host wait for the GPU (train.sync_check=error, c10's sync debug
+  # mode): not the labels' copy, Mixup/CutMix's partner rows, clipping, the non-finite check or
+  # AdamW; only log, evaluation and checkpoint steps read back, and a save's background copy is
+  # left alone. The positive control (no saves, which leave the steps of their copy unchecked):
+  # a step that reads a value back ends the run naming it, or warns with train.sync_check=warn.
+  args=(--set train.max_steps=10 --set train.log_every_steps=4 --set train.eval_every_steps=5
+        --set aug.mixup=0.8 --set aug.cutmix=1.0 --set train.sync_check=error)
+  "$coatnet" train "${common[@]}" "${args[@]}" --set checkpoint.every_steps=3 \
+    --set train.name=free >"$work/free.log" 2>&1 ||
+    { cat "$work/free.log"; fail "a training step waited for the GPU (train.sync_check=error)"; }
+  grep -q "called a synchronizing" "$work/free.log" && { cat "$work/free.log"; fail "a sync warning"; }
+  set +e
+  COATNET_FAULT_SYNC_STEP=5 "$coatnet" train "${common[@]}" "${args[@]}" --set train.name=read \
+    >"$work/read.log" 2>&1
+  rc=$?
+  set -e
+  [[ $rc != 0 ]] || { cat "$work/read.log"; fail "a host read in step 6 passed train.sync_check=error"; }
+  grep -q "train.sync_check: step 6 made the host wait for the GPU" "$work/read.log" ||
+    { cat "$work/read.log"; fail "no error naming step 6"; }
+  COATNET_FAULT_SYNC_STEP=5 "$coatnet" train "${common[@]}" "${args[@]}" --set train.name=warn \
+    --set train.sync_check=warn >"$work/warn.log" 2>&1 || { cat "$work/warn.log"; fail "warn ended the run"; }
+  grep -q "called a synchronizing CUDA operation" "$work/warn.log" ||
+    { cat "$work/warn.log"; fail "train.sync_check=warn did not warn about the read in step 6"; }
+  echo "PASS: sync_free"
   ;;
 nonfinite)
   # Non-finite gradients, decided on the device and read back at log steps: steps 3-4 (NaN
