@@ -5,6 +5,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "model/bn_fold_weights.h"
 #include "model/layers.h"
 #include "model/macs.h"
 
@@ -62,14 +63,19 @@ struct CentredMoments : public torch::autograd::Function<CentredMoments> {
 };
 
 // The running statistics, as BatchNorm updates them: the unbiased variance, weighted `momentum`.
+// Called without autograd; float32 statistics into float32 buffers (BatchNorm's own dtype).
 void update_running(torch::nn::BatchNorm2dImpl& bn, const at::Tensor& mean, const at::Tensor& var,
                     int64_t n) {
-  at::NoGradGuard no_grad;
   const double m = *bn.options.momentum();
   const double unbias = n > 1 ? static_cast<double>(n) / static_cast<double>(n - 1) : 1.0;
-  bn.running_mean.mul_(1 - m).add_(mean.detach().to(bn.running_mean.scalar_type()), m);
-  bn.running_var.mul_(1 - m).add_((var.detach() * unbias).to(bn.running_var.scalar_type()), m);
+  bn.running_mean.mul_(1 - m).add_(mean, m);
+  bn.running_var.mul_(1 - m).add_(var, m * unbias);
   bn.num_batches_tracked.add_(1);
+}
+
+// t as float32, without an operator call where it already is (the host's work counts here).
+at::Tensor f32(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat);
 }
 
 // The dtype of the expansion's product: autocast's where it is on, as the convolution's would be.
@@ -114,28 +120,26 @@ at::Tensor bn_conv_bn(torch::nn::BatchNorm2dImpl& bn0, torch::nn::Conv2dImpl& co
   // Channels-last: the (b, h·w, c) rows are x's memory as it is; centred first (CentredMoments).
   const at::Tensor rows = x.to(dt).permute({0, 2, 3, 1}).reshape({b, h * w, c});
   const variable_list moments = CentredMoments::apply(rows);
-  const at::Tensor &centred = moments[0], &mean = moments[1], &batch_mean = moments[3];
-  const at::Tensor cov = moments[2] - at::outer(mean, mean);
-  // The pre-norm: u ↦ a0⊙u + b0 on the centred rows u.
-  const at::Tensor var0 = cov.diagonal().clamp_min(0);
-  const at::Tensor a0 = bn0.weight.to(at::kFloat) * (var0 + bn0.options.eps()).rsqrt();
-  const at::Tensor b0 = bn0.bias.to(at::kFloat) - a0 * mean;
-  // The expansion of the normalised input: W'·x + c1, with its batch mean and variance.
-  const at::Tensor weight = conv.weight.to(at::kFloat).view({out, c});
-  const at::Tensor w1 = weight * a0;
-  at::Tensor c1 = at::mv(weight, b0);
-  if (conv.bias.defined()) c1 = c1 + conv.bias.to(at::kFloat);
-  const at::Tensor mean1 = at::mv(w1, mean) + c1;
-  const at::Tensor var1 = (at::mm(w1, cov) * w1).sum(1).clamp_min(0);
-  // norm1: a1⊙(W'·x + c1 - mean1) + β1. c1 - mean1 is -W'·μ in exact arithmetic; written so,
-  // β0 and the convolution's bias stay in the graph, with the gradient 0 that BatchNorm gives
-  // them (every parameter must get a gradient: the bucketed all-reduce waits for each).
-  const at::Tensor a1 = bn1.weight.to(at::kFloat) * (var1 + bn1.options.eps()).rsqrt();
-  const at::Tensor folded = w1 * a1.unsqueeze(1);
-  const at::Tensor bias = bn1.bias.to(at::kFloat) + a1 * (c1 - mean1);
-  update_running(bn0, batch_mean, var0, n);
-  update_running(bn1, mean1, var1, n);
-  const at::Tensor y = at::addmm(bias.to(dt), centred.view({n, c}), folded.t().to(dt));
+  const at::Tensor &centred = moments[0], &batch_mean = moments[3];
+  FoldParameters p;
+  p.weight = f32(conv.weight).view({out, c});
+  if (conv.bias.defined()) p.conv_bias = f32(conv.bias);
+  p.gamma0 = f32(bn0.weight);
+  p.beta0 = f32(bn0.bias);
+  p.gamma1 = f32(bn1.weight);
+  p.beta1 = f32(bn1.bias);
+  p.eps0 = bn0.options.eps();
+  p.eps1 = bn1.options.eps();
+  const FoldedWeights f = fold_weights(moments[2], moments[1], p, dt);
+  {
+    // The pre-norm's output has mean β0 exactly, so the expansion's has W·β0 + its bias.
+    at::NoGradGuard no_grad;
+    const at::Tensor mean1 = p.conv_bias.defined() ? at::addmv(p.conv_bias, p.weight, p.beta0)
+                                                   : at::mv(p.weight, p.beta0);
+    update_running(bn0, batch_mean, f.var0, n);
+    update_running(bn1, mean1, f.var1, n);
+  }
+  const at::Tensor y = at::addmm(f.bias, centred.view({n, c}), f.weight.t());
   const at::Tensor z = y.view({b, h, w, out}).permute({0, 3, 1, 2});
   count_conv(conv.weight, z);
   return z;

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "model/bn_fold.h"
+#include "model/bn_fold_weights.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
 #include "model/transformer.h"
@@ -544,6 +545,57 @@ TEST(Model, BnFoldEqualsTheBatchNormsAroundTheConvolution) {
       EXPECT_EQ(low.scalar_type(), at::kBFloat16);
       EXPECT_TRUE(at::allclose(low.to(at::kFloat), far_ref, 3e-2, 3e-2))
           << (low.to(at::kFloat) - far_ref).abs().max();
+    }
+  }
+}
+
+// fold_weights' written-out gradient against autograd through the same formulas, in float64:
+// with the mean far from 0 (in training the centred input's is near 0, which hides a term of the
+// mean's gradient from the comparison with the composite above), second moments that are not
+// quite symmetric, and with and without a convolution bias, whose gradient and β0's are 0.
+TEST(Model, FoldWeightsGradientIsTheChainRule) {
+  torch::manual_seed(3);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const int64_t c = 5, o = 7;
+  auto leaf = [](const at::Tensor& t) { return t.detach().requires_grad_(); };
+  for (bool with_bias : {true, false}) {
+    const at::Tensor a = at::randn({40, c}, f64);
+    const at::Tensor second = leaf(a.t().mm(a) / 40 + 0.01 * at::randn({c, c}, f64));
+    const at::Tensor mean = leaf(at::randn({c}, f64) * 0.5);
+    FoldParameters p;
+    p.weight = leaf(at::randn({o, c}, f64));
+    p.gamma0 = leaf(at::rand({c}, f64) + 0.5);
+    p.beta0 = leaf(at::randn({c}, f64));
+    p.gamma1 = leaf(at::rand({o}, f64) + 0.5);
+    p.beta1 = leaf(at::randn({o}, f64));
+    if (with_bias) p.conv_bias = leaf(at::randn({o}, f64));
+    p.eps0 = 1e-3;
+    p.eps1 = 1e-2;
+    const FoldedWeights f = fold_weights(second, mean, p, at::kDouble);
+    // The same arithmetic, differentiated by autograd.
+    const at::Tensor cov = second - at::outer(mean, mean);
+    const at::Tensor var0 = cov.diagonal().clamp_min(0);
+    const at::Tensor w1 = p.weight * (p.gamma0 * (var0 + p.eps0).rsqrt());
+    const at::Tensor var1 = (at::mm(w1, cov) * w1).sum(1).clamp_min(0);
+    const at::Tensor a1 = p.gamma1 * (var1 + p.eps1).rsqrt();
+    const at::Tensor folded = w1 * a1.unsqueeze(1);
+    const at::Tensor bias = p.beta1 - a1 * at::mv(w1, mean);
+    EXPECT_TRUE(at::allclose(f.weight, folded, 1e-12, 1e-12));
+    EXPECT_TRUE(at::allclose(f.bias, bias, 1e-12, 1e-12));
+    EXPECT_TRUE(at::allclose(f.var0, var0, 1e-12, 1e-12));
+    EXPECT_TRUE(at::allclose(f.var1, var1, 1e-12, 1e-12));
+    const at::Tensor dw = at::randn({o, c}, f64), db = at::randn({o}, f64);
+    const std::vector<at::Tensor> in{second, mean, p.weight, p.gamma0, p.gamma1, p.beta1};
+    const auto mine = torch::autograd::grad({f.weight, f.bias}, in, {dw, db}, true);
+    const auto ref = torch::autograd::grad({folded, bias}, in, {dw, db});
+    for (size_t i = 0; i < in.size(); ++i)
+      EXPECT_TRUE(at::allclose(mine[i], ref[i], 1e-9, 1e-12))
+          << "input " << i << ": " << (mine[i] - ref[i]).abs().max();
+    std::vector<at::Tensor> zero{p.beta0};
+    if (with_bias) zero.push_back(p.conv_bias);
+    for (const at::Tensor& g : torch::autograd::grad({f.weight, f.bias}, zero, {dw, db})) {
+      ASSERT_TRUE(g.defined());
+      EXPECT_TRUE(at::equal(g, at::zeros_like(g)));
     }
   }
 }
