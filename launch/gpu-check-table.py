@@ -75,12 +75,16 @@ for k in sorted(summary):
     if k.startswith("mfu_"):
         lines.append(f"| {k} | {fmt(summary[k], '{:.1%}')} | |")
 lines.append(f"| bf16 matmul 8192^3 TFLOP/s | {fmt(mm and mm['tflops'])} | |")
+# The GPU's kernel time per step (profiled) against the unprofiled run's steady step: what is
+# left is the GPU waiting for the host (launches, or a wait for the GPU inside the step).
 for who, b in variants:
     p = b and b.get("profile")
     if p:
+        idle = (f"; the steady step {b['step_ms']:.1f} ms, so {b['step_ms'] - p['busy_ms_per_step']:.1f} ms "
+                f"a step without GPU work" if b.get("step_ms") else "")
         lines.append(f"| {who}: GPU busy per step (profile of steps 51-55) | {p['busy_ms_per_step']:.1f} of "
-                     f"{p['wall_ms_per_step']:.1f} ms ({p['busy_share']:.0%}), "
-                     f"{p['kernels_per_step']:.0f} kernels | |")
+                     f"{p['wall_ms_per_step']:.1f} ms profiled ({p['busy_share']:.0%}), "
+                     f"{p['kernels_per_step']:.0f} kernels{idle} | |")
 prof = ours and ours.get("profile")
 if prof:
     for name, ms, share in prof["top"][:10]:
