@@ -204,6 +204,22 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                         run.cfg.get_int("train.profile_steps"), run.device.is_cuda(),
                         root ? summary.run_dir + "/profile" : "",
                         [&](const std::string& m) { progress.message(m); });
+  // One step's data, forward, backward and update: replayed as a CUDA graph, or eager.
+  auto step_work = [&](int64_t step, double lr) -> ForwardBackward::Waits {
+    maybe_read_back(step, run.device);
+    if (graphed && graphed->takes(step)) {
+      const ForwardBackward::Waits w = graphed->run(step, lr, ckpt.get());
+      grad_norm = graphed->grad_norm();
+      return w;
+    }
+    run.buckets.zero();
+    const ForwardBackward::Waits w = passes.run(step);
+    grad_norm = update_weights(run, skips, [&](const at::Tensor& found_inf) {
+      if (ckpt) ckpt->before_update();  // a save's snapshot must be taken before weights change
+      run.optimizer.step(lr, found_inf);
+    });
+    return w;
+  };
   // train.sync_check: c10's sync debug mode, on a GPU only (a CPU has nothing to wait for).
   const std::string sync_check =
       run.device.is_cuda() ? run.cfg.get_string("train.sync_check") : "off";
@@ -221,21 +237,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     // check is the process's, and that copy waits for the GPU by design).
     const bool checked = step > start_step && !(ckpt && ckpt->pending());
     const ForwardBackward::Waits waits =
-        sync_checked(checked ? sync_check : "off", step, [&]() -> ForwardBackward::Waits {
-          maybe_read_back(step, run.device);
-          if (graphed && graphed->takes(step)) {
-            const ForwardBackward::Waits w = graphed->run(step, lr, ckpt.get());
-            grad_norm = graphed->grad_norm();
-            return w;
-          }
-          run.buckets.zero();
-          const ForwardBackward::Waits w = passes.run(step);
-          grad_norm = update_weights(run, skips, [&](const at::Tensor& found_inf) {
-            if (ckpt) ckpt->before_update();  // a save's snapshot must precede the update
-            run.optimizer.step(lr, found_inf);
-          });
-          return w;
-        });
+        sync_checked(checked ? sync_check : "off", step, [&] { return step_work(step, lr); });
     epoch = passes.epoch;
     run.gather.start();  // waited for before the next forward, evaluation or save
     times.add(seconds_since(t_step), waits.data, waits.comm,
