@@ -3,7 +3,7 @@
 # and a Python torch with CUDA (python3 on PATH, or $COATNET_GPU_PYTHON):
 #
 #   launch/gpu-check.sh [--bundle DIR] [--prebuilt DIR] [--out DIR] [--deadline S]
-#                       [--only NAMES] [--baseline DIR] [--skip-build] [--help]
+#                       [--only NAMES] [--diagnostics] [--baseline DIR] [--skip-build] [--help]
 #
 #   --bundle DIR   what launch/gpu-bundle.sh DIR made elsewhere: the project's system libraries
 #                  (Open MPI, HDF5, yaml-cpp, Boost, libjpeg-turbo, xxHash, GoogleTest, ...) for
@@ -18,8 +18,17 @@
 #                  timeout, and what did not run is listed as skipped
 #   --only NAMES   run only these tests and benchmarks (comma-separated, as the table names
 #                  them: mpi_w2,ours_coatnet_0_bf16,...); the rest are listed as skipped.
-#                  kernel_counters (Nsight Compute's counters of our kernels in a step) runs
-#                  only when named here
+#                  A diagnostic row runs when named here too
+#   --diagnostics  also run the diagnostic rows, which say why a figure is what it is and
+#                  decide what becomes a default, but verify nothing the check's own rows do not:
+#                  the kernels under compute-sanitizer (kernels_sanitized, which also runs by
+#                  itself after a failed kernels_vs_reference), the step profiler's test
+#                  (profile_gpu), each opt-in's step against the composites' (optin_steps,
+#                  optin_steps_kernels), training runs with the composites only, with batch_prep,
+#                  with bn_gelu_se_mean and as one CUDA graph, and the attention's ATen paths.
+#                  Without it the check takes about 7.5 minutes on an H100 with --prebuilt.
+#                  kernel_counters (Nsight Compute's counters of our kernels in a step, two
+#                  minutes) runs only when --only names it
 #   --baseline DIR a prebuilt of another commit (launch/gpu-prebuild.sh in a worktree of it):
 #                  its coatnet_0 run is timed and profiled beside ours, in the same run, so a
 #                  change of speed between commits is told from a change of machine
@@ -48,6 +57,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 usage() { awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"; }  # the header
 bundle="" prebuilt="" out=${OUT:-$PWD/gpu-check-out} skip_build=0 deadline=540 only="" baseline=""
+diagnostics=0
 while (($#)); do
   case $1 in
     --bundle) bundle=${2:?--bundle needs a directory}; shift 2 ;;
@@ -56,6 +66,7 @@ while (($#)); do
     --deadline) deadline=${2:?--deadline needs seconds}; shift 2 ;;
     --skip-build) skip_build=1; shift ;;
     --only) only=",${2:?--only needs names},"; shift 2 ;;
+    --diagnostics) diagnostics=1; shift ;;
     --baseline) baseline=${2:?--baseline needs a directory}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -138,20 +149,29 @@ if ((!skip_build)) || [[ ! -x $build/bin/coatnet ]]; then
 fi
 coatnet="$build/bin/coatnet"
 [[ -x $coatnet ]] || { say "no build: stopping"; cat "$results"; exit 1; }
-# selected NAME: whether --only (if given) names this step; else it is recorded as skipped.
+# Steps a failure asks for, whatever --only and --diagnostics say (kernels_sanitized).
+asked_by_failure=","
+# selected KIND NAME: whether --only (if given) names this step and, for a diagnostic, whether
+# --diagnostics or --only asks for it; else it is recorded as skipped.
 selected() {
-  [[ -z $only || $only == *",$2,"* ]] && return 0
-  record "$1 $2" "skip (--only)" 0 ""
-  return 1
-}
-# Steps that run only when --only names them (Nsight Compute's counters: two minutes, and only
-# needed to say why a kernel is slow).
-on_request=",kernel_counters,"
-selected_by_default() {  # KIND NAME
+  [[ $asked_by_failure == *",$2,"* ]] && return 0
+  if [[ -n $only && $only != *",$2,"* ]]; then
+    record "$1 $2" "skip (--only)" 0 ""
+    return 1
+  fi
   [[ $on_request != *",$2,"* || $only == *",$2,"* ]] && return 0
-  record "$1 $2" "skip (on request: name it in --only)" 0 ""
+  local how="--diagnostics, or name it in --only"
+  [[ $2 == kernel_counters ]] && how="name it in --only"
+  record "$1 $2" "skip (on request: $how)" 0 ""
   return 1
 }
+# The diagnostic rows (--diagnostics), and Nsight Compute's counters (two minutes, only needed
+# to say why a kernel is slow), which run only when --only names them. The rest, the check
+# itself, fits 8 minutes of an H100 (docs/GPU.md, "gpu-check").
+on_request=",kernel_counters,"
+((diagnostics)) || on_request+="kernels_sanitized,profile_gpu,optin_steps,optin_steps_kernels,\
+attention_composite,ours_coatnet_0_bf16_composites,ours_coatnet_0_bf16_batch_prep,\
+ours_coatnet_0_bf16_se_mean,ours_coatnet_0_bf16_cuda_graph,"
 # left SECONDS: how much of --deadline remains (0 when spent)
 left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
@@ -195,7 +215,7 @@ test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='Bat
 # The kernels' GPU tests under compute-sanitizer (memcheck, racecheck, synccheck: accesses past
 # a tensor's end, shared-memory races, barriers not all threads reach). After a failed comparison
 # it runs even when --only leaves it out: it is what says where a kernel goes wrong.
-[[ -n $only ]] && grep -q $'^test kernels_vs_reference\tFAIL' "$results" && only+="kernels_sanitized,"
+grep -q $'^test kernels_vs_reference\tFAIL' "$results" && asked_by_failure+="kernels_sanitized,"
 test_step kernels_sanitized 150 env SANITIZE_LOG_DIR="$out" \
   bash "$root/tests/cuda/sanitize_kernels.sh" "$build"
 test_step profile_gpu 60 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
@@ -212,7 +232,7 @@ test_step sync_free_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
 bench() {  # NAME SECONDS_LIMIT COMMAND... : its last line of output (JSON) is the result
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s)
-  selected bench "$name" && selected_by_default bench "$name" || return 0
+  selected bench "$name" || return 0
   ((limit > $(left))) && limit=$(left)
   ((limit < 15)) && { record "bench $name" "skip (deadline)" 0 "--deadline $deadline reached"; return; }
   say "bench: $name"
@@ -315,7 +335,8 @@ bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
 # in a process of their own (a kernel that faults on the GPU ends its process).
 optins=("$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 --json)
 bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,se_fold,pointwise_gemm
-bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,all
+# gpu_defaults: what a GPU run gets by default; all: those and bn_gelu_se_mean (opt-in).
+bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,bn_gelu_se_mean,gpu_defaults,all
 # Nsight Compute's counters of our kernels in a training step (on request: name it in --only).
 bench kernel_counters 150 bash "$root/tests/bench/kernel_counters.sh" "$build" "$out" "$py"
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
@@ -323,7 +344,10 @@ bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batc
 bench ours_coatnet_0_bf16_cuda_graph 180 bash "$work/ours_run.sh" ours_cg "$coatnet" \
   --set "train.cuda_graph=true"
 bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coatnet" \
-  --set "train.cuda_kernels=[batch_prep]"
+  --set "train.cuda_kernels=[auto, batch_prep]"
+# The defaults with bn_gelu taking the squeeze-excitation's mean (no broadcast gradient made).
+bench ours_coatnet_0_bf16_se_mean 180 bash "$work/ours_run.sh" ours_sm "$coatnet" \
+  --set "train.cuda_kernels=[bn_gelu_se_mean]"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
   --batches 40 --uint8 --json
 # timm's fused attention (scaled_dot_product_attention with its bias) fails to compile for training

@@ -117,7 +117,9 @@ std::vector<KeySpec> build() {
       key("train.cuda_kernels", K::StringList, "[auto]",
           "CUDA kernels of src/cuda for GPU runs (a CPU run ignores them): bn_gelu (BatchNorm + "
           "GELU of the MBConv blocks and the stem fused, forward and backward; channels-last, "
-          "without dist.sync_bn), batch_prep (uint8 batch -> normalise -> Mixup/CutMix -> the "
+          "without dist.sync_bn), bn_gelu_se_mean (bn_gelu, and the MBConv's squeeze-excitation "
+          "mean taken into it: its gradient added as the backward reads dy, opt-in until "
+          "measured), batch_prep (uint8 batch -> normalise -> Mixup/CutMix -> the "
           "autocast dtype, channels-last, in one pass); auto: those measured faster on a GPU "
           "(bn_gelu) where this build has them; [] for ATen's operations only"),
       key("train.profile_steps", K::Int, "0",

@@ -38,17 +38,17 @@ __global__ void __launch_bounds__(kThreads)
 
 // The lanes' sums added over threadIdx.y in shared memory, in order, into
 // partial[blockIdx.y][0 or 1][channel]: deterministic, no atomics.
-template <typename T, int V>
+template <typename T, int V, bool S>
 __global__ void __launch_bounds__(kThreads)
     bn_gelu_reduce_kernel(Geometry g, int64_t rows, const T* __restrict__ dy,
                           const T* __restrict__ x, const float* __restrict__ ab,
-                          const float* __restrict__ mean, float* __restrict__ partial,
-                          int64_t packs) {
+                          const float* __restrict__ mean, const float* __restrict__ dsample,
+                          int64_t hw, float* __restrict__ partial, int64_t packs) {
   __shared__ float sums[2][kThreads * V];
   const Lane l = this_lane(g, rows);
   float s1[V], s2[V];
   for (int k = 0; k < V; ++k) s1[k] = s2[k] = 0.0f;
-  if (l.pack < packs) reduce_lane<T, V>(dy, x, ab, mean, packs, l, s1, s2);
+  if (l.pack < packs) reduce_lane<T, V, S>(dy, x, ab, mean, dsample, hw, packs, l, s1, s2);
   const int slot = (threadIdx.y * blockDim.x + threadIdx.x) * V;
   for (int k = 0; k < V; ++k) {
     sums[0][slot + k] = s1[k];
@@ -68,14 +68,15 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T, int V>
+template <typename T, int V, bool S>
 __global__ void __launch_bounds__(kThreads)
     bn_gelu_elemt_kernel(Geometry g, int64_t rows, const T* __restrict__ dy,
                          const T* __restrict__ x, const float* __restrict__ ab,
                          const float* __restrict__ pq, const float* __restrict__ mean,
-                         T* __restrict__ dx, int64_t packs) {
+                         const float* __restrict__ dsample, int64_t hw, T* __restrict__ dx,
+                         int64_t packs) {
   const Lane l = this_lane(g, rows);
-  if (l.pack < packs) elemt_lane<T, V>(dy, x, ab, pq, mean, dx, packs, l);
+  if (l.pack < packs) elemt_lane<T, V, S>(dy, x, ab, pq, mean, dsample, hw, dx, packs, l);
 }
 
 __global__ void bn_gelu_forward_channels_kernel(int64_t channels, const float* mean,
@@ -147,14 +148,14 @@ struct CudaExec {
     bn_gelu_forward_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  template <typename T, int V, typename... A>
+  template <typename T, int V, bool S, typename... A>
   static void reduce_rows(const Geometry& g, int64_t rows, A... args) {
-    bn_gelu_reduce_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
+    bn_gelu_reduce_kernel<T, V, S><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  template <typename T, int V, typename... A>
+  template <typename T, int V, bool S, typename... A>
   static void elemt_rows(const Geometry& g, int64_t rows, A... args) {
-    bn_gelu_elemt_kernel<T, V><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
+    bn_gelu_elemt_kernel<T, V, S><<<grid(g), block(g), 0, stream()>>>(g, rows, args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };
@@ -166,13 +167,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
   return bn_gelu::forward<CudaExec>(x, weight, bias, running_mean, running_var, momentum, eps);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& dy, const at::Tensor& x,
-                                                        const at::Tensor& weight,
-                                                        const at::Tensor& bias,
-                                                        const at::Tensor& mean,
-                                                        const at::Tensor& invstd) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& dy, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+    const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& dsample) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return bn_gelu::backward<CudaExec>(dy, x, weight, bias, mean, invstd);
+  return bn_gelu::backward<CudaExec>(dy, x, weight, bias, mean, invstd, dsample);
 }
 
 bool applies(const at::Tensor& x) {

@@ -8,10 +8,12 @@
 // C; it walks the rows first_row, first_row + stride, ... below end_row, kUnroll at a time so
 // that several loads are in flight. Per-channel coefficients are float32:
 //   forward   z = x·a + b,  a = weight·invstd,  b = bias - mean·a;  y = gelu(z)
-//   backward  dz = dy·gelu'(z);  S1 = Σ dz,  S2 = Σ dz·(x - mean)  (over the rows)
+//   backward  dz = (dy + t)·gelu'(z);  S1 = Σ dz,  S2 = Σ dz·(x - mean)  (over the rows)
 //             dx = a·dz + (x - mean)·p + q,  p = -a·invstd²·S2/rows,  q = -a·S1/rows
 //             dweight = invstd·S2,  dbias = S1
-// GELU is the exact (erf) form, as at::gelu's default.
+// GELU is the exact (erf) form, as at::gelu's default. t is 0, or with a per-sample term S (the
+// template flag) the gradient that reached y through its spatial mean: one float32 per sample n
+// and channel, dsample[n·C + c], already divided by H·W (SampleTerm below).
 #pragma once
 
 #include <algorithm>
@@ -98,6 +100,29 @@ CN_HD void forward_lane(const T* x, const float* ab, T* y, int64_t packs, const 
   }
 }
 
+// The per-sample term t of the lane's channels at a row (sample n = row / hw). A lane's rows
+// increase, so it divides and reloads its V values only where a row enters another sample.
+// Without S there is none.
+template <int V, bool S>
+struct SampleTerm {
+  const float* dsample;
+  int64_t hw, channels, first_channel;
+  int64_t end = -1;  // the first row past the loaded sample's
+  float v[V] = {};
+
+  CN_HD void seek(int64_t row) {
+    if constexpr (S) {
+      if (row < end) return;
+      const int64_t n = row / hw;
+      end = (n + 1) * hw;
+      CN_UNROLL
+      for (int k = 0; k < V; ++k) v[k] = dsample[n * channels + first_channel + k];
+    }
+  }
+  // dy + t for channel k (dy itself without S: adding 0.0f is not a no-op in IEEE arithmetic).
+  CN_HD float add(int k, float dy) const { return S ? dy + v[k] : dy; }
+};
+
 // The backward passes' walk over the lane's rows: kUnroll rows' packs of dy and x loaded first
 // (several loads in flight), then body(row, dy pack, x pack) for each.
 template <typename T, int V, typename Body>
@@ -120,9 +145,10 @@ CN_HD void walk_pairs(const T* dy, const T* x, int64_t packs, const Lane& l, Bod
 }
 
 // The lane's S1 and S2 (s1[V], s2[V]) over its rows.
-template <typename T, int V>
-CN_HD void reduce_lane(const T* dy, const T* x, const float* ab, const float* mean, int64_t packs,
-                       const Lane& l, float* s1, float* s2) {
+template <typename T, int V, bool S>
+CN_HD void reduce_lane(const T* dy, const T* x, const float* ab, const float* mean,
+                       const float* dsample, int64_t hw, int64_t packs, const Lane& l, float* s1,
+                       float* s2) {
   const int64_t channels = packs * V;
   float a[V], b[V], m[V];
   CN_UNROLL
@@ -132,20 +158,22 @@ CN_HD void reduce_lane(const T* dy, const T* x, const float* ab, const float* me
     m[k] = mean[l.pack * V + k];
     s1[k] = s2[k] = 0.0f;
   }
-  walk_pairs<T, V>(dy, x, packs, l, [&](int64_t, const Pack<T, V>& g, const Pack<T, V>& in) {
+  SampleTerm<V, S> t{dsample, hw, channels, l.pack * V};
+  walk_pairs<T, V>(dy, x, packs, l, [&](int64_t row, const Pack<T, V>& g, const Pack<T, V>& in) {
+    t.seek(row);
     CN_UNROLL
     for (int k = 0; k < V; ++k) {
       const float xv = to_float(in.v[k]);
-      const float dz = to_float(g.v[k]) * gelu_grad(fmaf(xv, a[k], b[k]));
+      const float dz = t.add(k, to_float(g.v[k])) * gelu_grad(fmaf(xv, a[k], b[k]));
       s1[k] += dz;
       s2[k] += dz * (xv - m[k]);
     }
   });
 }
 
-template <typename T, int V>
+template <typename T, int V, bool S>
 CN_HD void elemt_lane(const T* dy, const T* x, const float* ab, const float* pq, const float* mean,
-                      T* dx, int64_t packs, const Lane& l) {
+                      const float* dsample, int64_t hw, T* dx, int64_t packs, const Lane& l) {
   const int64_t channels = packs * V;
   float a[V], b[V], m[V], p[V], q[V];
   CN_UNROLL
@@ -157,12 +185,14 @@ CN_HD void elemt_lane(const T* dy, const T* x, const float* ab, const float* pq,
     p[k] = pq[c];
     q[k] = pq[channels + c];
   }
+  SampleTerm<V, S> t{dsample, hw, channels, l.pack * V};
   walk_pairs<T, V>(dy, x, packs, l, [&](int64_t row, const Pack<T, V>& g, const Pack<T, V>& in) {
+    t.seek(row);
     Pack<T, V> out;
     CN_UNROLL
     for (int k = 0; k < V; ++k) {
       const float xv = to_float(in.v[k]);
-      const float dz = to_float(g.v[k]) * gelu_grad(fmaf(xv, a[k], b[k]));
+      const float dz = t.add(k, to_float(g.v[k])) * gelu_grad(fmaf(xv, a[k], b[k]));
       from_float(fmaf(a[k], dz, fmaf(xv - m[k], p[k], q[k])), &out.v[k]);
     }
     reinterpret_cast<Pack<T, V>*>(dx)[row * packs + l.pack] = out;

@@ -68,9 +68,10 @@ struct EmulatedExec {
       });
     });
   }
-  template <typename T, int V>
+  template <typename T, int V, bool S>
   static void reduce_rows(const Geometry& g, int64_t rows, const T* dy, const T* x, const float* ab,
-                          const float* mean, float* partial, int64_t packs) {
+                          const float* mean, const float* dsample, int64_t hw, float* partial,
+                          int64_t packs) {
     const int64_t channels = packs * V;
     std::vector<float> sums(2 * g.block_x * g.block_y * V);  // the kernel's shared memory
     for_blocks(g, [&](int64_t bx, int64_t by) {
@@ -78,7 +79,7 @@ struct EmulatedExec {
         float* s1 = &sums[(ty * g.block_x + tx) * V];
         float* s2 = s1 + g.block_x * g.block_y * V;
         for (int k = 0; k < V; ++k) s1[k] = s2[k] = 0.0f;
-        if (l.pack < packs) reduce_lane<T, V>(dy, x, ab, mean, packs, l, s1, s2);
+        if (l.pack < packs) reduce_lane<T, V, S>(dy, x, ab, mean, dsample, hw, packs, l, s1, s2);
       });
       for (int64_t tx = 0; tx < g.block_x; ++tx) {
         const int64_t pack = bx * g.block_x + tx;
@@ -95,12 +96,13 @@ struct EmulatedExec {
       }
     });
   }
-  template <typename T, int V>
+  template <typename T, int V, bool S>
   static void elemt_rows(const Geometry& g, int64_t rows, const T* dy, const T* x, const float* ab,
-                         const float* pq, const float* mean, T* dx, int64_t packs) {
+                         const float* pq, const float* mean, const float* dsample, int64_t hw,
+                         T* dx, int64_t packs) {
     for_blocks(g, [&](int64_t bx, int64_t by) {
       for_threads(g, rows, bx, by, [&](const Lane& l, int64_t, int64_t) {
-        if (l.pack < packs) elemt_lane<T, V>(dy, x, ab, pq, mean, dx, packs, l);
+        if (l.pack < packs) elemt_lane<T, V, S>(dy, x, ab, pq, mean, dsample, hw, dx, packs, l);
       });
     });
   }

@@ -39,7 +39,7 @@ const model::BnGeluKernels& bn_gelu_kernels() {
       [](const at::Tensor&, const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&, double,
          double) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
       [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-         const at::Tensor&,
+         const at::Tensor&, const at::Tensor&,
          const at::Tensor&) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
       [](const at::Tensor&) { return false; }};
   return k;

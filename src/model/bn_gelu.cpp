@@ -38,10 +38,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> reference_forward(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> reference_backward(
     const at::Tensor& dy, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-    const at::Tensor& mean, const at::Tensor& invstd) {
+    const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& dsample) {
   const at::Tensor x32 = x.to(at::kFloat);
   auto [a, b] = affine_of(weight, bias, mean, invstd);
-  const at::Tensor dz = at::gelu_backward(dy.to(at::kFloat), x32 * per_channel(a) + per_channel(b));
+  at::Tensor dy32 = dy.to(at::kFloat);
+  if (dsample.defined()) dy32 = dy32 + dsample.view({x.size(0), x.size(1), 1, 1});
+  const at::Tensor dz = at::gelu_backward(dy32, x32 * per_channel(a) + per_channel(b));
   const at::Tensor xmu = x32 - per_channel(mean);
   const at::Tensor sum_dz = dz.sum({0, 2, 3});
   const at::Tensor sum_dz_xmu = (dz * xmu).sum({0, 2, 3});
@@ -59,21 +61,24 @@ bool reference_applies(const at::Tensor&) {
 }
 
 const BnGeluKernels* g_kernels = nullptr;
+bool g_se_mean = false;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Outputs y, and with `with_mean` y's spatial mean too.
 struct BnGeluFunction : public torch::autograd::Function<BnGeluFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias, const BnGeluKernels* k,
-                            torch::nn::BatchNorm2dImpl* bn) {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                               const at::Tensor& bias, const BnGeluKernels* k,
+                               torch::nn::BatchNorm2dImpl* bn, bool with_mean) {
     const double momentum = bn->options.momentum().value_or(0.1);
     auto [y, mean, invstd] =
         k->forward(x, weight, bias, bn->running_mean, bn->running_var, momentum, bn->options.eps());
     bn->num_batches_tracked.add_(1);
     ctx->save_for_backward({x, weight, bias, mean, invstd});
     ctx->saved_data["kernels"] = reinterpret_cast<int64_t>(k);
-    return y;
+    if (!with_mean) return {y};
+    return {y, y.mean({2, 3}, /*keepdim=*/true)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -81,8 +86,15 @@ struct BnGeluFunction : public torch::autograd::Function<BnGeluFunction> {
     const auto* k = reinterpret_cast<const BnGeluKernels*>(ctx->saved_data["kernels"].toInt());
     const at::Tensor& x = saved[0];
     const at::Tensor dy = grads[0].contiguous(x.suggest_memory_format());
-    auto [dx, dweight, dbias] = k->backward(dy, x, saved[1], saved[2], saved[3], saved[4]);
-    return {dx, dweight, dbias, at::Tensor(), at::Tensor()};
+    // The mean's gradient (autograd passes zeros where the mean went unused) spread over the
+    // H·W pixels, in float32: the kernels add it to dy as they read it.
+    at::Tensor dsample;
+    if (grads.size() > 1)
+      dsample = (grads[1].to(at::kFloat) / static_cast<double>(x.size(2) * x.size(3)))
+                    .reshape({x.size(0), x.size(1)})
+                    .contiguous();
+    auto [dx, dweight, dbias] = k->backward(dy, x, saved[1], saved[2], saved[3], saved[4], dsample);
+    return {dx, dweight, dbias, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -101,9 +113,24 @@ const BnGeluKernels* bn_gelu_kernels() {
   return g_kernels;
 }
 
+void set_bn_gelu_se_mean(bool on) {
+  g_se_mean = on;
+}
+
+bool bn_gelu_se_mean() {
+  return g_se_mean;
+}
+
 at::Tensor bn_gelu(const BnGeluKernels& kernels, torch::nn::BatchNorm2dImpl& bn,
                    const at::Tensor& x) {
-  return BnGeluFunction::apply(x, bn.weight, bn.bias, &kernels, &bn);
+  return BnGeluFunction::apply(x, bn.weight, bn.bias, &kernels, &bn, false)[0];
+}
+
+std::pair<at::Tensor, at::Tensor> bn_gelu_mean(const BnGeluKernels& kernels,
+                                               torch::nn::BatchNorm2dImpl& bn,
+                                               const at::Tensor& x) {
+  variable_list out = BnGeluFunction::apply(x, bn.weight, bn.bias, &kernels, &bn, true);
+  return {out[0], out[1]};
 }
 
 }  // namespace coatnet::model

@@ -18,6 +18,7 @@
 #include <torch/nn/modules/batchnorm.h>
 
 #include <tuple>
+#include <utility>
 
 #include "model/setting_scope.h"
 
@@ -31,10 +32,12 @@ struct BnGeluKernels {
       const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
       at::Tensor& running_mean, at::Tensor& running_var, double momentum, double eps);
   // (dx, dweight, dbias) from dy (x's shape and memory format), recomputing the
-  // normalised input and GELU's derivative from x.
+  // normalised input and GELU's derivative from x. dsample, when defined, is a per-sample term
+  // of dy: (N, C) float32, added to dy at every pixel of sample n (the gradient that reached y
+  // through its spatial mean, already divided by H·W; bn_gelu_mean).
   std::tuple<at::Tensor, at::Tensor, at::Tensor> (*backward)(
       const at::Tensor& dy, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-      const at::Tensor& mean, const at::Tensor& invstd);
+      const at::Tensor& mean, const at::Tensor& invstd, const at::Tensor& dsample);
   // Whether these kernels take this input (device, dtype, memory format).
   bool (*applies)(const at::Tensor& x);
 };
@@ -50,9 +53,23 @@ const BnGeluKernels* bn_gelu_kernels();
 
 using BnGeluKernelsScope = SettingScope<const BnGeluKernels*, set_bn_gelu_kernels>;
 
+// Whether the fused operation also takes the squeeze-excitation's spatial mean of its output
+// (batch_norm_act_mean, train.cuda_kernels: bn_gelu_se_mean): process-wide, off by default.
+void set_bn_gelu_se_mean(bool on);
+bool bn_gelu_se_mean();
+using BnGeluSeMeanScope = SettingScope<bool, set_bn_gelu_se_mean>;
+
 // The fused operation in training mode, through `kernels`; the BatchNorm's parameters get
 // gradients and its running statistics and num_batches_tracked move as BatchNorm's do.
 at::Tensor bn_gelu(const BnGeluKernels& kernels, torch::nn::BatchNorm2dImpl& bn,
                    const at::Tensor& x);
+
+// The same, returning y and its spatial mean (N, C, 1, 1; y.mean({2, 3}, keepdim)) from one
+// autograd node. The mean's gradient then enters backward as the per-sample term of dy, which
+// the kernels add as they read dy: an MBConv's squeeze-excitation no longer makes its (N, C, H, W)
+// broadcast gradient and autograd no longer adds it to the projection's, two passes over the
+// block's widest activation.
+std::pair<at::Tensor, at::Tensor> bn_gelu_mean(const BnGeluKernels& kernels,
+                                               torch::nn::BatchNorm2dImpl& bn, const at::Tensor& x);
 
 }  // namespace coatnet::model

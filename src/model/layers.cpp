@@ -252,7 +252,10 @@ at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x) {
   return bn->forward(x);
 }
 
-at::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act act) {
+namespace {
+
+// The registered BnGeluKernels where they take this BatchNorm + act on x, else nullptr.
+const BnGeluKernels* fused_kernels(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act act) {
   const BnGeluKernels* k = bn_gelu_kernels();
   const auto& o = bn->options;
   // Rows <= 1 go to BatchNorm, which names the problem; a momentum of None (a cumulative
@@ -260,8 +263,23 @@ at::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act a
   if (k && act == Act::GELU && bn->is_training() && !batch_norm_override() && x.dim() == 4 &&
       x.numel() > x.size(1) && o.affine() && o.track_running_stats() && o.momentum() &&
       k->applies(x))
-    return bn_gelu(*k, *bn, x);
+    return k;
+  return nullptr;
+}
+
+}  // namespace
+
+at::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act act) {
+  if (const BnGeluKernels* k = fused_kernels(bn, x, act)) return bn_gelu(*k, *bn, x);
   return activate(batch_norm(bn, x), act);
+}
+
+std::pair<at::Tensor, at::Tensor> batch_norm_act_mean(torch::nn::BatchNorm2d& bn,
+                                                      const at::Tensor& x, Act act) {
+  const BnGeluKernels* k = fused_kernels(bn, x, act);
+  if (k && bn_gelu_se_mean()) return bn_gelu_mean(*k, *bn, x);
+  at::Tensor y = k ? bn_gelu(*k, *bn, x) : activate(batch_norm(bn, x), act);
+  return {y, spatial_mean(y)};
 }
 
 LayerNorm2dImpl::LayerNorm2dImpl(const LayerNorm2dOptions& o) : options(o) {
@@ -292,7 +310,11 @@ SqueezeExciteImpl::SqueezeExciteImpl(const SqueezeExciteOptions& o) : act(o.act(
 }
 
 at::Tensor SqueezeExciteImpl::gate(const at::Tensor& x) {
-  return conv(fc2, activate(conv(fc1, spatial_mean(x)), act)).sigmoid();
+  return gate_of_mean(spatial_mean(x));
+}
+
+at::Tensor SqueezeExciteImpl::gate_of_mean(const at::Tensor& mean) {
+  return conv(fc2, activate(conv(fc1, mean), act)).sigmoid();
 }
 
 at::Tensor SqueezeExciteImpl::forward(const at::Tensor& x) {

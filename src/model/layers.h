@@ -9,6 +9,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include <functional>
+#include <utility>
 
 #include "model/setting_scope.h"
 #include "model/variants.h"
@@ -113,6 +114,11 @@ at::Tensor batch_norm(torch::nn::BatchNorm2d& bn, const at::Tensor& x);
 // BatchNorm then `act`: one fused operation (model/bn_gelu.h) for GELU in training when fused
 // kernels are registered and take x, and no override (SyncBatchNorm) is set; else the two.
 at::Tensor batch_norm_act(torch::nn::BatchNorm2d& bn, const at::Tensor& x, Act act);
+// The same and its output's spatial mean (B, C, 1, 1), for a squeeze-excitation that follows:
+// one autograd node of both (model::bn_gelu_mean) where batch_norm_act fuses and
+// train.cuda_kernels has bn_gelu_se_mean, else spatial_mean of batch_norm_act's output.
+std::pair<at::Tensor, at::Tensor> batch_norm_act_mean(torch::nn::BatchNorm2d& bn,
+                                                      const at::Tensor& x, Act act);
 
 // LayerNorm over the channels of an NCHW tensor (timm's LayerNorm2d).
 //   LayerNorm2d norm(LayerNorm2dOptions(96)); y = norm(x);
@@ -159,8 +165,9 @@ struct SqueezeExciteOptions {
 class SqueezeExciteImpl : public torch::nn::Module {
  public:
   explicit SqueezeExciteImpl(const SqueezeExciteOptions& options);
-  at::Tensor forward(const at::Tensor& x);  // x * gate(x)
-  at::Tensor gate(const at::Tensor& x);     // (B, C, 1, 1) in (0, 1)
+  at::Tensor forward(const at::Tensor& x);          // x * gate(x)
+  at::Tensor gate(const at::Tensor& x);             // (B, C, 1, 1) in (0, 1)
+  at::Tensor gate_of_mean(const at::Tensor& mean);  // the same from x's spatial mean
   torch::nn::Conv2d fc1{nullptr}, fc2{nullptr};
   Act act;
 };

@@ -42,13 +42,14 @@ at::Tensor MbConvImpl::forward(const at::Tensor& x) {
     y = batch_norm_act(norm1, conv(conv1_1x1, y), s.act);
   }
   y = conv(conv2_kxk, y);
-  if (s.se_early) y = se->forward(y);
-  y = batch_norm_act(norm2, y, s.act);
-  if (!s.se_early && takes_se_fold(*conv3_1x1, y)) {
-    y = gated_pointwise_conv(conv3_1x1, y, se->gate(y));  // the gate in the projection's weights
+  if (s.se_early) {
+    y = conv(conv3_1x1, batch_norm_act(norm2, se->forward(y), s.act));
   } else {
-    if (!s.se_early) y = se->forward(y);
-    y = conv(conv3_1x1, y);
+    auto [z, mean] = batch_norm_act_mean(norm2, y, s.act);  // mean: the squeeze-excitation's
+    const at::Tensor gate = se->gate_of_mean(mean);
+    y = takes_se_fold(*conv3_1x1, z)
+            ? gated_pointwise_conv(conv3_1x1, z, gate)  // the gate in the projection's weights
+            : conv(conv3_1x1, z * gate);
   }
   return drop_path(y, options.drop_path(), is_training()) + shortcut_x;
 }

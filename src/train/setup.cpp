@@ -152,10 +152,12 @@ bool wants_cuda_kernel(const config::Config& cfg, const at::Device& device,
           "train.cuda_kernels: relpos_attention was removed: on an H100 it ran at 0.35-0.54x "
           "the ATen attention it replaced (docs/GPU.md, \"Kernels\"); the T blocks use "
           "scaled_dot_product_attention. Drop it from the list");
-    if (k != "batch_prep" && k != "bn_gelu")
-      throw std::invalid_argument("train.cuda_kernels: unknown kernel '" + k +
-                                  "'; the kernels of src/cuda are: batch_prep, bn_gelu");
-    wanted = wanted || k == name;
+    if (k != "batch_prep" && k != "bn_gelu" && k != "bn_gelu_se_mean")
+      throw std::invalid_argument(
+          "train.cuda_kernels: unknown kernel '" + k +
+          "'; the kernels of src/cuda are: batch_prep, bn_gelu, bn_gelu_se_mean");
+    // bn_gelu_se_mean is bn_gelu whose backward also takes the squeeze-excitation's mean.
+    wanted = wanted || k == name || (name == "bn_gelu" && k == "bn_gelu_se_mean");
   }
   if (!wanted || !device.is_cuda()) return false;  // GPU runs only; a CPU run ignores them
   if (!cuda::kernels_built())
@@ -180,6 +182,10 @@ bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
 
 const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device) {
   return wants_cuda_kernel(cfg, device, "bn_gelu") ? &cuda::bn_gelu_kernels() : nullptr;
+}
+
+bool bn_gelu_se_mean(const config::Config& cfg, const at::Device& device) {
+  return wants_cuda_kernel(cfg, device, "bn_gelu_se_mean");
 }
 
 LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,

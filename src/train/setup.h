@@ -40,6 +40,9 @@ bool use_batch_prep_kernel(const config::Config& cfg, const at::Device& device,
 // The fused BatchNorm + GELU kernels when train.cuda_kernels asks for bn_gelu on a GPU, else
 // nullptr (the composite); errors as use_batch_prep_kernel.
 const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at::Device& device);
+// Whether train.cuda_kernels asks for bn_gelu_se_mean on a GPU (bn_gelu_kernels is then set too):
+// the MBConv's BatchNorm + GELU before its squeeze-excitation also takes the spatial mean.
+bool bn_gelu_se_mean(const config::Config& cfg, const at::Device& device);
 // cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.

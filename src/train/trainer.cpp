@@ -305,6 +305,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   if (!summary.stopped_by_signal) save_final_weights(run, summary.run_dir, root);
   run.comm->barrier("end of training");
   run.sync_bn.reset();
+  run.bn_gelu_se_mean.reset();
   run.bn_gelu.reset();
   run.pointwise_gemm.reset();
   run.se_fold.reset();

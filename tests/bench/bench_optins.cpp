@@ -36,8 +36,11 @@ using namespace coatnet;
 
 namespace {
 
-// The opt-ins one at a time; a variant is one of them, "default" (none) or "all".
-const std::vector<std::string> kOptIns{"bn_fold", "se_fold", "pointwise_gemm", "bn_gelu"};
+// The opt-ins one at a time; a variant is one of them, "default" (none), "gpu_defaults" (what a
+// GPU run gets by default: all but bn_gelu_se_mean) or "all". bn_gelu_se_mean is bn_gelu whose
+// operation also takes the squeeze-excitation's mean.
+const std::vector<std::string> kOptIns{"bn_fold", "se_fold", "pointwise_gemm", "bn_gelu",
+                                       "bn_gelu_se_mean"};
 
 struct Variant {
   std::string name;
@@ -47,8 +50,9 @@ struct Variant {
 Variant parse_variant(const std::string& name) {
   if (name == "default") return {name, {}};
   if (name == "all") return {name, {kOptIns.begin(), kOptIns.end()}};
+  if (name == "gpu_defaults") return {name, {kOptIns.begin(), kOptIns.end() - 1}};
   if (std::find(kOptIns.begin(), kOptIns.end(), name) != kOptIns.end()) return {name, {name}};
-  std::vector<std::string> known{"default", "all"};
+  std::vector<std::string> known{"default", "gpu_defaults", "all"};
   known.insert(known.end(), kOptIns.begin(), kOptIns.end());
   throw std::invalid_argument("--variants: unknown variant '" + name + "'" +
                               text::did_you_mean(name, known) + "; the variants are " +
@@ -61,12 +65,16 @@ struct VariantScope {
     if (v.on.count("bn_fold")) bn_fold.emplace(true);
     if (v.on.count("se_fold")) se_fold.emplace(true);
     if (v.on.count("pointwise_gemm")) gemm.emplace(true);
-    if (v.on.count("bn_gelu") && cuda::kernels_built()) bn_gelu.emplace(&cuda::bn_gelu_kernels());
+    const bool se_mean = v.on.count("bn_gelu_se_mean") > 0;
+    if ((v.on.count("bn_gelu") || se_mean) && cuda::kernels_built())
+      bn_gelu.emplace(&cuda::bn_gelu_kernels());
+    if (se_mean && cuda::kernels_built()) bn_gelu_se_mean.emplace(true);
   }
   std::optional<model::BnFoldScope> bn_fold;
   std::optional<model::SeFoldScope> se_fold;
   std::optional<model::PointwiseGemmScope> gemm;
   std::optional<model::BnGeluKernelsScope> bn_gelu;
+  std::optional<model::BnGeluSeMeanScope> bn_gelu_se_mean;
 };
 
 }  // namespace
@@ -80,7 +88,8 @@ int main(int argc, char** argv) {
       .option("batch", "B", "images per step", "128")
       .option("device", "cpu|cuda", "where to run (cuda: bf16 autocast)", "cuda")
       .option("variants", "LIST",
-              "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, all",
+              "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, "
+              "bn_gelu_se_mean, gpu_defaults, all",
               "default,bn_fold,se_fold,pointwise_gemm,bn_gelu,all")
       .option("warmup", "N", "untimed steps per variant first", "3")
       .option("steps", "N", "timed steps per variant and round", "10")

@@ -28,7 +28,8 @@ grep -q "unknown argument '--bogus'" <<<"$msg" || fail "no message naming --bogu
 # misspelt name is only listed as skipped there, and the loan is spent).
 plan=$(sed -n '/^## The next borrowed GPU/,/^## /p' "$root/docs/GPU.md" | tr -d '\n' |
        grep -o -- '--only *[a-z0-9_,]*' | sed 's/--only *//' | tr ',' '\n' | sort -u)
-[[ $(wc -l <<<"$plan") -ge 20 ]] || fail "docs/GPU.md's plan names too few rows: $plan"
+# (At least 5: a plan's --only lists that this parse no longer finds would pass unchecked.)
+[[ $(wc -l <<<"$plan") -ge 5 ]] || fail "docs/GPU.md's plan names too few rows: $plan"
 for name in $plan; do
   grep -qE "(test_step|bench) $name " "$check" || fail "docs/GPU.md's plan names '$name', which gpu-check.sh does not have"
 done

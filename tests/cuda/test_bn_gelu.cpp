@@ -2,7 +2,8 @@
 // on the CPU (every build) and its kernels on the GPU. Outputs, the three gradients and the
 // running statistics, for float32 (tight) and bfloat16/float16 (one
 // rounding of the output: about 1e-2 relative), on channel counts that take the 16-byte path and
-// ones that do not, and one CoAtNet training step with and without the kernels.
+// ones that do not, with and without the spatial mean's gradient (bn_gelu_mean), and one CoAtNet
+// training step with and without the kernels.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
@@ -26,7 +27,10 @@ struct Outputs {
   at::Tensor y, dx, dweight, dbias, running_mean, running_var;
 };
 
-Outputs run(const model::BnGeluKernels& k, const at::Tensor& x, const at::Tensor& dy) {
+// One forward + backward; with dm defined, through bn_gelu_mean with dm as its mean's gradient
+// (the kernels' per-sample term of dy).
+Outputs run(const model::BnGeluKernels& k, const at::Tensor& x, const at::Tensor& dy,
+            const at::Tensor& dm = {}) {
   torch::nn::BatchNorm2d bn = model::make_bn(static_cast<int>(x.size(1)), 1e-5);
   const int64_t c = x.size(1);
   {
@@ -38,8 +42,13 @@ Outputs run(const model::BnGeluKernels& k, const at::Tensor& x, const at::Tensor
   }
   bn->to(x.device());
   at::Tensor xg = x.clone().requires_grad_();
-  at::Tensor y = model::bn_gelu(k, *bn, xg);
-  (y.to(at::kFloat) * dy).sum().backward();
+  if (!dm.defined()) {
+    at::Tensor y = model::bn_gelu(k, *bn, xg);
+    (y.to(at::kFloat) * dy).sum().backward();
+    return {y, xg.grad(), bn->weight.grad(), bn->bias.grad(), bn->running_mean, bn->running_var};
+  }
+  auto [y, m] = model::bn_gelu_mean(k, *bn, xg);
+  ((y.to(at::kFloat) * dy).sum() + (m.to(at::kFloat) * dm).sum()).backward();
   return {y, xg.grad(), bn->weight.grad(), bn->bias.grad(), bn->running_mean, bn->running_var};
 }
 
@@ -62,19 +71,26 @@ void expect_matches_reference(const model::BnGeluKernels& kernels, const at::Dev
       at::Tensor dy = at::randn({s.n, s.c, s.h, s.w}, x.options().dtype(at::kFloat))
                           .contiguous(at::MemoryFormat::ChannelsLast);
       ASSERT_TRUE(kernels.applies(x));
-      const Outputs got = run(kernels, x, dy);
-      const Outputs ref = run(model::bn_gelu_reference(), x, dy);
-      const std::string what = c10::toString(dtype) + std::string(" C=") + std::to_string(s.c);
-      EXPECT_EQ(got.y.scalar_type(), dtype) << what;
-      EXPECT_TRUE(got.y.is_contiguous(at::MemoryFormat::ChannelsLast)) << what;
-      EXPECT_TRUE(got.dx.is_contiguous(at::MemoryFormat::ChannelsLast)) << what;
-      EXPECT_LE(max_rel_diff(got.y, ref.y), tol) << what << " y";
-      EXPECT_LE(max_rel_diff(got.dx, ref.dx), tol) << what << " dx";
-      // Sums over float32 values of dz in both: only their order differs.
-      EXPECT_LE(max_rel_diff(got.dweight, ref.dweight), 1e-4) << what << " dweight";
-      EXPECT_LE(max_rel_diff(got.dbias, ref.dbias), 1e-4) << what << " dbias";
-      EXPECT_LE(max_rel_diff(got.running_mean, ref.running_mean), 1e-5) << what;
-      EXPECT_LE(max_rel_diff(got.running_var, ref.running_var), 1e-5) << what;
+      // The mean's gradient, per sample and channel: its share of a pixel as large as dy, so
+      // that a pixel given another sample's term (a lane that crosses into the next one) shows.
+      at::Tensor dm = at::randn({s.n, s.c, 1, 1}, x.options().dtype(at::kFloat)) * (s.h * s.w);
+      for (bool with_mean : {false, true}) {
+        const at::Tensor m = with_mean ? dm : at::Tensor();
+        const Outputs got = run(kernels, x, dy, m);
+        const Outputs ref = run(model::bn_gelu_reference(), x, dy, m);
+        const std::string what = c10::toString(dtype) + std::string(" C=") + std::to_string(s.c) +
+                                 (with_mean ? " with the mean" : "");
+        EXPECT_EQ(got.y.scalar_type(), dtype) << what;
+        EXPECT_TRUE(got.y.is_contiguous(at::MemoryFormat::ChannelsLast)) << what;
+        EXPECT_TRUE(got.dx.is_contiguous(at::MemoryFormat::ChannelsLast)) << what;
+        EXPECT_LE(max_rel_diff(got.y, ref.y), tol) << what << " y";
+        EXPECT_LE(max_rel_diff(got.dx, ref.dx), tol) << what << " dx";
+        // Sums over float32 values of dz in both: only their order differs.
+        EXPECT_LE(max_rel_diff(got.dweight, ref.dweight), 1e-4) << what << " dweight";
+        EXPECT_LE(max_rel_diff(got.dbias, ref.dbias), 1e-4) << what << " dbias";
+        EXPECT_LE(max_rel_diff(got.running_mean, ref.running_mean), 1e-5) << what;
+        EXPECT_LE(max_rel_diff(got.running_var, ref.running_var), 1e-5) << what;
+      }
     }
 }
 

@@ -67,6 +67,39 @@ TEST(BnGelu, ReferenceEqualsBatchNormThenGelu) {
   }
 }
 
+// bn_gelu_mean's second output is y's spatial mean, and its gradient reaches x, the weight and
+// the bias as it does through spatial_mean (the kernels get it as the per-sample term of dy);
+// a mean left unused changes nothing.
+TEST(BnGelu, MeanOutputIsTheSpatialMeanWithItsGradient) {
+  for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast})
+    for (bool mean_used : {true, false}) {
+      at::manual_seed(9);
+      torch::nn::BatchNorm2d fused = random_bn(6), composite = random_bn(6);
+      for (size_t i = 0; i < fused->parameters().size(); ++i) {
+        at::NoGradGuard no_grad;
+        composite->parameters()[i].copy_(fused->parameters()[i]);
+      }
+      at::Tensor x = (at::randn({4, 6, 5, 3}) * 2 + 1).contiguous(format);
+      at::Tensor x1 = x.clone().requires_grad_(), x2 = x.clone().requires_grad_();
+      at::Tensor dy = at::randn({4, 6, 5, 3}).contiguous(format);
+      // Large against dy's share of each pixel, so that a term spread wrongly shows.
+      at::Tensor dm = at::randn({4, 6, 1, 1}) * 20;
+      auto [y1, m1] = bn_gelu_mean(bn_gelu_reference(), *fused, x1);
+      at::Tensor y2 = at::gelu(composite->forward(x2));
+      at::Tensor m2 = spatial_mean(y2);
+      ((y1 * dy).sum() + (mean_used ? (m1 * dm).sum() : at::zeros({}))).backward();
+      ((y2 * dy).sum() + (mean_used ? (m2 * dm).sum() : at::zeros({}))).backward();
+      const std::string what = std::string(mean_used ? "used" : "unused") +
+                               (format == at::MemoryFormat::ChannelsLast ? " NHWC" : " NCHW");
+      EXPECT_EQ(m1.sizes(), m2.sizes()) << what;
+      EXPECT_LE(max_rel_diff(y1, y2), 1e-6) << what;
+      EXPECT_LE(max_rel_diff(m1, m2), 1e-6) << what;
+      EXPECT_LE(max_rel_diff(x1.grad(), x2.grad()), 1e-5) << what;
+      EXPECT_LE(max_rel_diff(fused->weight.grad(), composite->weight.grad()), 1e-5) << what;
+      EXPECT_LE(max_rel_diff(fused->bias.grad(), composite->bias.grad()), 1e-5) << what;
+    }
+}
+
 TEST(BnGelu, BatchNormActFusesOnlyWhereItApplies) {
   at::manual_seed(6);
   torch::nn::BatchNorm2d bn = random_bn(8);

@@ -14,6 +14,7 @@
 
 #include "model/bn_fold.h"
 #include "model/bn_fold_weights.h"
+#include "model/bn_gelu.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
 #include "model/transformer.h"
@@ -338,17 +339,23 @@ TEST(Model, PointwiseGemmEqualsTheConvolutionAndKeepsChannelsLast) {
 
 namespace {
 // Whether y's autograd graph has a node whose name contains `name`.
-bool graph_has(const at::Tensor& y, const std::string& name) {
+// The autograd nodes behind y whose name contains `name`.
+int graph_count(const at::Tensor& y, const std::string& name) {
   std::vector<torch::autograd::Node*> todo{y.grad_fn().get()};
   std::set<torch::autograd::Node*> seen;
+  int count = 0;
   while (!todo.empty()) {
     torch::autograd::Node* n = todo.back();
     todo.pop_back();
     if (!n || !seen.insert(n).second) continue;
-    if (n->name().find(name) != std::string::npos) return true;
+    if (n->name().find(name) != std::string::npos) ++count;
     for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
   }
-  return false;
+  return count;
+}
+
+bool graph_has(const at::Tensor& y, const std::string& name) {
+  return graph_count(y, name) > 0;
 }
 
 // One training step of a CoAtNet from `seed`: 4 random images in `format`, the loss the logits'
@@ -469,6 +476,39 @@ TEST(Model, MbConvFoldsTheSeGateWhereAsked) {
     };
     expect_close(step(true), step(false), 1e-4, 1e-5);
   }
+}
+
+// The MBConv's BatchNorm + GELU before its squeeze-excitation takes the gate's spatial mean only
+// where asked (train.cuda_kernels: bn_gelu_se_mean) and fused kernels are registered: the block
+// then has no SpatialMean node of its own (the head's stays). A CoAtNet step is the same either
+// way, with the gate folded or not, in both layouts (the reference kernels, on CPU).
+TEST(Model, MbConvTakesTheSeMeanIntoBnGeluWhereAsked) {
+  ModelSpec spec = coatnet::test::tiny_spec();
+  spec.in_chans = 3;
+  const int mbconv_blocks = spec.depths[0] + spec.depths[1];  // CCTT
+  for (auto format : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous})
+    for (bool fold : {false, true}) {
+      std::optional<SeFoldScope> fold_scope;
+      if (fold) fold_scope.emplace(true);
+      BnGeluKernelsScope kernels(&bn_gelu_reference());
+      auto step = [&](bool se_mean) {
+        std::optional<BnGeluSeMeanScope> scope;
+        if (se_mean) scope.emplace(true);
+        return coatnet_step(spec, format, 3, false, [&](const at::Tensor& loss) {
+          EXPECT_EQ(graph_count(loss, "SpatialMean"), se_mean ? 1 : 1 + mbconv_blocks)
+              << "fold " << fold;
+          EXPECT_TRUE(graph_has(loss, "BnGelu"));
+        });
+      };
+      expect_close(step(true), step(false), 1e-4, 1e-5);
+    }
+  EXPECT_FALSE(bn_gelu_se_mean()) << "the scope's end turns it off";
+  // Without kernels nothing is fused, asked or not.
+  BnGeluSeMeanScope scope(true);
+  coatnet_step(spec, at::MemoryFormat::ChannelsLast, 3, false, [&](const at::Tensor& loss) {
+    EXPECT_EQ(graph_count(loss, "SpatialMean"), 1 + mbconv_blocks);
+    EXPECT_FALSE(graph_has(loss, "BnGelu"));
+  });
 }
 
 namespace {

@@ -165,7 +165,7 @@ errors)
   }
   fails_with "nccl without a GPU" "nccl needs a GPU" --set dist.backend=nccl
   fails_with "an unknown CUDA kernel" \
-    "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu" \
+    "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu, bn_gelu_se_mean" \
     --set "train.cuda_kernels=[batch_prep, fused_all]"
   # A kernel removed after it measured slower names why, not just "unknown".
   fails_with "a removed CUDA kernel" \
@@ -272,15 +272,28 @@ precision)
   # the mean loss of the last 50 steps within 10%. So does bf16 with every opt-in of the model's
   # arithmetic (bf16_optin): train.pointwise_gemm, train.se_fold and train.bn_fold, and on a GPU
   # the CUDA kernels too (a CPU run ignores train.cuda_kernels).
-  for p in fp32 bf16 fp16; do
+  # On a GPU the four runs share it at once (each a small model: launch-bound, not GPU-bound),
+  # which takes gpu-check a third of the time; on CPU one after another.
+  pids=()
+  run_precision() {  # NAME BACKEND [--set ...]
+    local name=$1 backend=$2; shift 2
     "$coatnet" train "${common[@]}" --set train.max_steps=300 --set schedule.epochs=30 \
-      --set "data.val=[]" --set precision.backend=$p --set train.name=$p >/dev/null
+      --set "data.val=[]" --set precision.backend=$backend --set train.name=$name "$@" \
+      >"$work/$name.log" 2>&1 || { tail -20 "$work/$name.log"; return 1; }
+  }
+  for p in fp32 bf16 fp16 bf16_optin; do
+    args=("$p" "$p")
+    [[ $p == bf16_optin ]] && args=(bf16_optin bf16 --set "train.cuda_kernels=[batch_prep, bn_gelu_se_mean]"
+      --set train.pointwise_gemm=true --set train.se_fold=true --set train.bn_fold=true
+      --set data.channels_last=true)
+    if [[ ${COATNET_TEST_DEVICE:-} == cuda ]]; then
+      run_precision "${args[@]}" &
+      pids+=($!)
+    else
+      run_precision "${args[@]}"
+    fi
   done
-  "$coatnet" train "${common[@]}" --set train.max_steps=300 --set schedule.epochs=30 \
-    --set "data.val=[]" --set precision.backend=bf16 --set train.name=bf16_optin \
-    --set "train.cuda_kernels=[batch_prep, bn_gelu]" \
-    --set train.pointwise_gemm=true --set train.se_fold=true --set train.bn_fold=true \
-    --set data.channels_last=true >/dev/null
+  for pid in "${pids[@]}"; do wait "$pid" || fail "a precision run failed (its log above)"; done
   "$py" - "$work/runs" <<'PY'
 import json, sys
 def tail_loss(name):
