@@ -22,6 +22,7 @@ ours, eager, comp = bench("ours_coatnet_0_bf16"), bench("timm_eager_bf16"), benc
 OPTIN_ROWS = {"ours_coatnet_0_bf16_composites": "ours with ATen's composites only",
               "ours_coatnet_0_bf16_batch_prep": "ours + batch_prep kernel",
               "ours_coatnet_0_bf16_se_mean": "ours + bn_gelu_se_mean kernel",
+              "ours_coatnet_0_bf16_dw_conv": "ours + dw_conv_dgrad kernel",
               "ours_coatnet_0_bf16_cuda_graph": "ours + train.cuda_graph"}
 mm, loader = bench("matmul_bf16"), bench("loader_cores")
 flops_per_image = 3 * 2 * info["gmacs"] * 1e9  # forward + backward (twice the forward)

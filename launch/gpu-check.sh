@@ -25,7 +25,8 @@
 #                  itself after a failed kernels_vs_reference), the step profiler's test
 #                  (profile_gpu), each opt-in's step against the composites' (optin_steps,
 #                  optin_steps_kernels), training runs with the composites only, with batch_prep,
-#                  with bn_gelu_se_mean and as one CUDA graph, and the attention's ATen paths.
+#                  bn_gelu_se_mean or dw_conv_dgrad, and as one CUDA graph, and the attention's
+#                  ATen paths.
 #                  Without it the check takes about 7.5 minutes on an H100 with --prebuilt.
 #                  kernel_counters (Nsight Compute's counters of our kernels in a step, two
 #                  minutes) runs only when --only names it
@@ -171,7 +172,7 @@ selected() {
 on_request=",kernel_counters,"
 ((diagnostics)) || on_request+="kernels_sanitized,profile_gpu,optin_steps,optin_steps_kernels,\
 attention_composite,ours_coatnet_0_bf16_composites,ours_coatnet_0_bf16_batch_prep,\
-ours_coatnet_0_bf16_se_mean,ours_coatnet_0_bf16_cuda_graph,"
+ours_coatnet_0_bf16_se_mean,ours_coatnet_0_bf16_dw_conv,ours_coatnet_0_bf16_cuda_graph,"
 # left SECONDS: how much of --deadline remains (0 when spent)
 left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
@@ -211,7 +212,7 @@ test_step nonfinite_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/train/train_mpi.sh" nonfinite "$coatnet" "$py"
 test_step resume_gpu 120 env COATNET_TEST_DEVICE=cuda COATNET_TEST_MAX_NP=1 \
   bash "$root/tests/checkpoint/ckpt_mpi.sh" resume "$coatnet" "$py"
-test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:Model.*OnGpu'
+test_step kernels_vs_reference 90 "$build/bin/coatnet_tests" --gtest_filter='BatchPrep*:BnGelu*:DwConv*:Model.*OnGpu'
 # The kernels' GPU tests under compute-sanitizer (memcheck, racecheck, synccheck: accesses past
 # a tensor's end, shared-memory races, barriers not all threads reach). After a failed comparison
 # it runs even when --only leaves it out: it is what says where a kernel goes wrong.
@@ -335,8 +336,9 @@ bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
 # in a process of their own (a kernel that faults on the GPU ends its process).
 optins=("$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 --json)
 bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,se_fold,pointwise_gemm
-# gpu_defaults: what a GPU run gets by default; all: those and bn_gelu_se_mean (opt-in).
-bench optin_steps_kernels 150 "${optins[@]}" --variants default,bn_gelu,bn_gelu_se_mean,gpu_defaults,all
+# gpu_defaults: what a GPU run gets by default; all: those, bn_gelu_se_mean and dw_conv_dgrad.
+bench optin_steps_kernels 150 "${optins[@]}" \
+  --variants default,bn_gelu,bn_gelu_se_mean,dw_conv_dgrad,gpu_defaults,all
 # Nsight Compute's counters of our kernels in a training step (on request: name it in --only).
 bench kernel_counters 150 bash "$root/tests/bench/kernel_counters.sh" "$build" "$out" "$py"
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
@@ -348,6 +350,9 @@ bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coat
 # The defaults with bn_gelu taking the squeeze-excitation's mean (no broadcast gradient made).
 bench ours_coatnet_0_bf16_se_mean 180 bash "$work/ours_run.sh" ours_sm "$coatnet" \
   --set "train.cuda_kernels=[bn_gelu_se_mean]"
+# The defaults with the depthwise stride-2 convolution's input gradient from our kernel.
+bench ours_coatnet_0_bf16_dw_conv 180 bash "$work/ours_run.sh" ours_dw "$coatnet" \
+  --set "train.cuda_kernels=[auto, dw_conv_dgrad]"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
   --batches 40 --uint8 --json
 # timm's fused attention (scaled_dot_product_attention with its bias) fails to compile for training

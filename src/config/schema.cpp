@@ -119,7 +119,9 @@ std::vector<KeySpec> build() {
           "GELU of the MBConv blocks and the stem fused, forward and backward; channels-last, "
           "without dist.sync_bn), bn_gelu_se_mean (bn_gelu, and the MBConv's squeeze-excitation "
           "mean taken into it: its gradient added as the backward reads dy, opt-in until "
-          "measured), batch_prep (uint8 batch -> normalise -> Mixup/CutMix -> the "
+          "measured), dw_conv_dgrad (the input gradient of the MBConv's depthwise stride-2 "
+          "convolution in one gather pass instead of cuDNN's, opt-in until measured), "
+          "batch_prep (uint8 batch -> normalise -> Mixup/CutMix -> the "
           "autocast dtype, channels-last, in one pass); auto: those measured faster on a GPU "
           "(bn_gelu) where this build has them; [] for ATen's operations only"),
       key("train.profile_steps", K::Int, "0",

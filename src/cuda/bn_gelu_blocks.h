@@ -27,12 +27,6 @@ namespace coatnet::cuda::bn_gelu {
 constexpr int kThreads = 256;  // a block's threads (lanes × rows)
 constexpr int kUnroll = 4;     // rows a lane loads before it computes
 
-// V neighbouring elements, loaded and stored as one (16-byte) access.
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
 CN_HD float gelu(float z) {
   return 0.5f * z * (1.0f + erff(z * 0.70710678118654752f));
 }

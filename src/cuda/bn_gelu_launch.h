@@ -17,13 +17,9 @@
 #include <type_traits>
 
 #include "cuda/bn_gelu_blocks.h"
+#include "cuda/pack_dispatch.h"
 
 namespace coatnet::cuda::bn_gelu {
-
-template <typename T>
-T* ptr(const at::Tensor& t) {
-  return reinterpret_cast<T*>(t.data_ptr());
-}
 
 inline void check_parameters(const at::Tensor& x, std::initializer_list<at::Tensor> per_channel) {
   for (const at::Tensor& t : per_channel)
@@ -42,32 +38,6 @@ inline bool takes(const at::Tensor& x) {
          (t == at::kFloat || t == at::kBFloat16 || t == at::kHalf);
 }
 
-// Calls f(T{}, std::integral_constant<int, V>{}) for x's element type and the widest V that
-// divides the channels and keeps every pointer 16-byte aligned.
-template <typename Exec, typename F>
-void dispatch(const at::Tensor& x, std::initializer_list<const void*> pointers, F&& f) {
-  bool aligned = true;
-  for (const void* p : pointers) aligned = aligned && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-  auto with = [&](auto zero) {
-    constexpr int kWide = 16 / sizeof(decltype(zero));
-    if (aligned && x.size(1) % kWide == 0)
-      f(zero, std::integral_constant<int, kWide>{});
-    else
-      f(zero, std::integral_constant<int, 1>{});
-  };
-  switch (x.scalar_type()) {
-    case at::kFloat:
-      return with(float{});
-    case at::kBFloat16:
-      return with(typename Exec::BFloat16{});
-    case at::kHalf:
-      return with(typename Exec::Half{});
-    default:
-      TORCH_CHECK(false, "bn_gelu: activations of dtype ", x.scalar_type(),
-                  " are not supported (float32, bfloat16, float16 are)");
-  }
-}
-
 template <typename Exec>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
     const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::Tensor& running_mean,
@@ -82,7 +52,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(
                          static_cast<float>(eps),
                          static_cast<float>(static_cast<double>(rows) / (rows - 1)));
   at::Tensor y = at::empty_like(x, at::MemoryFormat::ChannelsLast);
-  dispatch<Exec>(x, {x.data_ptr(), y.data_ptr()}, [&](auto zero, auto vec) {
+  dispatch<Exec>(x, "bn_gelu", {x.data_ptr(), y.data_ptr()}, [&](auto zero, auto vec) {
     using T = decltype(zero);
     constexpr int V = decltype(vec)::value;
     const Geometry g = rows_geometry(rows, channels / V, Exec::sms(), 8);
@@ -135,12 +105,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
                                        ptr<float>(pq), ptr<float>(mean), sample_term, hw,
                                        ptr<T>(dx), packs);
   };
-  dispatch<Exec>(x, {x.data_ptr(), dy.data_ptr(), dx.data_ptr()}, [&](auto zero, auto vec) {
-    if (sample_term)
-      passes(zero, vec, std::true_type{});
-    else
-      passes(zero, vec, std::false_type{});
-  });
+  dispatch<Exec>(x, "bn_gelu", {x.data_ptr(), dy.data_ptr(), dx.data_ptr()},
+                 [&](auto zero, auto vec) {
+                   if (sample_term)
+                     passes(zero, vec, std::true_type{});
+                   else
+                     passes(zero, vec, std::false_type{});
+                 });
   return {dx, dweight, dbias};
 }
 

@@ -1,6 +1,7 @@
 // What the thread bodies of src/cuda share between their two executors, the CUDA kernels and the
-// serial CPU emulations the tests run without a GPU: the host/device function marker, and float
-// conversions of the element types (float, bfloat16, half), rounding to nearest either way.
+// serial CPU emulations the tests run without a GPU: the host/device function marker, packs of
+// neighbouring elements, and float conversions of the element types (float, bfloat16, half),
+// rounding to nearest either way.
 #pragma once
 
 #include <math.h>  // erff, expf, fmaf for host and device alike
@@ -16,6 +17,12 @@
 #endif
 
 namespace coatnet::cuda {
+
+// V neighbouring elements, loaded and stored as one (16-byte) access.
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
 
 // float, c10::BFloat16 and c10::Half (the emulations) convert themselves.
 template <typename T>

@@ -4,6 +4,7 @@
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
 #include "cuda/device_memory.h"
+#include "cuda/dw_conv.h"
 #include "cuda/step_graph.h"
 #include "cuda/sync_check.h"
 
@@ -41,6 +42,13 @@ const model::BnGeluKernels& bn_gelu_kernels() {
       [](const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
          const at::Tensor&, const at::Tensor&,
          const at::Tensor&) -> std::tuple<at::Tensor, at::Tensor, at::Tensor> { no_kernels(); },
+      [](const at::Tensor&) { return false; }};
+  return k;
+}
+
+const model::DwConvKernels& dw_conv_kernels() {
+  static const model::DwConvKernels k{
+      [](const at::Tensor&, const at::Tensor&, at::IntArrayRef) -> at::Tensor { no_kernels(); },
       [](const at::Tensor&) { return false; }};
   return k;
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/bn_gelu.h"
+#include "model/dw_conv.h"
 #include "model/macs.h"
 
 namespace coatnet::model {
@@ -215,8 +216,9 @@ at::Tensor gated_pointwise_conv(torch::nn::Conv2d& c, const at::Tensor& x, const
 }
 
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x) {
-  at::Tensor y =
-      takes_pointwise_gemm(*c, x) ? pointwise_conv_gemm(x, c->weight, c->bias) : c->forward(x);
+  at::Tensor y = takes_pointwise_gemm(*c, x) ? pointwise_conv_gemm(x, c->weight, c->bias)
+                 : takes_dw_conv_s2(*c, x)   ? dw_conv_s2(*dw_conv_kernels(), *c, x)
+                                             : c->forward(x);
   count_conv(c->weight, y);
   return y;
 }

@@ -66,6 +66,8 @@ at::Tensor drop_path(const at::Tensor& x, double rate, bool training);
 at::Tensor row_dropout(const at::Tensor& x, double rate, bool training);
 
 // Convolution with MAC counting; `padding` is symmetric ((k-1)/2 for the odd kernels used here).
+// conv() takes the matrix product (train.pointwise_gemm) or the depthwise stride-2 kernels'
+// input gradient (model/dw_conv.h) where they are asked for and apply.
 torch::nn::Conv2d make_conv(int in, int out, int k, int stride = 1, bool bias = false,
                             int groups = 1);
 at::Tensor conv(torch::nn::Conv2d& c, const at::Tensor& x);

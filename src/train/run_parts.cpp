@@ -139,6 +139,7 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   if (cfg.get_bool("dist.sync_bn")) sync_bn.emplace(*comm);
   if (const model::BnGeluKernels* k = bn_gelu_kernels(cfg, device)) bn_gelu.emplace(k);
   if (train::bn_gelu_se_mean(cfg, device)) bn_gelu_se_mean.emplace(true);
+  if (const model::DwConvKernels* k = dw_conv_kernels(cfg, device)) dw_conv.emplace(k);
   // cfg is resolved_for this device: auto is true or false by now.
   if (cfg.get_string("train.pointwise_gemm") == "true") pointwise_gemm.emplace(true);
   if (cfg.get_string("train.se_fold") == "true") se_fold.emplace(true);
@@ -187,6 +188,7 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
   std::vector<std::string> fused;
   if (batch_prep_kernel) fused.push_back("batch_prep");
   if (bn_gelu) fused.push_back(bn_gelu_se_mean ? "bn_gelu_se_mean" : "bn_gelu");
+  if (dw_conv) fused.push_back("dw_conv_dgrad");
   if (bn_fold) fused.push_back("bn_fold");
   if (se_fold) fused.push_back("se_fold");
   if (pointwise_gemm) fused.push_back("pointwise_gemm");

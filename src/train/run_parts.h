@@ -64,6 +64,7 @@ class RunParts {
   std::optional<dist::SyncBatchNormScope> sync_bn;          // dist.sync_bn
   std::optional<model::BnGeluKernelsScope> bn_gelu;         // train.cuda_kernels: bn_gelu, on a GPU
   std::optional<model::BnGeluSeMeanScope> bn_gelu_se_mean;  // ... bn_gelu_se_mean
+  std::optional<model::DwConvKernelsScope> dw_conv;         // ... dw_conv_dgrad
   std::optional<model::PointwiseGemmScope> pointwise_gemm;  // train.pointwise_gemm
   std::optional<model::SeFoldScope> se_fold;                // train.se_fold
   std::optional<model::BnFoldScope> bn_fold;                // train.bn_fold

@@ -2,6 +2,7 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
+#include "cuda/dw_conv.h"
 
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
@@ -152,10 +153,10 @@ bool wants_cuda_kernel(const config::Config& cfg, const at::Device& device,
           "train.cuda_kernels: relpos_attention was removed: on an H100 it ran at 0.35-0.54x "
           "the ATen attention it replaced (docs/GPU.md, \"Kernels\"); the T blocks use "
           "scaled_dot_product_attention. Drop it from the list");
-    if (k != "batch_prep" && k != "bn_gelu" && k != "bn_gelu_se_mean")
+    if (k != "batch_prep" && k != "bn_gelu" && k != "bn_gelu_se_mean" && k != "dw_conv_dgrad")
       throw std::invalid_argument(
           "train.cuda_kernels: unknown kernel '" + k +
-          "'; the kernels of src/cuda are: batch_prep, bn_gelu, bn_gelu_se_mean");
+          "'; the kernels of src/cuda are: batch_prep, bn_gelu, bn_gelu_se_mean, dw_conv_dgrad");
     // bn_gelu_se_mean is bn_gelu whose backward also takes the squeeze-excitation's mean.
     wanted = wanted || k == name || (name == "bn_gelu" && k == "bn_gelu_se_mean");
   }
@@ -186,6 +187,10 @@ const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at:
 
 bool bn_gelu_se_mean(const config::Config& cfg, const at::Device& device) {
   return wants_cuda_kernel(cfg, device, "bn_gelu_se_mean");
+}
+
+const model::DwConvKernels* dw_conv_kernels(const config::Config& cfg, const at::Device& device) {
+  return wants_cuda_kernel(cfg, device, "dw_conv_dgrad") ? &cuda::dw_conv_kernels() : nullptr;
 }
 
 LoopOptions loop_options(const config::Config& cfg, const model::ModelSpec& spec,

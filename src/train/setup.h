@@ -10,6 +10,7 @@
 #include "data/loader.h"
 #include "data/mixup.h"
 #include "model/bn_gelu.h"
+#include "model/dw_conv.h"
 #include "train/loss.h"
 #include "train/optim.h"
 
@@ -43,6 +44,9 @@ const model::BnGeluKernels* bn_gelu_kernels(const config::Config& cfg, const at:
 // Whether train.cuda_kernels asks for bn_gelu_se_mean on a GPU (bn_gelu_kernels is then set too):
 // the MBConv's BatchNorm + GELU before its squeeze-excitation also takes the spatial mean.
 bool bn_gelu_se_mean(const config::Config& cfg, const at::Device& device);
+// The depthwise stride-2 convolution's input-gradient kernel when train.cuda_kernels asks for
+// dw_conv_dgrad on a GPU, else nullptr (cuDNN's); errors as use_batch_prep_kernel.
+const model::DwConvKernels* dw_conv_kernels(const config::Config& cfg, const at::Device& device);
 // cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.

@@ -306,6 +306,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   run.comm->barrier("end of training");
   run.sync_bn.reset();
   run.bn_gelu_se_mean.reset();
+  run.dw_conv.reset();
   run.bn_gelu.reset();
   run.pointwise_gemm.reset();
   run.se_fold.reset();

@@ -22,6 +22,7 @@
 
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
+#include "cuda/dw_conv.h"
 #include "data/mixup.h"
 #include "model/bn_fold.h"
 #include "model/layers.h"
@@ -49,6 +50,40 @@ double median_ms(const std::function<void()>& fn, int reps) {
   return ms[ms.size() / 2];
 }
 
+// A bf16 kernel's row: its milliseconds against the composite's, and the bandwidth `bytes` (what
+// it must move) implies.
+std::string kernel_row(const char* kernel, const std::vector<int64_t>& shape, double kernel_ms,
+                       double composite_ms, double bytes) {
+  return json::Value{{"kernel", kernel},
+                     {"shape", shape},
+                     {"dtype", "bf16"},
+                     {"kernel_ms", kernel_ms},
+                     {"composite_ms", composite_ms},
+                     {"speedup", composite_ms / kernel_ms},
+                     {"kernel_gb_per_s", bytes / kernel_ms / 1e6}}
+      .dump();
+}
+
+// dw_conv_dgrad: the depthwise 3x3 stride-2 convolution's input gradient against cuDNN's (ATen's
+// convolution_backward asked for it alone), bf16 channels-last, input (n, c, hw, hw).
+std::string bench_dw_conv(int64_t n, int64_t c, int64_t hw, const at::Device& gpu) {
+  const at::TensorOptions o = at::TensorOptions().device(gpu).dtype(at::kBFloat16);
+  const at::Tensor x = at::randn({n, c, hw, hw}, o).contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t ohw = (hw - 1) / 2 + 1;
+  const at::Tensor dy = at::randn({n, c, ohw, ohw}, o).contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor w = at::randn({c, 1, 3, 3}, o);
+  const double kernel =
+      median_ms([&] { (void)cuda::dw_conv_kernels().input_grad(dy, w, x.sizes()); }, 10);
+  const double cudnn = median_ms(
+      [&] {
+        (void)at::convolution_backward(dy, x, w, std::nullopt, {2, 2}, {1, 1}, {1, 1}, false,
+                                       {0, 0}, c, {true, false, false});
+      },
+      10);
+  const double bytes = static_cast<double>(x.numel() + dy.numel()) * 2;  // write dx, read dy
+  return kernel_row("dw_conv_dgrad", {n, c, hw, hw}, kernel, cudnn, bytes);
+}
+
 // bn_gelu forward + backward against BatchNorm then GELU (autograd, as the model runs them), on
 // an MBConv block's expanded activation: bf16, channels-last.
 std::string bench_bn_gelu(int64_t n, int64_t c, int64_t hw, const at::Device& gpu) {
@@ -68,15 +103,7 @@ std::string bench_bn_gelu(int64_t n, int64_t c, int64_t hw, const at::Device& gp
   const double composite = median_ms([&] { grads(at::gelu(bn->forward(x))); }, 10);
   // Passes the fused pair must make: statistics 1, forward 2, backward 5; 2 bytes each.
   const double bytes = static_cast<double>(x.numel()) * 2 * 8;
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "{\"kernel\":\"bn_gelu\",\"shape\":[%lld,%lld,%lld,%lld],\"dtype\":\"bf16\","
-                "\"kernel_ms\":%.4f,\"composite_ms\":%.4f,\"speedup\":%.2f,"
-                "\"kernel_gb_per_s\":%.1f}",
-                static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(hw),
-                static_cast<long long>(hw), fused, composite, composite / fused,
-                bytes / fused / 1e6);
-  return line;
+  return kernel_row("bn_gelu", {n, c, hw, hw}, fused, composite, bytes);
 }
 
 // The row of a 1x1 convolution's variant (n images, in -> out channels, hw × hw): its forward +
@@ -217,6 +244,10 @@ int main(int argc, char** argv) {
   // coatnet_0's S1 (96 wide, expanded 4x, 56 px) and S2 (192, 28 px) at this batch.
   for (auto [c, hw] : {std::pair<int64_t, int64_t>{384, size / 4}, {768, size / 8}})
     row("bn_gelu", [&, c = c, hw = hw] { return bench_bn_gelu(batch, c, hw, gpu); });
+  // coatnet_0's stride-2 depthwise convolutions: S1's first block (384 wide, 112 -> 56 px) and
+  // S2's (768 wide, 56 -> 28 px).
+  for (auto [c, hw] : {std::pair<int64_t, int64_t>{384, size / 2}, {768, size / 4}})
+    row("dw_conv_dgrad", [&, c = c, hw = hw] { return bench_dw_conv(batch, c, hw, gpu); });
   // coatnet_0's MBConv projection at S1 (384 -> 96, 56 px) and a T block's MLP at S3 (384 ->
   // 1536 -> 384, 14 px).
   for (auto [in, out, hw] : {std::tuple<int64_t, int64_t, int64_t>{384, 96, size / 4},

@@ -24,6 +24,7 @@
 #include "cli/args.h"
 #include "cuda/batch_prep.h"
 #include "cuda/bn_gelu.h"
+#include "cuda/dw_conv.h"
 #include "model/bn_fold.h"
 #include "model/bn_gelu.h"
 #include "model/coatnet.h"
@@ -37,10 +38,13 @@ using namespace coatnet;
 namespace {
 
 // The opt-ins one at a time; a variant is one of them, "default" (none), "gpu_defaults" (what a
-// GPU run gets by default: all but bn_gelu_se_mean) or "all". bn_gelu_se_mean is bn_gelu whose
-// operation also takes the squeeze-excitation's mean.
-const std::vector<std::string> kOptIns{"bn_fold", "se_fold", "pointwise_gemm", "bn_gelu",
-                                       "bn_gelu_se_mean"};
+// GPU run gets by default) or "all". bn_gelu_se_mean is bn_gelu whose operation also takes the
+// squeeze-excitation's mean; dw_conv_dgrad the depthwise stride-2 convolution's input-gradient
+// kernel.
+const std::vector<std::string> kOptIns{"bn_fold", "se_fold",         "pointwise_gemm",
+                                       "bn_gelu", "bn_gelu_se_mean", "dw_conv_dgrad"};
+// What a GPU run gets by default: the first four.
+const size_t kGpuDefaults = 4;
 
 struct Variant {
   std::string name;
@@ -50,7 +54,7 @@ struct Variant {
 Variant parse_variant(const std::string& name) {
   if (name == "default") return {name, {}};
   if (name == "all") return {name, {kOptIns.begin(), kOptIns.end()}};
-  if (name == "gpu_defaults") return {name, {kOptIns.begin(), kOptIns.end() - 1}};
+  if (name == "gpu_defaults") return {name, {kOptIns.begin(), kOptIns.begin() + kGpuDefaults}};
   if (std::find(kOptIns.begin(), kOptIns.end(), name) != kOptIns.end()) return {name, {name}};
   std::vector<std::string> known{"default", "gpu_defaults", "all"};
   known.insert(known.end(), kOptIns.begin(), kOptIns.end());
@@ -69,12 +73,15 @@ struct VariantScope {
     if ((v.on.count("bn_gelu") || se_mean) && cuda::kernels_built())
       bn_gelu.emplace(&cuda::bn_gelu_kernels());
     if (se_mean && cuda::kernels_built()) bn_gelu_se_mean.emplace(true);
+    if (v.on.count("dw_conv_dgrad") && cuda::kernels_built())
+      dw_conv.emplace(&cuda::dw_conv_kernels());
   }
   std::optional<model::BnFoldScope> bn_fold;
   std::optional<model::SeFoldScope> se_fold;
   std::optional<model::PointwiseGemmScope> gemm;
   std::optional<model::BnGeluKernelsScope> bn_gelu;
   std::optional<model::BnGeluSeMeanScope> bn_gelu_se_mean;
+  std::optional<model::DwConvKernelsScope> dw_conv;
 };
 
 }  // namespace
@@ -89,7 +96,7 @@ int main(int argc, char** argv) {
       .option("device", "cpu|cuda", "where to run (cuda: bf16 autocast)", "cuda")
       .option("variants", "LIST",
               "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, "
-              "bn_gelu_se_mean, gpu_defaults, all",
+              "bn_gelu_se_mean, dw_conv_dgrad, gpu_defaults, all",
               "default,bn_fold,se_fold,pointwise_gemm,bn_gelu,all")
       .option("warmup", "N", "untimed steps per variant first", "3")
       .option("steps", "N", "timed steps per variant and round", "10")

@@ -165,7 +165,7 @@ errors)
   }
   fails_with "nccl without a GPU" "nccl needs a GPU" --set dist.backend=nccl
   fails_with "an unknown CUDA kernel" \
-    "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu, bn_gelu_se_mean" \
+    "train.cuda_kernels: unknown kernel 'fused_all'; the kernels of src/cuda are: batch_prep, bn_gelu, bn_gelu_se_mean, dw_conv_dgrad" \
     --set "train.cuda_kernels=[batch_prep, fused_all]"
   # A kernel removed after it measured slower names why, not just "unknown".
   fails_with "a removed CUDA kernel" \
@@ -283,7 +283,7 @@ precision)
   }
   for p in fp32 bf16 fp16 bf16_optin; do
     args=("$p" "$p")
-    [[ $p == bf16_optin ]] && args=(bf16_optin bf16 --set "train.cuda_kernels=[batch_prep, bn_gelu_se_mean]"
+    [[ $p == bf16_optin ]] && args=(bf16_optin bf16 --set "train.cuda_kernels=[batch_prep, bn_gelu_se_mean, dw_conv_dgrad]"
       --set train.pointwise_gemm=true --set train.se_fold=true --set train.bn_fold=true
       --set data.channels_last=true)
     if [[ ${COATNET_TEST_DEVICE:-} == cuda ]]; then
