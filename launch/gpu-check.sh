@@ -38,21 +38,22 @@
 # 1. builds the project into build-gpu/ against that python's torch (Torch_DIR from
 #    torch.utils.cmake_prefix_path), with all cores;
 # 2. runs the GPU tests: NCCL collectives and SyncBatchNorm at world size 1 (one GPU holds one
-#    NCCL rank; a second is refused with a clear error) and the MPI path across 2 ranks beside it, the pinned loader, bf16 and fp16
-#    training against fp32, non-finite steps skipped on the device, a checkpoint saved from
-#    the GPU and resumed bit-exactly, the step profiler, the step as a CUDA graph against the
-#    eager step (train.cuda_graph), no host wait inside a step (train.sync_check), the kernels' tests under compute-sanitizer (memcheck,
-#    racecheck, synccheck);
+#    NCCL rank; a second is refused with a clear error) and the MPI path across 2 ranks beside
+#    it, the pinned loader, bf16 and fp16 training against fp32, non-finite steps skipped on the
+#    device, a checkpoint saved from the GPU and resumed bit-exactly, the kernels against their
+#    references, the step as a CUDA graph against the eager step (train.cuda_graph), no host
+#    wait inside a step (train.sync_check); with --diagnostics also the step profiler's test and
+#    the kernels' tests under compute-sanitizer (memcheck, racecheck, synccheck);
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
 #    (ours, with its GPU defaults: the bn_gelu kernel, train.pointwise_gemm, train.se_fold,
-#    train.bn_fold; ours with ATen's composites only; ours with the batch_prep kernel and with
-#    the step as one CUDA graph, train.cuda_graph; timm eager AMP channels-last; timm +
-#    torch.compile; ours profiled: GPU busy share, top kernels), each rewrite's training step
-#    against the composites' interleaved in one process (bench_optins), each kernel and rewrite
-#    against its ATen composite, the relative-position attention's ATen paths, MFU against the
-#    datasheet and against a bf16 matrix product measured here, and the loader's images/s on
-#    this machine's cores (photo-like JPEGs made here from scikit-image's photos) against what
-#    the GPU consumes.
+#    train.bn_fold, profiled: GPU busy share, top kernels; timm eager AMP channels-last; timm +
+#    torch.compile), MFU against the datasheet and against a bf16 matrix product measured here,
+#    each kernel and rewrite against its ATen composite, and the loader's images/s on this
+#    machine's cores (photo-like JPEGs made here from scikit-image's photos) against what the
+#    GPU consumes; with --diagnostics also ours with ATen's composites only, with each opt-in
+#    kernel (batch_prep, bn_gelu_se_mean, dw_conv_dgrad) and as one CUDA graph, each rewrite's
+#    training step against the composites' interleaved in one process (bench_optins), and the
+#    relative-position attention's ATen paths.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
