@@ -280,7 +280,7 @@ std::pair<at::Tensor, at::Tensor> batch_norm_act_mean(torch::nn::BatchNorm2d& bn
                                                       const at::Tensor& x, Act act) {
   const BnGeluKernels* k = fused_kernels(bn, x, act);
   if (k && bn_gelu_se_mean()) return bn_gelu_mean(*k, *bn, x);
-  at::Tensor y = k ? bn_gelu(*k, *bn, x) : activate(batch_norm(bn, x), act);
+  at::Tensor y = batch_norm_act(bn, x, act);
   return {y, spatial_mean(y)};
 }
 

@@ -9,10 +9,10 @@
 #include <torch/autograd.h>
 
 #include <optional>
-#include <set>
 
 #include "cuda/dw_conv.h"
 #include "cuda/kernel_checks.h"
+#include "model/autograd_graph.h"
 #include "model/coatnet.h"
 #include "model/layers.h"
 #include "train/precision.h"
@@ -20,6 +20,7 @@
 
 using namespace coatnet;
 using test::gpu_unavailable;
+using test::graph_has;
 using test::max_rel_diff;
 
 namespace {
@@ -60,19 +61,6 @@ void expect_matches_reference(const model::DwConvKernels& kernels, const at::Dev
       EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast)) << what;
       EXPECT_LE(max_rel_diff(got, ref), tol) << what;
     }
-}
-
-bool graph_has(const at::Tensor& y, const std::string& name) {
-  std::vector<torch::autograd::Node*> todo{y.grad_fn().get()};
-  std::set<torch::autograd::Node*> seen;
-  while (!todo.empty()) {
-    torch::autograd::Node* n = todo.back();
-    todo.pop_back();
-    if (!n || !seen.insert(n).second) continue;
-    if (n->name().find(name) != std::string::npos) return true;
-    for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
-  }
-  return false;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <set>
 #include <utility>
 
+#include "model/autograd_graph.h"
 #include "model/bn_fold.h"
 #include "model/bn_fold_weights.h"
 #include "model/bn_gelu.h"
@@ -338,25 +339,8 @@ TEST(Model, PointwiseGemmEqualsTheConvolutionAndKeepsChannelsLast) {
 }
 
 namespace {
-// Whether y's autograd graph has a node whose name contains `name`.
-// The autograd nodes behind y whose name contains `name`.
-int graph_count(const at::Tensor& y, const std::string& name) {
-  std::vector<torch::autograd::Node*> todo{y.grad_fn().get()};
-  std::set<torch::autograd::Node*> seen;
-  int count = 0;
-  while (!todo.empty()) {
-    torch::autograd::Node* n = todo.back();
-    todo.pop_back();
-    if (!n || !seen.insert(n).second) continue;
-    if (n->name().find(name) != std::string::npos) ++count;
-    for (const auto& e : n->next_edges()) todo.push_back(e.function.get());
-  }
-  return count;
-}
-
-bool graph_has(const at::Tensor& y, const std::string& name) {
-  return graph_count(y, name) > 0;
-}
+using coatnet::test::graph_count;
+using coatnet::test::graph_has;
 
 // One training step of a CoAtNet from `seed`: 4 random images in `format`, the loss the logits'
 // logsumexp summed, under bf16 autocast on the CPU when asked. Returns the loss, then every
