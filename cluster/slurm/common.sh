@@ -1,6 +1,6 @@
 # Sourced by the sbatch scripts beside it (as "$COATNET_ROOT/cluster/slurm/common.sh": Slurm
 # runs a copy of the batch script from its spool directory, so its own folder is unknown).
-# Sets coatnet (the binary) and coatnet_launch, which starts one rank per Slurm task.
+# Sets coatnet (the binary) and coatnet_run, which starts one rank per Slurm task and waits (rc).
 coatnet=$root/build/bin/coatnet
 if [[ ! -x $coatnet ]]; then
   echo "[slurm] $coatnet not found: build with launch/setup.sh, or set COATNET_ROOT to the checkout" >&2
@@ -18,7 +18,7 @@ fi
 # up. During training, a rank that dies ends the others by their dist.timeout_s deadline.
 coatnet_launch() {
   if [[ ${COATNET_LAUNCHER:-srun} == mpirun ]]; then
-    mpirun -np "$SLURM_NTASKS" "$@" &
+    mpirun -np "$SLURM_NTASKS" -x COATNET_STARTED_FILE "$@" &
   else
     srun --kill-on-bad-exit=0 --wait="${COATNET_SRUN_WAIT:-30}" --mpi="${COATNET_SRUN_MPI:-pmix}" "$@" &
   fi
@@ -33,5 +33,30 @@ coatnet_wait() {
     wait "$launcher_pid"
     rc=$?
     kill -0 "$launcher_pid" 2>/dev/null || break
+  done
+}
+
+# coatnet_run CMD...: coatnet_launch + coatnet_wait, started again (at most COATNET_START_RETRIES
+# times, default 2) when the ranks died of a signal before MPI was up in all of them. Rank 0
+# writes COATNET_STARTED_FILE once every rank is past MPI_Init; without it no rank has begun
+# the command's work, so nothing is lost by starting over. Why: on Slurm 22.05 + PMIx 4.2 +
+# Open MPI 4.1 (Debian 12), a rank now and then received its first MPI message while still in
+# MPI_Init's first PMIx fence and crashed (SIGSEGV in Open MPI's TCP transport, a callback not
+# yet registered): 2-5 in 200 two-node starts on a loaded machine, whichever fence algorithm
+# (tests/cluster/mpi_start_stress.sh). Set coatnet_stopping to forbid a retry (a stop signal).
+coatnet_run() {
+  local attempt retries=${COATNET_START_RETRIES:-2} dir=${SLURM_SUBMIT_DIR:-$PWD}
+  for ((attempt = 0; ; attempt++)); do
+    export COATNET_STARTED_FILE=$dir/.coatnet-started-${SLURM_JOB_ID:-0}-${SLURM_RESTART_COUNT:-0}-$attempt
+    rm -f "$COATNET_STARTED_FILE"
+    coatnet_launch "$@"
+    coatnet_wait
+    if [[ -e $COATNET_STARTED_FILE ]]; then
+      rm -f "$COATNET_STARTED_FILE"
+      return
+    fi
+    ((rc > 128 && attempt < retries)) && [[ -z ${coatnet_stopping:-} ]] || return
+    echo "[slurm] a rank died (exit $rc) before MPI was up in every rank, so no work began:" \
+      "starting again ($((attempt + 1)) of $retries, COATNET_START_RETRIES)" >&2
   done
 }

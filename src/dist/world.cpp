@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "dist/abort.h"
+#include "util/atomic_file.h"
 #include "util/check.h"
 
 namespace coatnet::dist {
@@ -44,9 +45,22 @@ World& World::init(int& argc, char**& argv) {
   w->find_local_rank();
   w->check_launcher_world();
   w->hosts_ = w->gather_strings(w->host_, "start-up: every rank's host name");
+  w->report_started();
   // Destroy (and finalize) at exit, after every command has returned.
   std::atexit([] { instance().reset(); });
   return *w;
+}
+
+// The gather above has returned on rank 0, so MPI is up in every rank. A failed start before
+// this point loses no work, and cluster/slurm/common.sh starts the job again when this file is
+// missing: some Slurm/PMIx stacks crash a rank inside MPI_Init now and then (the script says
+// which).
+void World::report_started() const {
+  const char* path = std::getenv("COATNET_STARTED_FILE");
+  if (rank_ != 0 || !path || !*path) return;
+  std::string hosts;
+  for (const auto& h : hosts_) hosts += h + "\n";
+  util::write_text_atomically(path, std::to_string(size_) + " ranks on\n" + hosts);
 }
 
 void World::check_launcher_world() const {

@@ -48,6 +48,7 @@ class World {
   World() = default;
   void find_local_rank();
   void check_launcher_world() const;  // throws when MPI's world is not what was launched
+  void report_started() const;        // COATNET_STARTED_FILE, for the Slurm scripts' retry
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
   double timeout_s_ = 600;  // dist.timeout_s's default until a command sets it
   int64_t step_ = -1;

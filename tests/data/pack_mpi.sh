@@ -31,8 +31,12 @@ PY
 
 mpirun -np 1 "$coatnet" pack idx "$tmp/img.gz" "$tmp/lab" "$tmp/one/train" --records-per-shard 96 >"$tmp/log1" 2>&1
 check "pack with 1 rank" $?
-mpirun -np 3 "$coatnet" pack idx "$tmp/img.gz" "$tmp/lab" "$tmp/three/train" --records-per-shard 96 >"$tmp/log3" 2>&1
+COATNET_STARTED_FILE=$tmp/started mpirun -np 3 -x COATNET_STARTED_FILE "$coatnet" pack idx "$tmp/img.gz" \
+  "$tmp/lab" "$tmp/three/train" --records-per-shard 96 >"$tmp/log3" 2>&1
 check "pack with 3 ranks" $?
+# The Slurm scripts start a job again only when this file is missing (cluster/slurm/common.sh).
+[[ $(head -1 "$tmp/started" 2>/dev/null) == "3 ranks on" && $(wc -l <"$tmp/started") == 4 ]]
+check "rank 0 wrote COATNET_STARTED_FILE once MPI was up in all 3 ranks" $?
 grep -q "packed 1000 records into 11 shards" "$tmp/log3"
 check "3-rank summary names records and shards" $?
 n1=$(ls "$tmp/one" | wc -l)
