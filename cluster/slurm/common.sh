@@ -46,6 +46,8 @@ coatnet_wait() {
 # (tests/cluster/mpi_start_stress.sh). Set coatnet_stopping to forbid a retry (a stop signal).
 coatnet_run() {
   local attempt retries=${COATNET_START_RETRIES:-2} dir=${SLURM_SUBMIT_DIR:-$PWD}
+  # Rank 0 writes it; it runs on the batch script's node in Slurm's default layouts.
+  [[ -w $dir ]] || dir=${TMPDIR:-/tmp}
   for ((attempt = 0; ; attempt++)); do
     export COATNET_STARTED_FILE=$dir/.coatnet-started-${SLURM_JOB_ID:-0}-${SLURM_RESTART_COUNT:-0}-$attempt
     rm -f "$COATNET_STARTED_FILE"

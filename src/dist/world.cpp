@@ -60,7 +60,16 @@ void World::report_started() const {
   if (rank_ != 0 || !path || !*path) return;
   std::string hosts;
   for (const auto& h : hosts_) hosts += h + "\n";
-  util::write_text_atomically(path, std::to_string(size_) + " ranks on\n" + hosts);
+  // Not worth failing the job over: without the file, the script would start a crashed job
+  // again, which --resume auto and the idempotent pack and eval make harmless.
+  try {
+    util::write_text_atomically(path, std::to_string(size_) + " ranks on\n" + hosts);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr,
+                 "[rank 0] coatnet: warning: cannot write COATNET_STARTED_FILE=%s (%s); the Slurm "
+                 "scripts will take a crash of this job for a failed start\n",
+                 path, e.what());
+  }
 }
 
 void World::check_launcher_world() const {

@@ -37,6 +37,10 @@ check "pack with 3 ranks" $?
 # The Slurm scripts start a job again only when this file is missing (cluster/slurm/common.sh).
 [[ $(head -1 "$tmp/started" 2>/dev/null) == "3 ranks on" && $(wc -l <"$tmp/started") == 4 ]]
 check "rank 0 wrote COATNET_STARTED_FILE once MPI was up in all 3 ranks" $?
+COATNET_STARTED_FILE=$tmp/no-such-dir/started mpirun -np 2 -x COATNET_STARTED_FILE "$coatnet" pack idx \
+  "$tmp/img.gz" "$tmp/lab" "$tmp/unwritable/train" --records-per-shard 96 >"$tmp/log-started" 2>&1 &&
+  grep -q "warning: cannot write COATNET_STARTED_FILE=$tmp/no-such-dir/started" "$tmp/log-started"
+check "an unwritable COATNET_STARTED_FILE is a warning, not a failed pack" $?
 grep -q "packed 1000 records into 11 shards" "$tmp/log3"
 check "3-rank summary names records and shards" $?
 n1=$(ls "$tmp/one" | wc -l)
