@@ -13,7 +13,8 @@
 #   --launcher L srun --mpi=pmix on the test Slurm (default), or mpirun across the same 2 test
 #                hosts (Open MPI's own daemons; what launch/coatnet-mpirun uses)
 #   --fence F    SLURM_PMIX_FENCE for the srun starts; default = the plugin's own choice (unset)
-#   --load       keep both cores busy meanwhile (the crash needs a slow rank: 1-2.5 in 100 here)
+#   --load       keep every core busy meanwhile (the crash needs a slow rank: 1-2.5 in 100
+#                on this 2-core machine)
 # Prints one line per failed start and, last, one JSON line:
 #   {"launcher": ..., "fence": ..., "starts": N, "failed": K, "load": ..., "seconds_per_start": S}
 set -uo pipefail
@@ -38,7 +39,7 @@ command -v mpicc >/dev/null || { echo "SKIP: mpicc not found (apt-get install li
 
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/slurm.sh"
-slurm_need
+if [[ $launcher == srun ]]; then slurm_need; else hosts_need; fi  # mpirun needs no Slurm
 work=$(mktemp -d /tmp/coatnet_mpi_start_stress.XXXXXX)
 chmod 755 "$work"
 burners=()
@@ -78,7 +79,7 @@ else
 fi
 if [[ $fence == default ]]; then unset SLURM_PMIX_FENCE; else export SLURM_PMIX_FENCE=$fence; fi
 if [[ $load == 1 ]]; then
-  for _ in 1 2; do (while :; do :; done) & burners+=($!); done
+  for ((c = 0; c < $(nproc); c++)); do (while :; do :; done) & burners+=($!); done
 fi
 ulimit -c 0
 failed=0
