@@ -24,8 +24,8 @@
 #                  the kernels under compute-sanitizer (kernels_sanitized, which also runs by
 #                  itself after a failed kernels_vs_reference), the step profiler's test
 #                  (profile_gpu), each opt-in's step against the composites' (optin_steps,
-#                  optin_steps_kernels), training runs with the composites only, with batch_prep,
-#                  bn_gelu_se_mean or dw_conv_dgrad, and as one CUDA graph, and the attention's
+#                  optin_steps_kernels), training runs with the composites only, with batch_prep
+#                  or dw_conv_dgrad, and launched eagerly (no CUDA graph), and the attention's
 #                  ATen paths.
 #                  Without it the check takes about 7.5 minutes on an H100 with --prebuilt.
 #                  kernel_counters (Nsight Compute's counters of our kernels in a step, two
@@ -45,13 +45,14 @@
 #    wait inside a step (train.sync_check); with --diagnostics also the step profiler's test and
 #    the kernels' tests under compute-sanitizer (memcheck, racecheck, synccheck);
 # 3. benchmarks in the same run: coatnet_0_224 bf16 channels-last training images/s at batch 128
-#    (ours, with its GPU defaults: the bn_gelu kernel, train.pointwise_gemm, train.se_fold,
-#    train.bn_fold, profiled: GPU busy share, top kernels; timm eager AMP channels-last; timm +
+#    (ours, with its GPU defaults: the step as one CUDA graph, the bn_gelu_se_mean kernel,
+#    train.pointwise_gemm, train.se_fold, train.bn_fold, profiled: GPU busy share, top kernels;
+#    timm eager AMP channels-last; timm +
 #    torch.compile), MFU against the datasheet and against a bf16 matrix product measured here,
 #    each kernel and rewrite against its ATen composite, and the loader's images/s on this
 #    machine's cores (photo-like JPEGs made here from scikit-image's photos) against what the
 #    GPU consumes; with --diagnostics also ours with ATen's composites only, with each opt-in
-#    kernel (batch_prep, bn_gelu_se_mean, dw_conv_dgrad) and as one CUDA graph, each rewrite's
+#    kernel (batch_prep, dw_conv_dgrad) and launched eagerly (no CUDA graph), each rewrite's
 #    training step against the composites' interleaved in one process (bench_optins), and the
 #    relative-position attention's ATen paths.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
@@ -173,7 +174,7 @@ selected() {
 on_request=",kernel_counters,"
 ((diagnostics)) || on_request+="kernels_sanitized,profile_gpu,optin_steps,optin_steps_kernels,\
 attention_composite,ours_coatnet_0_bf16_composites,ours_coatnet_0_bf16_batch_prep,\
-ours_coatnet_0_bf16_se_mean,ours_coatnet_0_bf16_dw_conv,ours_coatnet_0_bf16_cuda_graph,"
+ours_coatnet_0_bf16_dw_conv,ours_coatnet_0_bf16_eager,"
 # left SECONDS: how much of --deadline remains (0 when spent)
 left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
@@ -336,21 +337,19 @@ bench kernels 90 "$build/bin/bench_kernels" --batch 128 --size 224
 # run per opt-in takes half a minute each): the ATen folds, then the CUDA kernels and all at once
 # in a process of their own (a kernel that faults on the GPU ends its process).
 optins=("$build/bin/bench_optins" --device cuda --model coatnet_0_224 --batch 128 --json)
-bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,se_fold,pointwise_gemm
+bench optin_steps 150 "${optins[@]}" --variants default,bn_fold,bn_fold_every,se_fold,pointwise_gemm
 # gpu_defaults: what a GPU run gets by default; all: those, bn_gelu_se_mean and dw_conv_dgrad.
 bench optin_steps_kernels 150 "${optins[@]}" \
   --variants default,bn_gelu,bn_gelu_se_mean,dw_conv_dgrad,gpu_defaults,all
 # Nsight Compute's counters of our kernels in a training step (on request: name it in --only).
 bench kernel_counters 150 bash "$root/tests/bench/kernel_counters.sh" "$build" "$out" "$py"
 bench attention_composite 60 "$py" "$root/tests/bench/attention_bench.py" --batch 128
-# The whole step as one CUDA graph: what launching ~1,400 kernels a step from the host costs.
-bench ours_coatnet_0_bf16_cuda_graph 180 bash "$work/ours_run.sh" ours_cg "$coatnet" \
-  --set "train.cuda_graph=true"
+# The step launched from the host, not replayed as a CUDA graph (the default at one rank): what
+# launching ~1,750 kernels a step from the host costs.
+bench ours_coatnet_0_bf16_eager 180 bash "$work/ours_run.sh" ours_eager "$coatnet" \
+  --set "train.cuda_graph=false"
 bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coatnet" \
   --set "train.cuda_kernels=[auto, batch_prep]"
-# The defaults with bn_gelu taking the squeeze-excitation's mean (no broadcast gradient made).
-bench ours_coatnet_0_bf16_se_mean 180 bash "$work/ours_run.sh" ours_sm "$coatnet" \
-  --set "train.cuda_kernels=[bn_gelu_se_mean]"
 # The defaults with the depthwise stride-2 convolution's input gradient from our kernel.
 bench ours_coatnet_0_bf16_dw_conv 180 bash "$work/ours_run.sh" ours_dw "$coatnet" \
   --set "train.cuda_kernels=[auto, dw_conv_dgrad]"

@@ -118,12 +118,13 @@ std::vector<KeySpec> build() {
           "CUDA kernels of src/cuda for GPU runs (a CPU run ignores them): bn_gelu (BatchNorm + "
           "GELU of the MBConv blocks and the stem fused, forward and backward; channels-last, "
           "without dist.sync_bn), bn_gelu_se_mean (bn_gelu, and the MBConv's squeeze-excitation "
-          "mean taken into it: its gradient added as the backward reads dy, opt-in until "
-          "measured), dw_conv_dgrad (the input gradient of the MBConv's depthwise stride-2 "
-          "convolution in one gather pass instead of cuDNN's, opt-in until measured), "
+          "mean taken into it: its gradient added as the backward reads dy), dw_conv_dgrad (the "
+          "input gradient of the MBConv's depthwise stride-2 "
+          "convolution in one gather pass instead of cuDNN's; opt-in: faster than cuDNN alone, "
+          "not yet in a step), "
           "batch_prep (uint8 batch -> normalise -> Mixup/CutMix -> the "
           "autocast dtype, channels-last, in one pass); auto: those measured faster on a GPU "
-          "(bn_gelu) where this build has them; [] for ATen's operations only"),
+          "(bn_gelu_se_mean) where this build has them; [] for ATen's operations only"),
       key("train.profile_steps", K::Int, "0",
           "profile this many steps with PyTorch's profiler (GPU kernels too) into "
           "RUN_DIR/profile/ (trace.json, summary.json); 0 = off",
@@ -134,21 +135,24 @@ std::vector<KeySpec> build() {
              "1x1 convolutions of channels-last activations as matrix products with the bias in "
              "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias "
              "add; auto: true on a GPU (measured faster there), false on CPU"),
-      choice("train.bn_fold", "auto", {"auto", "true", "false"},
+      choice("train.bn_fold", "auto", {"auto", "true", "wide", "false"},
              "the MBConv blocks' pre-norm BatchNorm, 1x1 expansion and the BatchNorm after it as "
              "one matrix product of the block's input (the batch's statistics from its mean and "
-             "covariance); channels-last, not fp16, without dist.sync_bn; auto: true on a GPU "
-             "(measured faster there), false on CPU"),
+             "covariance); channels-last, not fp16, without dist.sync_bn; true: every block, "
+             "wide: only blocks whose expansion is more than 4x as wide as their input (each "
+             "stage's first; the fold lost to the composite at 4x on a GPU); auto: wide on a GPU, "
+             "false on CPU"),
       choice("train.se_fold", "auto", {"auto", "true", "false"},
              "the MBConv blocks' squeeze-excitation gate folded into the 1x1 projection after it "
              "(one batched matrix product with per-sample scaled weights), instead of multiplying "
              "the activation by the gate and then convolving it; auto: true on a GPU (measured "
              "faster there), false on CPU"),
-      key("train.cuda_graph", K::Bool, "false",
-          "GPU: after 3 eager steps, capture the whole training step (forward, backward, the "
-          "gradient all-reduce, clipping, AdamW, EMA) as one CUDA graph and replay it every step; "
-          "optim.accum_steps 1, one rank per GPU with nccl, without ZeRO-1 (optim.zero auto "
-          "then means 0)"),
+      choice("train.cuda_graph", "auto", {"auto", "true", "false"},
+             "GPU: after 3 eager steps, capture the whole training step (forward, backward, the "
+             "gradient all-reduce, clipping, AdamW, EMA) as one CUDA graph and replay it every "
+             "step; optim.accum_steps 1, one rank per GPU with nccl, without ZeRO-1 (optim.zero "
+             "auto then means 0); auto: true at one rank on a GPU (measured faster there), false "
+             "at several ranks (not yet run on several GPUs) and on CPU"),
       choice("train.sync_check", "off", {"off", "warn", "error"},
              "GPU: warn about, or end the run at, an operation that makes the host wait for the "
              "GPU inside a training step (a copy from pageable memory, .item()); log, evaluation "

@@ -13,7 +13,7 @@ namespace coatnet::model {
 
 namespace {
 
-bool g_bn_fold = false;
+BnFold g_bn_fold = BnFold::kOff;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
@@ -92,11 +92,11 @@ bool foldable(const torch::nn::BatchNorm2dImpl& bn) {
 
 }  // namespace
 
-void set_bn_fold(bool on) {
-  g_bn_fold = on;
+void set_bn_fold(BnFold mode) {
+  g_bn_fold = mode;
 }
 
-bool bn_fold() {
+BnFold bn_fold() {
   return g_bn_fold;
 }
 
@@ -104,7 +104,9 @@ bool takes_bn_fold(const torch::nn::BatchNorm2dImpl& bn0, const torch::nn::Conv2
                    const torch::nn::BatchNorm2dImpl& bn1, const at::Tensor& x) {
   // Not in float16: the folded weights carry both BatchNorms' scales (up to 1/√ε each), which
   // can pass float16's largest value where the composite's separate steps would not.
-  return g_bn_fold && foldable(bn0) && foldable(bn1) && !batch_norm_overridden() &&
+  const bool asked = g_bn_fold == BnFold::kEvery || (g_bn_fold == BnFold::kWide && x.dim() == 4 &&
+                                                     conv.weight.size(0) > 4 * x.size(1));
+  return asked && foldable(bn0) && foldable(bn1) && !batch_norm_overridden() &&
          is_pointwise(conv, x) && x.is_contiguous(at::MemoryFormat::ChannelsLast) &&
          x.numel() > x.size(1) && product_dtype(x) != at::kHalf;
 }

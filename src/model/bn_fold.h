@@ -33,14 +33,24 @@
 
 namespace coatnet::model {
 
-// Process-wide, like set_pointwise_gemm; off until measured faster on a GPU.
-void set_bn_fold(bool on);
-bool bn_fold();
-using BnFoldScope = SettingScope<bool, set_bn_fold>;  // BnFoldScope on(true)
+// Which blocks fold (train.bn_fold). kWide: only those whose expansion is more than 4x as wide
+// as their input, each stage's first block, where the input comes from the narrower stage
+// before. On an H100 and an H200 the fold was 2.4-2.8x and 1.4-1.7x the composite at coatnet_0's
+// two such shapes (64 -> 384 at 112x112, 96 -> 768 at 56x56) and 0.75-0.83x and 0.43-0.47x at its
+// 4x ones (96 -> 384 at 56x56, 192 -> 768 at 28x28): the input's covariance and its gradient
+// cost C_in^2 per pixel, while what the fold saves, passes over the expansion's output, grows
+// with C_out.
+enum class BnFold { kOff, kWide, kEvery };
 
-// Whether bn_conv_bn applies: asked for, both BatchNorms training with affine parameters, running
-// statistics and a momentum, no BatchNorm override (SyncBatchNorm), conv 1x1 of stride 1 in one
-// group, and x (B, C, H, W) channels-last with more than one value per channel.
+// Process-wide, like set_pointwise_gemm; off by default (a GPU run's auto is kWide).
+void set_bn_fold(BnFold mode);
+BnFold bn_fold();
+using BnFoldScope = SettingScope<BnFold, set_bn_fold>;  // BnFoldScope on(BnFold::kEvery)
+
+// Whether bn_conv_bn applies: asked for (kEvery; kWide where the convolution's output has more
+// than 4x x's channels), both BatchNorms training with affine parameters, running statistics and
+// a momentum, no BatchNorm override (SyncBatchNorm), conv 1x1 of stride 1 in one group, and x
+// (B, C, H, W) channels-last with more than one value per channel.
 bool takes_bn_fold(const torch::nn::BatchNorm2dImpl& bn0, const torch::nn::Conv2dImpl& conv,
                    const torch::nn::BatchNorm2dImpl& bn1, const at::Tensor& x);
 

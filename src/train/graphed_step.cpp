@@ -8,6 +8,8 @@
 
 #include "checkpoint/checkpointer.h"
 #include "config/config.h"
+#include "cuda/batch_prep.h"
+#include "cuda/device_memory.h"
 #include "train/run_parts.h"
 
 namespace coatnet::train {
@@ -38,8 +40,15 @@ bool emulated_on_cpu() {
 }
 }  // namespace
 
+void resolve_cuda_graph(config::Config& cfg, const at::Device& device, int world_size) {
+  if (cfg.get_string("train.cuda_graph") != "auto") return;
+  const bool on = device.is_cuda() && cuda::kernels_built() && world_size == 1 &&
+                  cfg.get_int("optim.accum_steps") == 1;
+  cfg.set(std::string("train.cuda_graph=") + (on ? "true" : "false"));
+}
+
 void check_cuda_graph(const config::Config& cfg, const at::Device& device, int world_size) {
-  if (!cfg.get_bool("train.cuda_graph")) return;
+  if (cfg.get_string("train.cuda_graph") != "true") return;
   const std::string hint = "; or set train.cuda_graph=false";
   if (!device.is_cuda() && !emulated_on_cpu())
     throw std::invalid_argument(
@@ -104,7 +113,10 @@ ForwardBackward::Waits GraphedStep::run(int64_t step, double lr, checkpoint::Che
   // The replay updates the weights: a checkpoint's snapshot of them must be taken first.
   if (ckpt) ckpt->before_update();
   if (graph_) {
-    if (!graph_->captured()) graph_->capture([this] { device_work(); });
+    if (!graph_->captured()) {
+      graph_->capture([this] { device_work(); });
+      held_bytes_ = cuda::take_device_peak(run_.device).peak_bytes;
+    }
     graph_->replay();
   } else if (!emulated_.captured()) {
     emulated_.capture([this] { device_work(); }, step);

@@ -45,6 +45,11 @@ class RunParts;
 at::Tensor update_weights(RunParts& run, SkippedSteps& skips,
                           const std::function<void(const at::Tensor& found_inf)>& optimizer_step);
 
+// train.cuda_graph as this run uses it: auto becomes true on a GPU at one rank, with one
+// micro-batch per step and this build's CUDA code (cuda/step_graph.h), where it measured faster
+// (docs/GPU.md); false elsewhere: on a CPU, and at several ranks, where no graph has run yet.
+void resolve_cuda_graph(config::Config& cfg, const at::Device& device, int world_size);
+
 // Refuses train.cuda_graph where a graph cannot hold the step: not a CUDA device, several
 // micro-batches per step, ZeRO-1 (its all-gather is driven from the host), or MPI's
 // collectives (host calls) across ranks. std::invalid_argument naming the keys and the fix.
@@ -60,9 +65,14 @@ class GraphedStep {
 
   GraphedStep(RunParts& run, ForwardBackward& passes, SkippedSteps& skips, int64_t first_step);
   bool takes(int64_t step) const { return step >= first_step_ + kEagerSteps; }
+  bool captures(int64_t step) const { return step == first_step_ + kEagerSteps; }
   // Optimizer step `step` at learning rate `lr` from the graph (captured at the first call).
   ForwardBackward::Waits run(int64_t step, double lr, checkpoint::Checkpointer* ckpt);
   const at::Tensor& grad_norm() const { return grad_norm_; }  // of the last replay
+  // The device memory the graph keeps for its replays (its pool holds what the captured step
+  // allocated, though no tensor does between replays): the allocator's peak over the steps up
+  // to the capture. -1 before the capture, and on a CPU.
+  int64_t held_bytes() const { return held_bytes_; }
 
  private:
   void device_work();  // what the graph holds
@@ -79,6 +89,7 @@ class GraphedStep {
   DeviceBatch in_;        // the graph's inputs: each step's batch is copied into them
   at::Tensor grad_norm_;  // the graph's output
   at::Tensor fence_;      // all-reduced after each replay at several ranks: its deadline
+  int64_t held_bytes_ = -1;
 };
 
 }  // namespace coatnet::train

@@ -76,6 +76,7 @@ json::Value train_record(const TrainFigures& f, const StepTimes& window) {
   for (const auto& [k, v] : f.precision_state) rec["precision_" + k] = v;
   rec["images_per_s"] = f.images_per_s;
   rec["step_s"] = window.time / n;
+  rec["host_step_s"] = window.host / n;
   rec["data_wait_s"] = window.data / n;
   rec["comm_wait_s"] = window.comm / n;
   if (window.gather >= 0) rec["param_gather_wait_s"] = window.gather / n;  // ZeRO-1 only

@@ -12,6 +12,7 @@
 
 #include "train/evaluate.h"
 #include "train/trainer.h"
+#include "util/clock.h"
 #include "util/json.h"
 #include "util/progress.h"
 
@@ -31,27 +32,39 @@ class MetricsLog {
   std::FILE* f_ = nullptr;
 };
 
-// Seconds of training steps, and of those spent waiting for data and for communication: over
-// the window since the last log step, and in all.
+// Seconds of training over the window since the last log step, and in all, and of those spent
+// waiting for data and for communication. A window's time is the wall clock from its start to
+// its log step's read-back of the loss, less evaluations and checkpoint saves: on a GPU a step
+// only enqueues its work (a CUDA graph's replay returns at once), so the host's own time per
+// step says nothing of the device's, which the host waits for at that read-back. `host` is the
+// sum of the steps' host times: near `time` when the host, not the device, sets the pace.
 struct StepTimes {
-  double time = 0, data = 0, comm = 0;  // the window
+  double time = 0, host = 0, data = 0, comm = 0;  // the window
   double gather = -1;  // of comm: ZeRO-1's parameter all-gather (< 0: not sharded, not reported)
   int64_t steps = 0;
   double total_time = 0, total_data = 0, total_comm = 0;
-  void add(double step_s, double data_s, double comm_s, double gather_s = -1) {
-    time += step_s;
+  clock_type::time_point start = clock_type::now();  // of the window
+  double excluded = 0;  // seconds of the window that were not training: evaluations, saves
+
+  void add(double host_s, double data_s, double comm_s, double gather_s = -1) {
+    host += host_s;
     data += data_s;
     comm += comm_s;
     gather = gather_s < 0 ? -1 : std::max(gather, 0.0) + gather_s;
     ++steps;
   }
+  void exclude(double seconds) { excluded += seconds; }
+  void end_window() {  // at a log step, once the host has read a value back from the device
+    time = std::max(seconds_since(start) - excluded, 1e-9);
+  }
   void close_window() {  // at a log step, once its record is written
     total_time += time;
     total_data += data;
     total_comm += comm;
-    time = data = comm = 0;
+    time = host = data = comm = excluded = 0;
     gather = -1;
     steps = 0;
+    start = clock_type::now();
   }
 };
 

@@ -32,9 +32,10 @@ config::Config run_config(const config::Config& requested, const at::Device& dev
   configure_gpu_kernels(cfg, device);
   if (cfg.get_bool("checkpoint.enabled"))
     checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
-  const bool zero =
-      zero_enabled(cfg.get_string("optim.zero"), world.size(), cfg.get_bool("checkpoint.enabled"),
-                   cfg.get_string("checkpoint.backend"), cfg.get_bool("train.cuda_graph"));
+  resolve_cuda_graph(cfg, device, world.size());
+  const bool zero = zero_enabled(
+      cfg.get_string("optim.zero"), world.size(), cfg.get_bool("checkpoint.enabled"),
+      cfg.get_string("checkpoint.backend"), cfg.get_string("train.cuda_graph") == "true");
   cfg.set(std::string("optim.zero=") + (zero ? "1" : "0"));
   check_cuda_graph(cfg, device, world.size());
   if (cfg.get_string("train.resume") == "auto" && cfg.get_string("train.name").empty() &&
@@ -143,7 +144,8 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   // cfg is resolved_for this device: auto is true or false by now.
   if (cfg.get_string("train.pointwise_gemm") == "true") pointwise_gemm.emplace(true);
   if (cfg.get_string("train.se_fold") == "true") se_fold.emplace(true);
-  if (cfg.get_string("train.bn_fold") == "true") bn_fold.emplace(true);
+  if (const std::string f = cfg.get_string("train.bn_fold"); f != "false")
+    bn_fold.emplace(f == "wide" ? model::BnFold::kWide : model::BnFold::kEvery);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =
@@ -189,7 +191,8 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
   if (batch_prep_kernel) fused.push_back("batch_prep");
   if (bn_gelu) fused.push_back(bn_gelu_se_mean ? "bn_gelu_se_mean" : "bn_gelu");
   if (dw_conv) fused.push_back("dw_conv_dgrad");
-  if (bn_fold) fused.push_back("bn_fold");
+  if (bn_fold)
+    fused.push_back(model::bn_fold() == model::BnFold::kWide ? "bn_fold (wide)" : "bn_fold");
   if (se_fold) fused.push_back("se_fold");
   if (pointwise_gemm) fused.push_back("pointwise_gemm");
   return "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
@@ -197,8 +200,10 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
          device.str() + (gpu.empty() ? "" : " (" + gpu + ")") + ", " +
          cfg.get_string("precision.backend") +
          (channels_last(cfg, device) ? ", channels-last" : "") +
-         (fused.empty() ? std::string() : " (" + text::join(fused, ", ") + ")") + ", comm " +
-         comm->name() + ", " + std::to_string(buckets.buckets().size()) + " gradient bucket(s)" +
+         (fused.empty() ? std::string() : " (" + text::join(fused, ", ") + ")") +
+         (cfg.get_string("train.cuda_graph") == "true" ? ", the step as a CUDA graph" : "") +
+         ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
+         " gradient bucket(s)" +
          (part.sharded()
               ? ", optimizer state sharded over " + std::to_string(part.world) + " ranks (ZeRO-1)"
               : std::string()) +

@@ -92,8 +92,9 @@ at::Device choose_device(const config::Config& cfg, const dist::World& world) {
 }
 
 namespace {
-// train.cuda_kernels with auto replaced by the kernels measured faster on an H100 (bn_gelu),
-// where this build has them: a default never fails a build without nvcc.
+// train.cuda_kernels with auto replaced by the kernels measured faster on a GPU
+// (bn_gelu_se_mean, which is bn_gelu and more; docs/GPU.md), where this build has them: a
+// default never fails a build without nvcc.
 std::vector<std::string> kernels_for(const std::vector<std::string>& kernels,
                                      const at::Device& device) {
   std::vector<std::string> out;
@@ -101,8 +102,8 @@ std::vector<std::string> kernels_for(const std::vector<std::string>& kernels,
     if (k != "auto") {
       out.push_back(k);
     } else if (device.is_cuda() && cuda::kernels_built() &&
-               std::find(kernels.begin(), kernels.end(), "bn_gelu") == kernels.end()) {
-      out.push_back("bn_gelu");
+               std::find(kernels.begin(), kernels.end(), "bn_gelu_se_mean") == kernels.end()) {
+      out.push_back("bn_gelu_se_mean");
     }
   }
   return out;
@@ -115,12 +116,15 @@ config::Config resolved_for(const config::Config& cfg, const at::Device& device)
     out.set(std::string("precision.backend=") + (device.is_cuda() ? "bf16" : "fp32"));
   if (cfg.get_string("data.channels_last") == "auto")  // one rule: channels_last() below
     out.set(std::string("data.channels_last=") + (channels_last(cfg, device) ? "true" : "false"));
-  // The rewrites of the model's arithmetic that measured faster on an H100 (docs/GPU.md): on by
-  // default on a GPU. On CPU they were never measured faster, and the CPU tests hold them to
-  // the composite's results, so auto keeps a CPU run as it was.
+  // The rewrites of the model's arithmetic that measured faster on a GPU (docs/GPU.md): on by
+  // default there (the BatchNorm fold only where it won: model/bn_fold.h). On CPU they were never
+  // measured faster, and the CPU tests hold them to the composite's results, so auto keeps a CPU
+  // run as it was.
   for (const char* key : {"train.pointwise_gemm", "train.bn_fold", "train.se_fold"})
-    if (cfg.get_string(key) == "auto")
-      out.set(std::string(key) + "=" + (device.is_cuda() ? "true" : "false"));
+    if (cfg.get_string(key) == "auto") {
+      const std::string on = std::string(key) == "train.bn_fold" ? "wide" : "true";
+      out.set(std::string(key) + "=" + (device.is_cuda() ? on : "false"));
+    }
   const std::vector<std::string>& kernels = cfg.get_strings("train.cuda_kernels");
   if (std::find(kernels.begin(), kernels.end(), "auto") != kernels.end())
     out.set("train.cuda_kernels=[" + text::join(kernels_for(kernels, device), ", ") + "]");

@@ -87,13 +87,15 @@ void close_summary(TrainSummary& summary, const StepTimes& times, const LoopOpti
 }
 
 // The most memory any rank used in the window since the last log step: on a GPU the caching
-// allocator's peak of allocated bytes (reset for the next window), on a CPU the process's peak
-// resident set (since its start: Linux keeps no other). A collective: every rank logs alike.
-MemoryFigures window_memory(const at::Device& device, const dist::World& world) {
+// allocator's peak of allocated bytes (reset for the next window), and at least what a CUDA
+// graph keeps for its replays (graph_bytes); on a CPU the process's peak resident set (since its
+// start: Linux keeps no other). A collective: every rank logs alike.
+MemoryFigures window_memory(const at::Device& device, const dist::World& world,
+                            int64_t graph_bytes) {
   int64_t bytes = -1, total = -1;
   if (device.is_cuda()) {
     const cuda::DevicePeak p = cuda::take_device_peak(device);
-    bytes = p.peak_bytes;
+    bytes = std::max(p.peak_bytes, graph_bytes);
     total = p.total_bytes;
   } else {
     rusage u{};
@@ -131,6 +133,14 @@ void maybe_read_back(int64_t step, const at::Device& device) {
   std::fprintf(stderr, "fault injection: step %lld reads a value back from the device\n",
                static_cast<long long>(step + 1));
   (void)at::ones({1}, at::TensorOptions().device(device)).item<float>();
+}
+
+// Fault injection for the test of the windows' timing: COATNET_FAULT_DEVICE_LAG_MS=N makes each
+// log step's read-back wait N ms longer, as it does when a GPU is still running the window's
+// steps that the host has long since enqueued (a CUDA graph's replays).
+void maybe_lag_device() {
+  const char* ms = std::getenv("COATNET_FAULT_DEVICE_LAG_MS");
+  if (ms) std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(ms)));
 }
 
 }  // namespace
@@ -191,7 +201,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                          run.device, world.rank(), run.batch_prep_kernel, start_step * loop.accum);
   // train.cuda_graph: from here on this thread runs on the graph's stream, eager steps included.
   std::unique_ptr<GraphedStep> graphed;
-  if (run.cfg.get_bool("train.cuda_graph"))
+  if (run.cfg.get_string("train.cuda_graph") == "true")
     graphed = std::make_unique<GraphedStep>(run, passes, skips, start_step);
   int64_t epoch = resumed ? resumed.manifest->epoch : 0;
   const StopSignals stop_signals;
@@ -223,6 +233,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   // train.sync_check: c10's sync debug mode, on a GPU only (a CPU has nothing to wait for).
   const std::string sync_check =
       run.device.is_cuda() ? run.cfg.get_string("train.sync_check") : "off";
+  times.start = clock_type::now();  // the set-up above is not training
   for (int64_t step = start_step; step < loop.total_steps; ++step) {
     profiler.before_step(step);
     const auto t_step = clock_type::now();
@@ -233,9 +244,12 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     at::manual_seed(key_of(step_key, static_cast<uint64_t>(step)));
     const double lr = lr_at(loop.schedule, step);
     // train.sync_check from the run's second step (the first settles lazy state: cuDNN's
-    // search, constants copied to the device), not while a save's copy to the host runs (the
-    // check is the process's, and that copy waits for the GPU by design).
-    const bool checked = step > start_step && !(ckpt && ckpt->pending());
+    // search, constants copied to the device), not at a CUDA graph's capture (set-up too: it
+    // drains the stream and returns the eager steps' cached memory first), and not while a
+    // save's copy to the host runs (the check is the process's, and that copy waits for the GPU
+    // by design).
+    const bool checked =
+        step > start_step && !(graphed && graphed->captures(step)) && !(ckpt && ckpt->pending());
     const ForwardBackward::Waits waits =
         sync_checked(checked ? sync_check : "off", step, [&] { return step_work(step, lr); });
     epoch = passes.epoch;
@@ -249,6 +263,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     shown.epoch = epoch;
     shown.lr = lr;
     if (loop.log_at(done)) {
+      maybe_lag_device();
       const ForwardBackward::Window w = passes.take_window(*run.comm, times.steps);
       settle_skipped(skips, *run.precision, progress, done);
       TrainFigures fig;
@@ -258,11 +273,12 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
       fig.loss = w.loss;
       fig.lr = lr;
       fig.grad_norm = grad_norm.item<double>();
+      times.end_window();  // the read-backs above waited for the window's device work
       fig.data_hash = w.data_hash;
       fig.images_per_s = times.steps * loop.global_batch * loop.accum / std::max(times.time, 1e-9);
       fig.elapsed_s = seconds_since(t_start);
       fig.precision_state = run.precision->state();
-      fig.memory = window_memory(run.device, world);
+      fig.memory = window_memory(run.device, world, graphed ? graphed->held_bytes() : -1);
       summary.peak_memory_gib = std::max(summary.peak_memory_gib, fig.memory.peak_gib);
       summary.device_memory_gib = fig.memory.device_gib;
       metrics->write(train_record(fig, times));
@@ -275,7 +291,9 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     show_progress(progress, shown, loop.log_at(done));
     if (loop.eval_at(done) && run.val_loader) {
       run.gather.wait();
+      const auto t_eval = clock_type::now();
       evaluate_and_record(run, done, epoch, summary, *metrics, progress);
+      times.exclude(seconds_since(t_eval));
     }
     summary.steps = done;
     if (ckpt) ckpt->poll();
@@ -285,7 +303,9 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     if (loop.save_at(done, stop)) {
       run.gather.wait();
       settle_skipped(skips, *run.precision, progress, done);
+      const auto t_save = clock_type::now();
       ckpt->save(resume_point(done, run.train_loader.state(), skips, summary), state.collect());
+      times.exclude(seconds_since(t_save));
     }
     if (stop) {
       summary.stopped_by_signal = true;
@@ -295,6 +315,11 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
     }
   }
   run.gather.wait();
+  if (times.steps > 0) {  // the steps after the last log step, once their device work is done
+    if (grad_norm.defined()) (void)grad_norm.item<double>();
+    times.end_window();
+    times.close_window();
+  }
   graphed.reset();  // the graph's memory back, its stream no longer current
   if (ckpt) {
     ckpt->finish();

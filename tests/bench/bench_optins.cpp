@@ -38,13 +38,15 @@ using namespace coatnet;
 namespace {
 
 // The opt-ins one at a time; a variant is one of them, "default" (none), "gpu_defaults" (what a
-// GPU run gets by default) or "all". bn_gelu_se_mean is bn_gelu whose operation also takes the
-// squeeze-excitation's mean; dw_conv_dgrad the depthwise stride-2 convolution's input-gradient
-// kernel.
-const std::vector<std::string> kOptIns{"bn_fold", "se_fold",         "pointwise_gemm",
-                                       "bn_gelu", "bn_gelu_se_mean", "dw_conv_dgrad"};
-// What a GPU run gets by default: the first four.
-const size_t kGpuDefaults = 4;
+// GPU run gets by default) or "all" (all but bn_fold_every). bn_gelu_se_mean is bn_gelu whose
+// operation also takes the squeeze-excitation's mean; dw_conv_dgrad the depthwise stride-2
+// convolution's input-gradient kernel. bn_fold folds the wide expansions only (train.bn_fold: wide,
+// a GPU's default), bn_fold_every every block's (true).
+const std::vector<std::string> kOptIns{"bn_fold",      "se_fold",         "pointwise_gemm",
+                                       "bn_gelu",      "bn_gelu_se_mean", "dw_conv_dgrad",
+                                       "bn_fold_every"};
+// What a GPU run gets by default (train.cuda_kernels auto and the folds): the first five.
+const size_t kGpuDefaults = 5;
 
 struct Variant {
   std::string name;
@@ -53,7 +55,7 @@ struct Variant {
 
 Variant parse_variant(const std::string& name) {
   if (name == "default") return {name, {}};
-  if (name == "all") return {name, {kOptIns.begin(), kOptIns.end()}};
+  if (name == "all") return {name, {kOptIns.begin(), kOptIns.end() - 1}};  // bn_fold: wide
   if (name == "gpu_defaults") return {name, {kOptIns.begin(), kOptIns.begin() + kGpuDefaults}};
   if (std::find(kOptIns.begin(), kOptIns.end(), name) != kOptIns.end()) return {name, {name}};
   std::vector<std::string> known{"default", "gpu_defaults", "all"};
@@ -66,7 +68,10 @@ Variant parse_variant(const std::string& name) {
 // A variant's settings for as long as it lives (the kernels of src/cuda only where built).
 struct VariantScope {
   explicit VariantScope(const Variant& v) {
-    if (v.on.count("bn_fold")) bn_fold.emplace(true);
+    if (v.on.count("bn_fold_every"))
+      bn_fold.emplace(model::BnFold::kEvery);
+    else if (v.on.count("bn_fold"))
+      bn_fold.emplace(model::BnFold::kWide);
     if (v.on.count("se_fold")) se_fold.emplace(true);
     if (v.on.count("pointwise_gemm")) gemm.emplace(true);
     const bool se_mean = v.on.count("bn_gelu_se_mean") > 0;
@@ -96,7 +101,7 @@ int main(int argc, char** argv) {
       .option("device", "cpu|cuda", "where to run (cuda: bf16 autocast)", "cuda")
       .option("variants", "LIST",
               "comma-separated: default, bn_fold, se_fold, pointwise_gemm, bn_gelu, "
-              "bn_gelu_se_mean, dw_conv_dgrad, gpu_defaults, all",
+              "bn_gelu_se_mean, dw_conv_dgrad, bn_fold_every, gpu_defaults, all",
               "default,bn_fold,se_fold,pointwise_gemm,bn_gelu,all")
       .option("warmup", "N", "untimed steps per variant first", "3")
       .option("steps", "N", "timed steps per variant and round", "10")

@@ -532,7 +532,7 @@ TEST(Model, BnFoldEqualsTheBatchNormsAroundTheConvolution) {
     x.requires_grad_();
     const at::Tensor dy = at::randn({3, 24, 5, 6}).contiguous(at::MemoryFormat::ChannelsLast);
     {
-      BnFoldScope fold(true);
+      BnFoldScope fold(BnFold::kEvery);
       ASSERT_TRUE(takes_bn_fold(*bn0, *c, *bn1, x));
     }
     const at::Tensor y = bn_conv_bn(*bn0, *c, *bn1, x);
@@ -633,7 +633,7 @@ TEST(Model, MbConvFoldsItsBatchNormsWhereAsked) {
   const at::Tensor cl = at::randn({2, 8, 6, 6}).contiguous(at::MemoryFormat::ChannelsLast);
   EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl)) << "not asked for";
   {
-    BnFoldScope scope(true);
+    BnFoldScope scope(BnFold::kEvery);
     EXPECT_TRUE(takes_bn_fold(*bn0, *one, *bn1, cl));
     EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl.contiguous())) << "NCHW input";
     EXPECT_FALSE(takes_bn_fold(*bn0, *make_conv(8, 16, 1, 2), *bn1, cl)) << "stride 2";
@@ -646,13 +646,21 @@ TEST(Model, MbConvFoldsItsBatchNormsWhereAsked) {
     EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl)) << "SyncBatchNorm";
     set_batch_norm_override(nullptr);
   }
-  EXPECT_FALSE(bn_fold()) << "the scope's end turns it off";
+  EXPECT_EQ(bn_fold(), BnFold::kOff) << "the scope's end turns it off";
+  {
+    // kWide (a GPU's default): only an expansion more than 4x as wide as its input.
+    BnFoldScope scope(BnFold::kWide);
+    torch::nn::BatchNorm2d bn32 = make_bn(32, 1e-5), bn40 = make_bn(40, 1e-5);
+    EXPECT_FALSE(takes_bn_fold(*bn0, *one, *bn1, cl)) << "8 -> 16";
+    EXPECT_FALSE(takes_bn_fold(*bn0, *make_conv(8, 32, 1, 1), *bn32, cl)) << "8 -> 32";
+    EXPECT_TRUE(takes_bn_fold(*bn0, *make_conv(8, 40, 1, 1), *bn40, cl)) << "8 -> 40";
+  }
 
   ModelSpec spec = coatnet::test::tiny_spec();
   spec.in_chans = 3;  // one channel would be NCHW as well as channels-last, and stay NCHW
   auto step = [&](bool fold) {
     std::optional<BnFoldScope> scope;
-    if (fold) scope.emplace(true);
+    if (fold) scope.emplace(BnFold::kEvery);
     return coatnet_step(
         spec, at::MemoryFormat::ChannelsLast, 3, false,
         [&](const at::Tensor& loss) { EXPECT_EQ(graph_has(loss, "CentredMoments"), fold); });
@@ -742,7 +750,7 @@ TEST(Model, OptInsAgreeWithTheCompositeAtCoatNet0Widths) {
     std::optional<PointwiseGemmScope> gemm;
     std::optional<SeFoldScope> se;
     std::optional<BnFoldScope> bn;
-    if (opt_in) gemm.emplace(true), se.emplace(true), bn.emplace(true);
+    if (opt_in) gemm.emplace(true), se.emplace(true), bn.emplace(BnFold::kEvery);
     return coatnet_step(spec, at::MemoryFormat::ChannelsLast, 11, bf16);
   };
   // Per parameter: max |a - b| / max |reference|.

@@ -151,6 +151,26 @@ TEST(CudaGraph, IsRefusedWhereAGraphCannotHoldTheStep) {
   EXPECT_EQ(refusal(off, cpu, 2), "");
 }
 
+// train.cuda_graph auto: on at one rank on a GPU, where it measured faster; off on a CPU and at
+// several ranks (never run there on GPUs); an explicit value is kept.
+TEST(CudaGraph, AutoIsOnAtOneRankOnAGpuOnly) {
+  const at::Device gpu(at::kCUDA, 0), cpu(at::kCPU);
+  auto resolved = [](const at::Device& d, int world, std::vector<std::string> sets) {
+    config::Config c = config::Config::defaults();
+    for (const std::string& s : sets) c.set(s);
+    train::resolve_cuda_graph(c, d, world);
+    return c.get_string("train.cuda_graph");
+  };
+  EXPECT_EQ(config::Config::defaults().get_string("train.cuda_graph"), "auto");
+  // Without src/cuda (no nvcc at configure time) there is no graph to capture.
+  EXPECT_EQ(resolved(gpu, 1, {}), cuda::kernels_built() ? "true" : "false");
+  EXPECT_EQ(resolved(cpu, 1, {}), "false");
+  EXPECT_EQ(resolved(gpu, 2, {}), "false");
+  EXPECT_EQ(resolved(gpu, 1, {"optim.accum_steps=2"}), "false");
+  EXPECT_EQ(resolved(gpu, 8, {"train.cuda_graph=true"}), "true");
+  EXPECT_EQ(resolved(gpu, 1, {"train.cuda_graph=false"}), "false");
+}
+
 // The CPU emulation of a CUDA graph replays work that launches the same operators on the same
 // memory, whatever else the allocator did between the replays, and the work does run each time.
 TEST(EmulatedGraph, ReplaysWorkWhoseOperatorsStayTheSame) {
@@ -374,8 +394,8 @@ TEST(Precision, Bf16AutocastsForwardOnlyInsideItsScope) {
   EXPECT_EQ(train::make_precision("fp32")->autocast(at::Device(at::kCPU)), nullptr);
 }
 
-// auto: the rewrites of the model's arithmetic that measured faster on an H100 (bn_gelu, the
-// folds, the pointwise GEMMs) are on for a GPU run, off for a CPU run (never measured faster
+// auto: the rewrites of the model's arithmetic that measured faster on a GPU (bn_gelu_se_mean,
+// the folds, the pointwise GEMMs) are on for a GPU run, off for a CPU run (never measured faster
 // there), and an explicit value or list always wins.
 TEST(Setup, AutoTurnsOnWhatMeasuredFasterOnAGpuOnly) {
   const at::Device cpu(at::kCPU), gpu(at::kCUDA, 0);
@@ -383,11 +403,14 @@ TEST(Setup, AutoTurnsOnWhatMeasuredFasterOnAGpuOnly) {
   const char* folds[] = {"train.pointwise_gemm", "train.bn_fold", "train.se_fold"};
   for (const char* key : folds) {
     EXPECT_EQ(d.get_string(key), "auto") << key;
-    EXPECT_EQ(train::resolved_for(d, gpu).get_string(key), "true") << key;
+    // The BatchNorm fold only where the expansion is wide: it lost at 4x (model/bn_fold.h).
+    EXPECT_EQ(train::resolved_for(d, gpu).get_string(key),
+              std::string(key) == "train.bn_fold" ? "wide" : "true")
+        << key;
     EXPECT_EQ(train::resolved_for(d, cpu).get_string(key), "false") << key;
   }
   using Kernels = std::vector<std::string>;
-  const Kernels on_gpu = coatnet::cuda::kernels_built() ? Kernels{"bn_gelu"} : Kernels{};
+  const Kernels on_gpu = coatnet::cuda::kernels_built() ? Kernels{"bn_gelu_se_mean"} : Kernels{};
   EXPECT_EQ(train::resolved_for(d, gpu).get_strings("train.cuda_kernels"), on_gpu)
       << "a build without nvcc gets no kernel by default, and no error";
   EXPECT_EQ(train::resolved_for(d, cpu).get_strings("train.cuda_kernels"), Kernels{});
@@ -397,7 +420,7 @@ TEST(Setup, AutoTurnsOnWhatMeasuredFasterOnAGpuOnly) {
   EXPECT_EQ(train::resolved_for(off, cpu).get_string("train.se_fold"), "true");
   EXPECT_EQ(train::resolved_for(off, gpu).get_strings("train.cuda_kernels"), Kernels{"batch_prep"});
   const config::Config both = config::Config::load("", {"train.cuda_kernels=[auto, batch_prep]"});
-  const Kernels want =
-      coatnet::cuda::kernels_built() ? Kernels{"bn_gelu", "batch_prep"} : Kernels{"batch_prep"};
+  const Kernels want = coatnet::cuda::kernels_built() ? Kernels{"bn_gelu_se_mean", "batch_prep"}
+                                                      : Kernels{"batch_prep"};
   EXPECT_EQ(train::resolved_for(both, gpu).get_strings("train.cuda_kernels"), want);
 }
