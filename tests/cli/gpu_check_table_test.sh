@@ -76,4 +76,17 @@ expect "| ncu: bn_gelu_elemt_kernel<__nv_bfloat16, 8> grid (1, 1054, 1) x2 | 0.1
 expect "| ncu: bn_gelu_forward_channels_kernel grid (3, 1, 1) x1 | n/a ms each, DRAM n/a, SM n/a, occupancy n/a of n/a, n/a registers, n/a KiB shared | |"
 expect "| ours: peak memory, allocated by tensors | 17.5 of 79.2 GiB; coatnet info plans 16.1 GiB (1.09x) | |"
 expect "| ours with ATen's composites only: peak memory, allocated by tensors | 17.5 of 79.2 GiB; coatnet info plans 16.1 GiB (1.09x) | |"
+# Replayed as a CUDA graph, ours has no operator around its kernels ("?"): the eager run's say
+# what launched them.
+ops() {  # OP: one kernel launched by OP
+  printf '{"steps": 5, "kernels": [{"name": "dgrad2d", "ms_per_step": 1.9, "calls_per_step": 2, "launched_by": [{"op": "%s", "within": null, "dims": null, "strides": [[1, 2]], "types": null, "calls_per_step": 2, "ms_per_step": 1.9}]}]}' "$1"
+}
+ops "?" >"$work/ops-ours.json"
+ops aten::convolution_backward >"$work/ops-ours_eager.json"
+"$py" "$table" "$work/ok.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >/dev/null
+expect "| ours eager kernel dgrad2d: 1.90 ms from aten::convolution_backward in  | strides [[1, 2]] | |"
+grep -qF "from ?" "$work/gpu-check.txt" && fail "kernels credited to no operator"
+ops aten::mm >"$work/ops-ours.json"
+"$py" "$table" "$work/ok.tsv" "$work" "NVIDIA H100 80GB HBM3" 300 "$info" >/dev/null
+expect "| ours kernel dgrad2d: 1.90 ms from aten::mm in  | strides [[1, 2]] | |"
 echo "PASS: gpu-check's table"
