@@ -37,7 +37,8 @@ class MetricsLog {
 // its log step's read-back of the loss, less evaluations and checkpoint saves: on a GPU a step
 // only enqueues its work (a CUDA graph's replay returns at once), so the host's own time per
 // step says nothing of the device's, which the host waits for at that read-back. `host` is the
-// sum of the steps' host times: near `time` when the host, not the device, sets the pace.
+// sum of the steps' host times: well below `time` when the device runs behind the host (a
+// graph's replays); near it otherwise, as a full launch queue holds the host to the GPU's pace.
 struct StepTimes {
   double time = 0, host = 0, data = 0, comm = 0;  // the window
   double gather = -1;  // of comm: ZeRO-1's parameter all-gather (< 0: not sharded, not reported)
