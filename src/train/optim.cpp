@@ -48,22 +48,37 @@ void AdamW::step(double lr, const at::Tensor& found_inf) {
   step(found_inf);
 }
 
+void AdamW::refresh_views() {
+  const std::array<const void*, 5> bases{flat_.values.data_ptr(), grads_.data_ptr(),
+                                         exp_avg.data_ptr(), exp_avg_sq.data_ptr(),
+                                         steps_.data_ptr()};
+  if (bases == view_bases_ && views_.size() == groups_.size()) return;
+  at::NoGradGuard no_grad;
+  views_.clear();
+  for (const Group& g : groups_) {
+    GroupViews w;
+    for (const Run& r : g.runs) {
+      w.p.push_back(flat_.values.narrow(0, part_.begin() + r.offset, r.numel));
+      w.grad.push_back(grads_.narrow(0, r.offset, r.numel));
+      w.m.push_back(exp_avg.narrow(0, r.offset, r.numel));
+      w.v.push_back(exp_avg_sq.narrow(0, r.offset, r.numel));
+      w.steps.push_back(steps_);
+    }
+    views_.push_back(std::move(w));
+  }
+  view_bases_ = bases;
+}
+
 void AdamW::step(const at::Tensor& found_inf) {
   at::NoGradGuard no_grad;
+  refresh_views();
   // As torch.optim.AdamW(fused=True): count the step first, take it back if it was skipped.
   steps_.add_(1);
-  for (const Group& g : groups_) {
-    std::vector<at::Tensor> p, grad, m, v, steps;
-    for (const Run& r : g.runs) {
-      p.push_back(flat_.values.narrow(0, part_.begin() + r.offset, r.numel));
-      grad.push_back(grads_.narrow(0, r.offset, r.numel));
-      m.push_back(exp_avg.narrow(0, r.offset, r.numel));
-      v.push_back(exp_avg_sq.narrow(0, r.offset, r.numel));
-      steps.push_back(steps_);
-    }
-    at::_fused_adamw_(p, grad, m, v, /*max_exp_avg_sqs=*/{}, steps, lr_, opt_.beta1, opt_.beta2,
-                      g.weight_decay, opt_.eps, /*amsgrad=*/false, /*maximize=*/false,
-                      /*grad_scale=*/std::nullopt, found_inf);
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    GroupViews& w = views_[i];
+    at::_fused_adamw_(w.p, w.grad, w.m, w.v, /*max_exp_avg_sqs=*/{}, w.steps, lr_, opt_.beta1,
+                      opt_.beta2, groups_[i].weight_decay, opt_.eps, /*amsgrad=*/false,
+                      /*maximize=*/false, /*grad_scale=*/std::nullopt, found_inf);
   }
   steps_.sub_(found_inf);
 }

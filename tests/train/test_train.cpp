@@ -91,6 +91,29 @@ TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
   EXPECT_EQ(opt.steps(), 6);
 }
 
+// AdamW keeps its runs' views of its buffers from step to step (not made anew each step, which
+// cost host time); a moment buffer replaced between steps (they are public) is the one updated.
+TEST(AdamW, UpdatesAReplacedMomentBuffer) {
+  at::manual_seed(3);
+  Tiny a, b;
+  a.copy_to(b);
+  train::FlatParams fa(a), fb(b);
+  train::AdamW oa(fa, {}), ob(fb, {});
+  for (int step = 0; step < 3; ++step) {
+    fa.grads.normal_();
+    fb.grads.copy_(fa.grads);
+    if (step == 2) {  // a copy in new memory, as a load that assigned the tensor would leave
+      ob.exp_avg = ob.exp_avg.clone();
+      ob.exp_avg_sq = ob.exp_avg_sq.clone();
+    }
+    oa.step(0.01, at::zeros({}));
+    ob.step(0.01, at::zeros({}));
+    ASSERT_TRUE(at::equal(fa.values, fb.values)) << "step " << step;
+    ASSERT_TRUE(at::equal(oa.exp_avg, ob.exp_avg)) << "step " << step;
+    ASSERT_TRUE(at::equal(oa.exp_avg_sq, ob.exp_avg_sq)) << "step " << step;
+  }
+}
+
 // What a CUDA graph of the step replays (train.cuda_graph): the rate set apart, into the
 // device scalar that the update reads. A rate set before each step gives the updates of
 // step(rate): a stale rate (the first one kept) would not, as it changes every step here.
