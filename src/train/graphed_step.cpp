@@ -47,8 +47,12 @@ void resolve_cuda_graph(config::Config& cfg, const at::Device& device, int world
   cfg.set(std::string("train.cuda_graph=") + (on ? "true" : "false"));
 }
 
+bool cuda_graph_on(const config::Config& cfg) {
+  return cfg.get_string("train.cuda_graph") == "true";
+}
+
 void check_cuda_graph(const config::Config& cfg, const at::Device& device, int world_size) {
-  if (cfg.get_string("train.cuda_graph") != "true") return;
+  if (!cuda_graph_on(cfg)) return;
   const std::string hint = "; or set train.cuda_graph=false";
   if (!device.is_cuda() && !emulated_on_cpu())
     throw std::invalid_argument(

@@ -49,6 +49,8 @@ at::Tensor update_weights(RunParts& run, SkippedSteps& skips,
 // micro-batch per step and this build's CUDA code (cuda/step_graph.h), where it measured faster
 // (docs/GPU.md); false elsewhere: on a CPU, and at several ranks, where no graph has run yet.
 void resolve_cuda_graph(config::Config& cfg, const at::Device& device, int world_size);
+// Whether a resolved config replays the step as a CUDA graph.
+bool cuda_graph_on(const config::Config& cfg);
 
 // Refuses train.cuda_graph where a graph cannot hold the step: not a CUDA device, several
 // micro-batches per step, ZeRO-1 (its all-gather is driven from the host), or MPI's

@@ -52,8 +52,7 @@ void AdamW::refresh_views() {
   const std::array<const void*, 5> bases{flat_.values.data_ptr(), grads_.data_ptr(),
                                          exp_avg.data_ptr(), exp_avg_sq.data_ptr(),
                                          steps_.data_ptr()};
-  if (bases == view_bases_ && views_.size() == groups_.size()) return;
-  at::NoGradGuard no_grad;
+  if (bases == view_bases_) return;  // none yet: the bases start null
   views_.clear();
   for (const Group& g : groups_) {
     GroupViews w;

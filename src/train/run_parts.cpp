@@ -33,9 +33,9 @@ config::Config run_config(const config::Config& requested, const at::Device& dev
   if (cfg.get_bool("checkpoint.enabled"))
     checkpoint::Checkpointer::check_backend(cfg.get_string("checkpoint.backend"));
   resolve_cuda_graph(cfg, device, world.size());
-  const bool zero = zero_enabled(
-      cfg.get_string("optim.zero"), world.size(), cfg.get_bool("checkpoint.enabled"),
-      cfg.get_string("checkpoint.backend"), cfg.get_string("train.cuda_graph") == "true");
+  const bool zero =
+      zero_enabled(cfg.get_string("optim.zero"), world.size(), cfg.get_bool("checkpoint.enabled"),
+                   cfg.get_string("checkpoint.backend"), cuda_graph_on(cfg));
   cfg.set(std::string("optim.zero=") + (zero ? "1" : "0"));
   check_cuda_graph(cfg, device, world.size());
   if (cfg.get_string("train.resume") == "auto" && cfg.get_string("train.name").empty() &&
@@ -201,9 +201,8 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
          cfg.get_string("precision.backend") +
          (channels_last(cfg, device) ? ", channels-last" : "") +
          (fused.empty() ? std::string() : " (" + text::join(fused, ", ") + ")") +
-         (cfg.get_string("train.cuda_graph") == "true" ? ", the step as a CUDA graph" : "") +
-         ", comm " + comm->name() + ", " + std::to_string(buckets.buckets().size()) +
-         " gradient bucket(s)" +
+         (cuda_graph_on(cfg) ? ", the step as a CUDA graph" : "") + ", comm " + comm->name() +
+         ", " + std::to_string(buckets.buckets().size()) + " gradient bucket(s)" +
          (part.sharded()
               ? ", optimizer state sharded over " + std::to_string(part.world) + " ranks (ZeRO-1)"
               : std::string()) +

@@ -120,11 +120,11 @@ config::Config resolved_for(const config::Config& cfg, const at::Device& device)
   // default there (the BatchNorm fold only where it won: model/bn_fold.h). On CPU they were never
   // measured faster, and the CPU tests hold them to the composite's results, so auto keeps a CPU
   // run as it was.
-  for (const char* key : {"train.pointwise_gemm", "train.bn_fold", "train.se_fold"})
-    if (cfg.get_string(key) == "auto") {
-      const std::string on = std::string(key) == "train.bn_fold" ? "wide" : "true";
-      out.set(std::string(key) + "=" + (device.is_cuda() ? on : "false"));
-    }
+  const std::pair<const char*, const char*> on_gpu[] = {
+      {"train.pointwise_gemm", "true"}, {"train.bn_fold", "wide"}, {"train.se_fold", "true"}};
+  for (const auto& [key, value] : on_gpu)
+    if (cfg.get_string(key) == "auto")
+      out.set(std::string(key) + "=" + (device.is_cuda() ? value : "false"));
   const std::vector<std::string>& kernels = cfg.get_strings("train.cuda_kernels");
   if (std::find(kernels.begin(), kernels.end(), "auto") != kernels.end())
     out.set("train.cuda_kernels=[" + text::join(kernels_for(kernels, device), ", ") + "]");

@@ -201,7 +201,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
                          run.device, world.rank(), run.batch_prep_kernel, start_step * loop.accum);
   // train.cuda_graph: from here on this thread runs on the graph's stream, eager steps included.
   std::unique_ptr<GraphedStep> graphed;
-  if (run.cfg.get_string("train.cuda_graph") == "true")
+  if (cuda_graph_on(run.cfg))
     graphed = std::make_unique<GraphedStep>(run, passes, skips, start_step);
   int64_t epoch = resumed ? resumed.manifest->epoch : 0;
   const StopSignals stop_signals;

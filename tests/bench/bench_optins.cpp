@@ -55,7 +55,11 @@ struct Variant {
 
 Variant parse_variant(const std::string& name) {
   if (name == "default") return {name, {}};
-  if (name == "all") return {name, {kOptIns.begin(), kOptIns.end() - 1}};  // bn_fold: wide
+  if (name == "all") {  // bn_fold as a GPU run has it (wide), not every block's
+    Variant all{name, {kOptIns.begin(), kOptIns.end()}};
+    all.on.erase("bn_fold_every");
+    return all;
+  }
   if (name == "gpu_defaults") return {name, {kOptIns.begin(), kOptIns.begin() + kGpuDefaults}};
   if (std::find(kOptIns.begin(), kOptIns.end(), name) != kOptIns.end()) return {name, {name}};
   std::vector<std::string> known{"default", "gpu_defaults", "all"};

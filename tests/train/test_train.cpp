@@ -42,6 +42,21 @@ struct Tiny : torch::nn::Module {
   }
 };
 
+// Two AdamWs over two copies of one Tiny, default options: the same steps must keep them equal.
+struct TwinAdamW {
+  Tiny a, b;
+  train::FlatParams fa{a}, fb{b};
+  train::AdamW oa{fa, {}}, ob{fb, {}};
+  TwinAdamW() {
+    at::NoGradGuard ng;
+    fb.values.copy_(fa.values);  // b's parameters are views of it: b now has a's weights
+  }
+  void same_gradients() {  // random, the same in both
+    fa.grads.normal_();
+    fb.grads.copy_(fa.grads);
+  }
+};
+
 }  // namespace
 
 TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
@@ -95,13 +110,11 @@ TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
 // cost host time); a moment buffer replaced between steps (they are public) is the one updated.
 TEST(AdamW, UpdatesAReplacedMomentBuffer) {
   at::manual_seed(3);
-  Tiny a, b;
-  a.copy_to(b);
-  train::FlatParams fa(a), fb(b);
-  train::AdamW oa(fa, {}), ob(fb, {});
+  TwinAdamW t;
+  auto &fa = t.fa, &fb = t.fb;
+  auto &oa = t.oa, &ob = t.ob;
   for (int step = 0; step < 3; ++step) {
-    fa.grads.normal_();
-    fb.grads.copy_(fa.grads);
+    t.same_gradients();
     if (step == 2) {  // a copy in new memory, as a load that assigned the tensor would leave
       ob.exp_avg = ob.exp_avg.clone();
       ob.exp_avg_sq = ob.exp_avg_sq.clone();
@@ -119,14 +132,12 @@ TEST(AdamW, UpdatesAReplacedMomentBuffer) {
 // step(rate): a stale rate (the first one kept) would not, as it changes every step here.
 TEST(AdamW, ReadsTheRateSetBeforeTheStep) {
   at::manual_seed(2);
-  Tiny a, b;
-  a.copy_to(b);
-  train::FlatParams fa(a), fb(b);
-  train::AdamW oa(fa, {}), ob(fb, {});
+  TwinAdamW t;
+  auto &fa = t.fa, &fb = t.fb;
+  auto &oa = t.oa, &ob = t.ob;
   for (int step = 0; step < 4; ++step) {
     const double rate = 0.01 / (step + 1);
-    fa.grads.normal_();
-    fb.grads.copy_(fa.grads);
+    t.same_gradients();
     oa.step(rate, at::zeros({}));
     ob.set_learning_rate(rate);
     ob.step(at::zeros({}));
