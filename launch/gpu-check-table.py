@@ -124,10 +124,12 @@ for k in ops:
                      f"{(l['within'] or '')[-40:]} | strides {json.dumps(l['strides'])[:90]} | |")
 att = bench("attention_composite")
 for r in (att or {}).get("shapes", []):
-    lines.append(f"| attention fwd+bwd {r['heads']}x{r['n']}x{r['dim_head']}: composite / with a strided bias / "
-                 f"explicit / flash without bias | {fmt(r['composite_ms'], '{:.3f}')} / "
+    lines.append(f"| attention fwd+bwd {r['heads']}x{r['n']}x{r['dim_head']}: composite (SDPA's choice / "
+                 f"memory-efficient / cuDNN) / with a strided bias / explicit / flash without bias | "
+                 f"{fmt(r['composite_ms'], '{:.3f}')} / {fmt(r.get('composite_efficient_ms'), '{:.3f}')} / "
+                 f"{fmt(r.get('composite_cudnn_ms'), '{:.3f}')} / "
                  f"{fmt(r.get('composite_strided_bias_ms'), '{:.3f}')} / {fmt(r['explicit_ms'], '{:.3f}')} / "
-                 f"{fmt(r['no_bias_flash_ms'], '{:.3f}')} ms | |")
+                 f"{fmt(r['no_bias_flash_ms'], '{:.3f}')} ms | {r.get('composite_cudnn_error', '')[:80]} |")
 kernel_errors = []
 for k in (kern or {}).get("kernels", []):
     if "error" in k:  # it threw on this GPU; bench_kernels went on with the other rows

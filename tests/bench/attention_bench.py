@@ -5,7 +5,9 @@ the per-head table into a dense, contiguous (heads, N, N) tensor, then
 scaled_dot_product_attention with it as a mask, whose backward also returns the table's
 gradient), the same with the bias a strided (permuted) view, as the model had it before (SDPA
 then falls back to float32 math), explicit matmul + softmax, and flash attention without any
-bias (a lower bound no biased kernel can beat). It sets
+bias (a lower bound no biased kernel can beat). The composite is timed with SDPA's own choice
+of backend and also on its memory-efficient and its cuDNN backend alone (cuDNN's, if it takes
+a bias with a gradient, would be a one-line change of the model's). It sets
 the bar a fused kernel (issue 12) must clear. Prints one JSON object."""
 import argparse
 import json
@@ -14,6 +16,7 @@ import sys
 try:
     import torch
     import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 except ImportError as e:
     print(f"SKIP: needs torch ({e})", file=sys.stderr)
     sys.exit(77)
@@ -69,6 +72,12 @@ for shape in args.shapes.split(","):
     def composite():
         F.scaled_dot_product_attention(q, k, v, bias()).backward(grad_out)
 
+    def backend(b):  # the composite on one of SDPA's backends, where it takes this input
+        def run():
+            with sdpa_kernel(b):
+                composite()
+        return run
+
     def composite_strided():
         F.scaled_dot_product_attention(q, k, v, strided_bias()).backward(grad_out)
 
@@ -81,6 +90,8 @@ for shape in args.shapes.split(","):
 
     row = {"heads": heads, "n": n, "dim_head": d, "batch": b}
     for name, fn in (("composite_ms", composite), ("composite_strided_bias_ms", composite_strided),
+                     ("composite_efficient_ms", backend(SDPBackend.EFFICIENT_ATTENTION)),
+                     ("composite_cudnn_ms", backend(SDPBackend.CUDNN_ATTENTION)),
                      ("explicit_ms", explicit),
                      ("no_bias_flash_ms", flash_no_bias)):
         try:

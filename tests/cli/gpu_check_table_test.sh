@@ -30,6 +30,7 @@ row "bench timm_compile_bf16" "FAIL (peer)" 100 "exit 124: "
 row "bench kernels" ok 20 '{"kernels":[{"kernel":"bn_gelu","shape":[128,384,56,56],"dtype":"bf16","kernel_ms":0.5,"composite_ms":1.0,"speedup":2.0,"kernel_gb_per_s":1600.0},{"kernel":"se_fold","shape":[128,384,96,56],"kernel_ms":1.0,"composite_ms":1.5,"speedup":1.5,"kernel_tflops":50.0}]}'
 row "bench optin_steps" ok 60 '{"model":"coatnet_0_224","optins":[{"variant":"default","ms_per_step":70.0,"images_per_s":1828.6,"vs_default":1.0,"loss":6.9,"loss_vs_default":0.0},{"variant":"bn_fold","ms_per_step":64.0,"images_per_s":2000.0,"vs_default":1.09375,"loss":6.9001,"loss_vs_default":1.4e-05}]}'
 row "bench kernel_counters" ok 50 '{"launches": 3, "kernels": [{"kernel": "bn_gelu_elemt_kernel<__nv_bfloat16, 8>", "grid": "(1, 1054, 1)", "block": "(128, 1, 1)", "launches": 2, "ms_each": 0.125, "ms_total": 0.25, "dram_pct": 31.4, "sm_pct": 70.6, "memory_pct": null, "achieved_occupancy_pct": 24.2, "theoretical_occupancy_pct": 25.0, "registers": 72.0, "shared_kib": 57.5}, {"kernel": "bn_gelu_forward_channels_kernel", "grid": "(3, 1, 1)", "block": "(128, 1, 1)", "launches": 1, "ms_each": null, "ms_total": null, "dram_pct": null, "sm_pct": null, "memory_pct": null, "achieved_occupancy_pct": null, "theoretical_occupancy_pct": null, "registers": null, "shared_kib": null}]}'
+row "bench attention_composite" ok 20 '{"device":"H100","dtype":"bf16","shapes":[{"heads":12,"n":196,"dim_head":32,"batch":128,"composite_ms":1.5,"composite_efficient_ms":1.55,"composite_cudnn_ms":null,"composite_cudnn_error":"No available kernel. Aborting execution.","composite_strided_bias_ms":3.2,"explicit_ms":1.7,"no_bias_flash_ms":0.47}]}'
 row "bench memory_plan" ok 15 '{"model":"coatnet_0_224","memory":{"batch":128,"precision":"bf16","total_bytes":17254719000}}'
 info='{"gmacs": 4.55}'
 
@@ -52,6 +53,7 @@ expect "| optin_steps: step with bn_fold (interleaved) | 64.00 ms, 1.094x defaul
 expect "| ours_vs_timm_eager | 1.07 | >= 1.3 |"
 expect "| ours_vs_timm_compile | n/a | >= 1.0 |"
 expect "| bn_gelu kernel [128, 384, 56, 56] vs ATen composite | 2.00x (0.500 vs 1.000 ms, 1600 GB/s) | > 1 |"
+expect "| attention fwd+bwd 12x196x32: composite (SDPA's choice / memory-efficient / cuDNN) / with a strided bias / explicit / flash without bias | 1.500 / 1.550 / n/a / 3.200 / 1.700 / 0.470 ms | No available kernel. Aborting execution. |"
 expect "| se_fold kernel [128, 384, 96, 56] vs ATen composite | 1.50x (1.000 vs 1.500 ms, 50 TFLOP/s) | > 1 |"
 "$py" - "$work/gpu-check.json" <<'PY' || fail "gpu-check.json: wrong figures"
 import json, sys
