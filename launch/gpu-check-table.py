@@ -23,7 +23,8 @@ ours, eager, comp = bench("ours_coatnet_0_bf16"), bench("timm_eager_bf16"), benc
 OPTIN_ROWS = {"ours_coatnet_0_bf16_composites": "ours with ATen's composites only",
               "ours_coatnet_0_bf16_batch_prep": "ours + batch_prep kernel",
               "ours_coatnet_0_bf16_dw_conv": "ours + dw_conv_dgrad kernel",
-              "ours_coatnet_0_bf16_eager": "ours eager (train.cuda_graph=false)"}
+              "ours_coatnet_0_bf16_eager": "ours eager (train.cuda_graph=false)",
+              "ours_coatnet_0_bf16_cudnn_attention": "ours, attention on cuDNN (train.attention=cudnn)"}
 mm, loader = bench("matmul_bf16"), bench("loader_cores")
 flops_per_image = 3 * 2 * info["gmacs"] * 1e9  # forward + backward (twice the forward)
 datasheet = 989.4e12 if "H100" in gpu or "H200" in gpu else None  # dense bf16, SXM

@@ -25,8 +25,8 @@
 #                  itself after a failed kernels_vs_reference), the step profiler's test
 #                  (profile_gpu), each opt-in's step against the composites' (optin_steps,
 #                  optin_steps_kernels), training runs with the composites only, with batch_prep
-#                  or dw_conv_dgrad, and launched eagerly (no CUDA graph), and the attention's
-#                  ATen paths.
+#                  or dw_conv_dgrad, with the attention on cuDNN (train.attention=cudnn), and
+#                  launched eagerly (no CUDA graph), and the attention's ATen paths.
 #                  Without it the check takes about 7.5 minutes on an H100 with --prebuilt.
 #                  kernel_counters (Nsight Compute's counters of our kernels in a step, two
 #                  minutes) runs only when --only names it
@@ -52,9 +52,9 @@
 #    each kernel and rewrite against its ATen composite, and the loader's images/s on this
 #    machine's cores (photo-like JPEGs made here from scikit-image's photos) against what the
 #    GPU consumes; with --diagnostics also ours with ATen's composites only, with each opt-in
-#    kernel (batch_prep, dw_conv_dgrad) and launched eagerly (no CUDA graph), each rewrite's
-#    training step against the composites' interleaved in one process (bench_optins), and the
-#    relative-position attention's ATen paths.
+#    kernel (batch_prep, dw_conv_dgrad), with the attention on cuDNN and launched eagerly (no
+#    CUDA graph), each rewrite's training step against the composites' interleaved in one
+#    process (bench_optins), and the relative-position attention's ATen paths.
 # Prints the table last. Without a GPU it says so, names what it would run, and exits 77.
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -174,7 +174,7 @@ selected() {
 on_request=",kernel_counters,"
 ((diagnostics)) || on_request+="kernels_sanitized,profile_gpu,optin_steps,optin_steps_kernels,\
 attention_composite,ours_coatnet_0_bf16_composites,ours_coatnet_0_bf16_batch_prep,\
-ours_coatnet_0_bf16_dw_conv,ours_coatnet_0_bf16_eager,"
+ours_coatnet_0_bf16_dw_conv,ours_coatnet_0_bf16_eager,ours_coatnet_0_bf16_cudnn_attention,"
 # left SECONDS: how much of --deadline remains (0 when spent)
 left() { local l=$((deadline - ($(date +%s) - t_start))); echo $((l > 0 ? l : 0)); }
 
@@ -353,6 +353,10 @@ bench ours_coatnet_0_bf16_batch_prep 180 bash "$work/ours_run.sh" ours_bp "$coat
 # The defaults with the depthwise stride-2 convolution's input gradient from our kernel.
 bench ours_coatnet_0_bf16_dw_conv 180 bash "$work/ours_run.sh" ours_dw "$coatnet" \
   --set "train.cuda_kernels=[auto, dw_conv_dgrad]"
+# The defaults with the T blocks' attention on cuDNN's fused kernel (train.attention=cudnn): if
+# it takes the bias with its gradient and trains faster, the model should ask for it.
+bench ours_coatnet_0_bf16_cudnn_attention 180 bash "$work/ours_run.sh" ours_cudnn "$coatnet" \
+  --set "train.attention=cudnn"
 bench loader_cores 120 "$coatnet" data bench "$work"/train-*.h5 --threads "$(nproc)" --batch 128 \
   --batches 40 --uint8 --json
 # timm's fused attention (scaled_dot_product_attention with its bias) fails to compile for training

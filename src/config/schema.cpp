@@ -147,6 +147,12 @@ std::vector<KeySpec> build() {
              "(one batched matrix product with per-sample scaled weights), instead of multiplying "
              "the activation by the gate and then convolving it; auto: true on a GPU (measured "
              "faster there), false on CPU"),
+      choice("train.attention", "auto", {"auto", "efficient", "cudnn", "math"},
+             "the backend of scaled_dot_product_attention the T blocks' relative-position "
+             "attention takes: auto (ATen's choice; on the GPUs measured, its memory-efficient "
+             "kernel), efficient, cudnn (GPU only: cuDNN's fused attention, where it takes the "
+             "bias with its gradient), math (explicit products); any but auto allows that one "
+             "alone, so an input it refuses ends the run"),
       choice("train.cuda_graph", "auto", {"auto", "true", "false"},
              "GPU: after 3 eager steps, capture the whole training step (forward, backward, the "
              "gradient all-reduce, clipping, AdamW, EMA) as one CUDA graph and replay it every "

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
+
 #include "model/macs.h"
 
 namespace coatnet::model {
@@ -46,6 +48,29 @@ at::Tensor relpos_attention_composite(const at::Tensor& qkv, RelPosBiasImpl& rel
   const at::Tensor out = at::scaled_dot_product_attention(
       tokens(parts[0]), tokens(parts[1]), tokens(parts[2]), rel_pos.bias().to(qkv.dtype()));
   return out.transpose(1, 2).reshape({b, n, heads * dim_head});
+}
+
+namespace {
+struct SdpaFlags {
+  bool flash, efficient, cudnn, math;
+};
+std::optional<SdpaFlags> g_atens_flags;  // ATen's, before the first set_sdpa_backend
+}  // namespace
+
+void set_sdpa_backend(SdpaBackend backend) {
+  at::Context& c = at::globalContext();
+  if (!g_atens_flags)
+    g_atens_flags = SdpaFlags{c.userEnabledFlashSDP(), c.userEnabledMemEfficientSDP(),
+                              c.userEnabledCuDNNSDP(), c.userEnabledMathSDP()};
+  const SdpaFlags f =
+      backend == SdpaBackend::kAuto
+          ? *g_atens_flags
+          : SdpaFlags{false, backend == SdpaBackend::kEfficient, backend == SdpaBackend::kCudnn,
+                      backend == SdpaBackend::kMath};
+  c.setSDPUseFlash(f.flash);
+  c.setSDPUseMemEfficient(f.efficient);
+  c.setSDPUseCuDNN(f.cudnn);
+  c.setSDPUseMath(f.math);
 }
 
 TransformerBlockImpl::TransformerBlockImpl(const TransformerOptions& o) : options(o) {

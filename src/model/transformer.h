@@ -28,6 +28,17 @@ TORCH_MODULE(Attention2d);
 at::Tensor relpos_attention_composite(const at::Tensor& qkv, RelPosBiasImpl& rel_pos,
                                       int64_t heads);
 
+// Which of scaled_dot_product_attention's backends the T blocks' attention may take
+// (train.attention): ATen's process-wide flags, set for a run like set_pointwise_gemm. kAuto
+// leaves ATen's choice (its flags as they were before the first setting); each other value
+// allows that backend alone, so an input it refuses ends the run ("No viable backend") instead
+// of falling back unseen. On a GPU ATen chose the memory-efficient kernel for our biased
+// attention; whether cuDNN's takes the bias with its gradient, and is faster, is gpu-check's
+// attention_composite row to say.
+enum class SdpaBackend { kAuto, kEfficient, kCudnn, kMath };
+void set_sdpa_backend(SdpaBackend backend);
+using SdpaBackendScope = SettingScope<SdpaBackend, set_sdpa_backend>;  // SdpaBackendScope on(kMath)
+
 struct TransformerOptions {
   TransformerOptions(int in, int out, int stride, int grid)
       : in_(in), out_(out), stride_(stride), grid_(grid) {}

@@ -146,6 +146,8 @@ RunParts::RunParts(const config::Config& requested, dist::World& world, util::Pr
   if (cfg.get_string("train.se_fold") == "true") se_fold.emplace(true);
   if (const std::string f = cfg.get_string("train.bn_fold"); f != "false")
     bn_fold.emplace(f == "wide" ? model::BnFold::kWide : model::BnFold::kEvery);
+  if (const model::SdpaBackend a = sdpa_backend(cfg, device); a != model::SdpaBackend::kAuto)
+    attention.emplace(a);
   // After the broadcast: the EMA starts from the weights every rank shares.
   if (cfg.get_float("train.ema_decay") > 0)
     ema =
@@ -195,6 +197,7 @@ std::string RunParts::banner(const dist::World& world, const std::string& run_di
     fused.push_back(model::bn_fold() == model::BnFold::kWide ? "bn_fold (wide)" : "bn_fold");
   if (se_fold) fused.push_back("se_fold");
   if (pointwise_gemm) fused.push_back("pointwise_gemm");
+  if (attention) fused.push_back("attention: " + cfg.get_string("train.attention"));
   return "[train] " + spec.name + ", " + std::to_string(flat.parameter_count()) + " parameters, " +
          std::to_string(world.size()) + " rank(s) × " + std::to_string(threads) + " thread(s) on " +
          device.str() + (gpu.empty() ? "" : " (" + gpu + ")") + ", " +

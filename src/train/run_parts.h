@@ -68,6 +68,7 @@ class RunParts {
   std::optional<model::PointwiseGemmScope> pointwise_gemm;  // train.pointwise_gemm
   std::optional<model::SeFoldScope> se_fold;                // train.se_fold
   std::optional<model::BnFoldScope> bn_fold;                // train.bn_fold
+  std::optional<model::SdpaBackendScope> attention;         // train.attention
   dist::GradBuckets buckets;
   AdamW optimizer;
   std::unique_ptr<ModelEma> ema;  // train.ema_decay > 0

@@ -136,6 +136,18 @@ bool channels_last(const config::Config& cfg, const at::Device& device) {
   return v == "true" || (v == "auto" && device.is_cuda());
 }
 
+model::SdpaBackend sdpa_backend(const config::Config& cfg, const at::Device& device) {
+  const std::string v = cfg.get_string("train.attention");
+  if (v == "math") return model::SdpaBackend::kMath;
+  if (v != "efficient" && v != "cudnn") return model::SdpaBackend::kAuto;
+  if (!device.is_cuda())
+    throw std::invalid_argument("train.attention = " + v +
+                                " is a GPU backend of "
+                                "scaled_dot_product_attention, and this rank runs on " +
+                                device.str() + "; use auto or math");
+  return v == "cudnn" ? model::SdpaBackend::kCudnn : model::SdpaBackend::kEfficient;
+}
+
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device) {
   if (!device.is_cuda()) return;
   const bool deterministic = cfg.get_bool("train.deterministic");

@@ -11,6 +11,7 @@
 #include "data/mixup.h"
 #include "model/bn_gelu.h"
 #include "model/dw_conv.h"
+#include "model/transformer.h"
 #include "train/loss.h"
 #include "train/optim.h"
 
@@ -47,6 +48,9 @@ bool bn_gelu_se_mean(const config::Config& cfg, const at::Device& device);
 // The depthwise stride-2 convolution's input-gradient kernel when train.cuda_kernels asks for
 // dw_conv_dgrad on a GPU, else nullptr (cuDNN's); errors as use_batch_prep_kernel.
 const model::DwConvKernels* dw_conv_kernels(const config::Config& cfg, const at::Device& device);
+// train.attention: the backend the T blocks' scaled_dot_product_attention may take. The GPU's
+// own (efficient, cudnn) on a CPU run is an error naming the key.
+model::SdpaBackend sdpa_backend(const config::Config& cfg, const at::Device& device);
 // cuDNN's benchmark mode, or deterministic algorithms (train.deterministic); nothing on CPU.
 void configure_gpu_kernels(const config::Config& cfg, const at::Device& device);
 // Intra-op threads (train.threads, or a fair share of the node) and decode threads per rank.

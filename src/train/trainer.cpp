@@ -336,6 +336,7 @@ TrainSummary train(const config::Config& requested, dist::World& world) {
   run.pointwise_gemm.reset();
   run.se_fold.reset();
   run.bn_fold.reset();
+  run.attention.reset();
   close_summary(summary, times, loop, start_step, seconds_since(t_start));
   const json::Value s = summary_record(summary, run.ema != nullptr, resumed.from);
   metrics->write(s);

@@ -294,6 +294,34 @@ TEST(Model, AttentionKeepsAChannelsLastInputChannelsLast) {
   EXPECT_TRUE(attn->forward(nchw).is_contiguous()) << "an NCHW input stays NCHW";
 }
 
+// train.attention: a backend other than auto is the only one scaled_dot_product_attention may
+// take. On a CPU the GPU's backends are then refused (which shows the setting reached ATen), math
+// computes what ATen's own choice does, and ATen's flags are as before once the scope ends.
+TEST(Model, SdpaBackendScopeAllowsThatBackendAlone) {
+  torch::manual_seed(5);
+  TransformerBlockSpec spec;
+  Attention2d attn(32, 32, 4, 4, spec);
+  const at::Tensor x = at::randn({2, 32, 4, 4});
+  at::Context& c = at::globalContext();
+  auto flags = [&] {
+    return std::vector<bool>{c.userEnabledFlashSDP(), c.userEnabledMemEfficientSDP(),
+                             c.userEnabledCuDNNSDP(), c.userEnabledMathSDP()};
+  };
+  const std::vector<bool> atens = flags();
+  const at::Tensor y = attn->forward(x);
+  {
+    SdpaBackendScope math(SdpaBackend::kMath);
+    EXPECT_EQ(flags(), (std::vector<bool>{false, false, false, true}));
+    EXPECT_TRUE(at::allclose(attn->forward(x), y, 1e-5, 1e-6));
+  }
+  for (SdpaBackend gpu_only : {SdpaBackend::kEfficient, SdpaBackend::kCudnn}) {
+    SdpaBackendScope only(gpu_only);
+    EXPECT_THROW(attn->forward(x), c10::Error) << "a GPU backend alone ran on the CPU";
+  }
+  EXPECT_EQ(flags(), atens);
+  EXPECT_TRUE(at::equal(attn->forward(x), y));
+}
+
 // The squeeze-excitation's mean passes its gradient back in the input's layout (autograd's own
 // is NCHW, which then met the channels-last gradient of the gate's multiply in an add ATen
 // cannot vectorise), with the values of autograd's mean.

@@ -187,6 +187,32 @@ TEST(CudaGraph, IsRefusedWhereAGraphCannotHoldTheStep) {
 
 // train.cuda_graph auto: on at one rank on a GPU, where it measured faster; off on a CPU and at
 // several ranks (never run there on GPUs); an explicit value is kept.
+// train.attention, checked at set-up: the GPU's backends on a CPU run are an error naming the key.
+TEST(Setup, AttentionBackendNamesTheKeyOnACpu) {
+  const at::Device gpu(at::kCUDA, 0), cpu(at::kCPU);
+  auto backend = [](const std::string& v, const at::Device& d) {
+    config::Config c = config::Config::defaults();
+    c.set("train.attention=" + v);
+    return train::sdpa_backend(c, d);
+  };
+  EXPECT_EQ(config::Config::defaults().get_string("train.attention"), "auto");
+  EXPECT_EQ(backend("auto", gpu), model::SdpaBackend::kAuto);
+  EXPECT_EQ(backend("math", cpu), model::SdpaBackend::kMath);
+  EXPECT_EQ(backend("cudnn", gpu), model::SdpaBackend::kCudnn);
+  EXPECT_EQ(backend("efficient", gpu), model::SdpaBackend::kEfficient);
+  for (const std::string v : {"cudnn", "efficient"}) {
+    try {
+      backend(v, cpu);
+      ADD_FAILURE() << v << " on a CPU was not refused";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("train.attention = " + v), std::string::npos)
+          << e.what();
+    }
+  }
+  config::Config c = config::Config::defaults();
+  EXPECT_THROW(c.set("train.attention=flash"), std::exception) << "not a choice";
+}
+
 TEST(CudaGraph, AutoIsOnAtOneRankOnAGpuOnly) {
   const at::Device gpu(at::kCUDA, 0), cpu(at::kCPU);
   auto resolved = [](const at::Device& d, int world, std::vector<std::string> sets) {
