@@ -131,22 +131,24 @@ std::vector<KeySpec> build() {
           0, 1e6),
       key("train.profile_start", K::Int, "10",
           "the first profiled step (0-based; after the first steps, which warm up)", 0, 1e15),
-      choice("train.pointwise_gemm", "auto", {"auto", "true", "false"},
-             "1x1 convolutions of channels-last activations as matrix products with the bias in "
-             "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias "
-             "add; auto: true on a GPU (measured faster there), false on CPU"),
+      choice(
+          "train.pointwise_gemm", "auto", {"auto", "true", "false"},
+          "1x1 convolutions of channels-last activations as matrix products with the bias in "
+          "the product's epilogue (cuBLASLt on a GPU), instead of cuDNN then a separate bias "
+          "add; auto: true on a GPU in bf16 or fp16 (measured faster there), false on CPU and in "
+          "fp32 (ATen's cuDNN convolutions may use TF32, its matrix products do not)"),
       choice("train.bn_fold", "auto", {"auto", "true", "wide", "false"},
              "the MBConv blocks' pre-norm BatchNorm, 1x1 expansion and the BatchNorm after it as "
              "one matrix product of the block's input (the batch's statistics from its mean and "
              "covariance); channels-last, not fp16, without dist.sync_bn; true: every block, "
              "wide: only blocks whose expansion is more than 4x as wide as their input (each "
-             "stage's first; the fold lost to the composite at 4x on a GPU); auto: wide on a GPU, "
-             "false on CPU"),
+             "stage's first; the fold lost to the composite at 4x on a GPU); auto: wide on a GPU "
+             "in bf16, false on CPU and in fp32"),
       choice("train.se_fold", "auto", {"auto", "true", "false"},
              "the MBConv blocks' squeeze-excitation gate folded into the 1x1 projection after it "
              "(one batched matrix product with per-sample scaled weights), instead of multiplying "
-             "the activation by the gate and then convolving it; auto: true on a GPU (measured "
-             "faster there), false on CPU"),
+             "the activation by the gate and then convolving it; auto: true on a GPU in bf16 or "
+             "fp16 (measured faster there), false on CPU and in fp32"),
       choice("train.attention", "auto", {"auto", "efficient", "cudnn", "math"},
              "the backend of scaled_dot_product_attention the T blocks' relative-position "
              "attention takes: auto (ATen's choice; on the GPUs measured, its memory-efficient "

@@ -119,12 +119,15 @@ config::Config resolved_for(const config::Config& cfg, const at::Device& device)
   // The rewrites of the model's arithmetic that measured faster on a GPU (docs/GPU.md): on by
   // default there (the BatchNorm fold only where it won: model/bn_fold.h). On CPU they were never
   // measured faster, and the CPU tests hold them to the composite's results, so auto keeps a CPU
-  // run as it was.
+  // run as it was. Nor in float32 on a GPU: they were measured in 16 bits, and there they would
+  // trade cuDNN's convolutions, which ATen lets use TF32, for cuBLAS products in full float32
+  // (ATen's default: TF32 off for matrix products), several times slower on tensor-core GPUs.
+  const bool measured = device.is_cuda() && out.get_string("precision.backend") != "fp32";
   const std::pair<const char*, const char*> on_gpu[] = {
       {"train.pointwise_gemm", "true"}, {"train.bn_fold", "wide"}, {"train.se_fold", "true"}};
   for (const auto& [key, value] : on_gpu)
     if (cfg.get_string(key) == "auto")
-      out.set(std::string(key) + "=" + (device.is_cuda() ? value : "false"));
+      out.set(std::string(key) + "=" + (measured ? value : "false"));
   const std::vector<std::string>& kernels = cfg.get_strings("train.cuda_kernels");
   if (std::find(kernels.begin(), kernels.end(), "auto") != kernels.end())
     out.set("train.cuda_kernels=[" + text::join(kernels_for(kernels, device), ", ") + "]");

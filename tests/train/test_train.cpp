@@ -468,6 +468,12 @@ TEST(Setup, AutoTurnsOnWhatMeasuredFasterOnAGpuOnly) {
               std::string(key) == "train.bn_fold" ? "wide" : "true")
         << key;
     EXPECT_EQ(train::resolved_for(d, cpu).get_string(key), "false") << key;
+    // Measured in bf16: in float32 they would replace cuDNN's TF32 convolutions by full-float32
+    // products. fp16 runs the same tensor cores as bf16.
+    const config::Config fp32 = config::Config::load("", {"precision.backend=fp32"});
+    EXPECT_EQ(train::resolved_for(fp32, gpu).get_string(key), "false") << key;
+    const config::Config fp16 = config::Config::load("", {"precision.backend=fp16"});
+    EXPECT_NE(train::resolved_for(fp16, gpu).get_string(key), "false") << key;
   }
   using Kernels = std::vector<std::string>;
   const Kernels on_gpu = coatnet::cuda::kernels_built() ? Kernels{"bn_gelu_se_mean"} : Kernels{};
