@@ -145,8 +145,8 @@ model::SdpaBackend sdpa_backend(const config::Config& cfg, const at::Device& dev
   if (v != "efficient" && v != "cudnn") return model::SdpaBackend::kAuto;
   if (!device.is_cuda())
     throw std::invalid_argument("train.attention = " + v +
-                                " is a GPU backend of "
-                                "scaled_dot_product_attention, and this rank runs on " +
+                                " is a GPU backend of scaled_dot_product_attention, and this "
+                                "rank runs on " +
                                 device.str() + "; use auto or math");
   return v == "cudnn" ? model::SdpaBackend::kCudnn : model::SdpaBackend::kEfficient;
 }

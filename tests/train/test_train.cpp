@@ -111,19 +111,17 @@ TEST(AdamW, MatchesTorchAdamWWithDecayOnWeightsOnly) {
 TEST(AdamW, UpdatesAReplacedMomentBuffer) {
   at::manual_seed(3);
   TwinAdamW t;
-  auto &fa = t.fa, &fb = t.fb;
-  auto &oa = t.oa, &ob = t.ob;
   for (int step = 0; step < 3; ++step) {
     t.same_gradients();
     if (step == 2) {  // a copy in new memory, as a load that assigned the tensor would leave
-      ob.exp_avg = ob.exp_avg.clone();
-      ob.exp_avg_sq = ob.exp_avg_sq.clone();
+      t.ob.exp_avg = t.ob.exp_avg.clone();
+      t.ob.exp_avg_sq = t.ob.exp_avg_sq.clone();
     }
-    oa.step(0.01, at::zeros({}));
-    ob.step(0.01, at::zeros({}));
-    ASSERT_TRUE(at::equal(fa.values, fb.values)) << "step " << step;
-    ASSERT_TRUE(at::equal(oa.exp_avg, ob.exp_avg)) << "step " << step;
-    ASSERT_TRUE(at::equal(oa.exp_avg_sq, ob.exp_avg_sq)) << "step " << step;
+    t.oa.step(0.01, at::zeros({}));
+    t.ob.step(0.01, at::zeros({}));
+    ASSERT_TRUE(at::equal(t.fa.values, t.fb.values)) << "step " << step;
+    ASSERT_TRUE(at::equal(t.oa.exp_avg, t.ob.exp_avg)) << "step " << step;
+    ASSERT_TRUE(at::equal(t.oa.exp_avg_sq, t.ob.exp_avg_sq)) << "step " << step;
   }
 }
 
@@ -133,15 +131,13 @@ TEST(AdamW, UpdatesAReplacedMomentBuffer) {
 TEST(AdamW, ReadsTheRateSetBeforeTheStep) {
   at::manual_seed(2);
   TwinAdamW t;
-  auto &fa = t.fa, &fb = t.fb;
-  auto &oa = t.oa, &ob = t.ob;
   for (int step = 0; step < 4; ++step) {
     const double rate = 0.01 / (step + 1);
     t.same_gradients();
-    oa.step(rate, at::zeros({}));
-    ob.set_learning_rate(rate);
-    ob.step(at::zeros({}));
-    ASSERT_TRUE(at::equal(fa.values, fb.values)) << "step " << step;
+    t.oa.step(rate, at::zeros({}));
+    t.ob.set_learning_rate(rate);
+    t.ob.step(at::zeros({}));
+    ASSERT_TRUE(at::equal(t.fa.values, t.fb.values)) << "step " << step;
   }
 }
 
